@@ -1,0 +1,1009 @@
+"""``Client``: the user's handle on a cluster.
+
+Two faces, one implementation: every network operation is a coroutine
+(``_gather``, ``_scatter``...) run on the client's event loop.  A synchronous
+client runs it on the shared loop thread and waits; an asynchronous client
+(``asynchronous=True``) hands the coroutine to the caller to ``await``.
+
+Hot paths stay off the loop: ``submit`` and ``map`` pickle in the calling
+thread, append to an outgoing list and wake the loop once per batch;
+``result()`` of a small value is unpickled in the calling thread from the
+copy that came with the "done" notice.
+
+Data flow::
+
+    submit/map --SubmitTasks--> outgoing list --(loop, one send per tick)--> scheduler
+    scheduler --TaskDone/TaskErred/...--> _on_messages --> FutureState --> waiters
+    gather of large values --GetData--> the workers that hold them (direct)
+    scatter --PutData--> workers, then --DataScattered--> scheduler
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import hashlib
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from shoal.client import future as fmod
+from shoal.client.future import (
+    CANCELLED,
+    ERROR,
+    FINISHED,
+    LOST,
+    PENDING,
+    Future,
+    FutureState,
+    Waiter,
+)
+from shoal.client.loop import LoopRunner, get_loop_runner
+from shoal.client.structure import futures_in, replace_futures
+from shoal.comm.core import DEFAULT_CONNECT_TIMEOUT, Comm, connect_and_greet
+from shoal.comm.pool import ConnectionPool
+from shoal.errors import (
+    CancelledError,
+    CommClosedError,
+    FutureLost,
+    SchedulerError,
+    SerializationError,
+)
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Payload, dumps, dumps_function, dumps_task_args, loads
+from shoal.worker.sizeof import sizeof
+
+logger = logging.getLogger("shoal.client")
+
+_default_client: Client | None = None
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_SKIP = object()
+
+
+def default_client() -> Client:
+    """The client made most recently (with ``set_as_default``)."""
+    c = _default_client
+    if c is None or c.status in ("closing", "closed"):
+        raise ValueError("No clients found. Start a client first: shoal.Client()")
+    return c
+
+
+def _funcname(func: Any) -> str:
+    while hasattr(func, "func") and callable(func.func) and not hasattr(func, "__name__"):
+        func = func.func  # functools.partial
+    name = getattr(func, "__name__", None) or type(func).__name__
+    if name == "<lambda>":
+        return "lambda"
+    return str(name).replace("-", "_") or "task"
+
+
+def _token(func_id: bytes, payload: Payload) -> str:
+    h = hashlib.blake2b(func_id, digest_size=16)
+    h.update(payload.data)
+    for b in payload.buffers:
+        h.update(b)
+    return h.hexdigest()
+
+
+class Client:
+    """Connect to a shoal cluster, or start a local one.
+
+    ``Client()`` starts a ``LocalCluster`` (keyword arguments such as
+    ``n_workers``, ``threads_per_worker``, ``processes`` and ``memory_limit``
+    go to it); ``Client("tcp://host:port")`` connects to a running scheduler;
+    ``Client(cluster)`` connects to a cluster object.
+    """
+
+    def __init__(
+        self,
+        address: Any = None,
+        *,
+        timeout: float | None = None,
+        set_as_default: bool = True,
+        asynchronous: bool = False,
+        name: str | None = None,
+        direct_to_workers: bool | None = None,
+        **cluster_kwargs: Any,
+    ) -> None:
+        self.asynchronous = asynchronous
+        self.timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
+        self.name = name or "client"
+        self.status = "newly-created"
+        self.id = ""
+        self.futures: dict[str, FutureState] = {}
+        self.refcount: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._outgoing: list[Any] = []
+        self._flush_pending = False
+        self._functions_sent: set[bytes] = set()
+        self._workers: list[str] = []
+        self._requests: dict[int, asyncio.Future[Any]] = {}
+        self._request_ids = iter(range(1, 1 << 62))
+        self._set_as_default = set_as_default
+        self._callback_executor: ThreadPoolExecutor | None = None
+        self._runner: LoopRunner | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.scheduler_comm: Comm | None = None
+        self.cluster: Any = None
+        self._owns_cluster = False
+        if address is None:
+            from shoal.cluster.local import LocalCluster
+
+            self.cluster = LocalCluster(asynchronous=asynchronous, **cluster_kwargs)
+            self._owns_cluster = True
+            self._address: str | None = None
+        elif isinstance(address, str):
+            if cluster_kwargs:
+                raise TypeError(
+                    f"unexpected keyword arguments {sorted(cluster_kwargs)} when connecting to "
+                    f"an existing scheduler at {address}"
+                )
+            self._address = address
+        elif hasattr(address, "scheduler_address"):
+            self.cluster = address
+            self._address = None
+        else:
+            raise TypeError(f"Client() needs an address, a cluster or nothing; got {address!r}")
+        _clients.add(self)
+        if not asynchronous:
+            self._runner = get_loop_runner()
+            self.loop = self._runner.acquire()
+            try:
+                self._runner.run_sync(self._start, timeout=self.timeout + 60)
+            except BaseException:
+                self._teardown_after_failed_start()
+                raise
+
+    def _teardown_after_failed_start(self) -> None:
+        if self._owns_cluster and self.cluster is not None:
+            try:
+                self.cluster.close()
+            except Exception:
+                pass
+        if self._runner is not None:
+            self._runner.release()
+            self._runner = None
+        self.status = "closed"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _start(self) -> Client:
+        self.loop = asyncio.get_running_loop()
+        if self._owns_cluster and self.asynchronous:
+            await self.cluster
+        address = self._address or self.cluster.scheduler_address
+        self.scheduler_address = address
+        comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout)
+        self.scheduler_comm = comm
+        self.id = welcome.id
+        self._workers = list(welcome.info.get("workers", []))
+        self.pool = ConnectionPool("client", self.id, self.timeout)
+        self.status = "running"
+        comm.start(self._on_messages, self._on_closed)
+        if self._owns_cluster and self.cluster.n_workers:
+            # a cluster we started is ready when its workers are
+            await self._request("wait_for_workers", n=self.cluster.n_workers, timeout=self.timeout + 30)
+        if self._set_as_default:
+            global _default_client
+            _default_client = self
+        with self._lock:
+            if self._outgoing and not self._flush_pending:
+                self._flush_pending = True
+                self.loop.call_soon(self._flush)
+        return self
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Client:
+        if self.status != "running":
+            await self._start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self, timeout: float | None = None) -> Any:
+        """Close the connection (and the cluster this client started)."""
+        if self.asynchronous:
+            return self._close()
+        if self.status == "closed":
+            return None
+        try:
+            if self._runner is not None and self.loop is not None and not self.loop.is_closed():
+                self._runner.run_sync(self._close, timeout=timeout or 30)
+        finally:
+            if self._runner is not None:
+                runner, self._runner = self._runner, None
+                runner.release()
+        return None
+
+    async def _close(self) -> None:
+        global _default_client
+        if self.status in ("closing", "closed"):
+            return
+        self.status = "closing"
+        self._flush()
+        if self.scheduler_comm is not None:
+            await self.scheduler_comm.close(timeout=2.0)
+        if hasattr(self, "pool"):
+            self.pool.close()
+        for fut in self._requests.values():
+            if not fut.done():
+                fut.set_exception(CommClosedError("the client was closed"))
+        if self._owns_cluster and self.cluster is not None:
+            await self.cluster._close()
+        if self._callback_executor is not None:
+            self._callback_executor.shutdown(wait=False)
+        if _default_client is self:
+            _default_client = None
+        self.status = "closed"
+
+    def shutdown(self) -> Any:
+        """Close the scheduler and its workers, then this client."""
+        return self._sync(self._shutdown)
+
+    async def _shutdown(self) -> None:
+        try:
+            await self._request("close")
+        except (CommClosedError, OSError, SchedulerError):
+            pass
+        await self._close()
+
+    def _on_closed(self, comm: Comm, exc: BaseException | None) -> None:
+        if self.status == "running":
+            logger.warning("lost the connection to the scheduler at %s: %s", self.scheduler_address, exc)
+            self.status = "closed"
+            err = CommClosedError(f"lost the connection to the scheduler: {exc}")
+            for fut in self._requests.values():
+                if not fut.done():
+                    fut.set_exception(err)
+            with self._lock:
+                for st in self.futures.values():
+                    if not st.done():
+                        st.status = CANCELLED
+                        st.exception = FutureLost(f"lost the connection to the scheduler: {exc}")
+                        self._wake(st)
+
+    def _in_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    def _sync(self, coro_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.asynchronous:
+            return coro_fn(*args, **kwargs)
+        if self.status not in ("running",):
+            raise CommClosedError(f"the client is {self.status}")
+        assert self._runner is not None
+        return self._runner.run_sync(coro_fn, *args, **kwargs)
+
+    # ------------------------------------------------------------------ messaging
+
+    def _send(self, msg: Any) -> None:
+        with self._lock:
+            out = self._outgoing
+            if type(msg) is m.ReleaseKeys and out and type(out[-1]) is m.ReleaseKeys:
+                out[-1].keys.extend(msg.keys)
+            else:
+                out.append(msg)
+            if self._flush_pending or self.loop is None or self.status != "running":
+                return
+            self._flush_pending = True
+        loop = self.loop
+        try:
+            if self._in_loop_thread():
+                loop.call_soon(self._flush)
+            else:
+                loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:  # the loop is gone: we are shutting down
+            pass
+
+    def _flush(self) -> None:
+        with self._lock:
+            msgs, self._outgoing = self._outgoing, []
+            self._flush_pending = False
+        comm = self.scheduler_comm
+        if msgs and comm is not None and not comm.closed:
+            try:
+                comm.send(msgs)
+            except CommClosedError:
+                pass
+
+    def _on_messages(self, msgs: list[Any]) -> None:
+        futures = self.futures
+        with self._lock:
+            for msg in msgs:
+                t = type(msg)
+                if t is m.TaskDone:
+                    st = futures.get(msg.key)
+                    if st is not None and st.status != CANCELLED:
+                        st.status = FINISHED
+                        st.type_name = msg.type_name
+                        st.nbytes = msg.nbytes
+                        st.workers = msg.workers
+                        st.value = msg.value
+                        st.exception = None
+                        if st.waiters:
+                            self._wake(st)
+                elif t is m.TaskErred:
+                    st = futures.get(msg.key)
+                    if st is not None and st.status != CANCELLED:
+                        st.status = ERROR
+                        st.exception = (msg.exception, msg.traceback, msg.text)
+                        if st.waiters:
+                            self._wake(st)
+                elif t is m.TasksCancelled:
+                    for key in msg.keys:
+                        st = futures.get(key)
+                        if st is not None and not st.done():
+                            st.status = CANCELLED
+                            self._wake(st)
+                elif t is m.TasksLost:
+                    for key in msg.keys:
+                        st = futures.get(key)
+                        if st is not None and st.status != CANCELLED:
+                            st.status = LOST
+                            st.value = None
+                            st.workers = []
+                elif t is m.WorkersChanged:
+                    self._workers = [w for w in self._workers if w not in msg.removed] + msg.added
+                elif t is m.Response:
+                    fut = self._requests.pop(msg.id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                else:
+                    logger.warning("unexpected %s from the scheduler", t.__name__)
+
+    def _wake(self, st: FutureState) -> None:
+        """With the lock held: tell everyone waiting on ``st``."""
+        waiters, st.waiters = st.waiters, None
+        if waiters:
+            for w in waiters:
+                w.state_done(st)
+
+    async def _request(self, method: str, timeout: float | None = None, **args: Any) -> Any:
+        if self.scheduler_comm is None or self.scheduler_comm.closed:
+            raise CommClosedError("not connected to the scheduler")
+        rid = next(self._request_ids)
+        assert self.loop is not None
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._requests[rid] = fut
+        self._flush()  # keep the order with what was submitted before
+        self.scheduler_comm.send([m.Request(rid, method, args)])
+        try:
+            reply = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the scheduler did not answer {method!r} within {timeout} s") from None
+        finally:
+            self._requests.pop(rid, None)
+        if reply.ok:
+            return reply.value
+        err = reply.value
+        if isinstance(err, Payload):
+            try:
+                err = loads(err)
+            except SerializationError:
+                err = SchedulerError(f"{method} failed")
+        if isinstance(err, BaseException):
+            raise err
+        raise SchedulerError(str(err))
+
+    # ------------------------------------------------------------------ references
+
+    def _acquire_key(self, key: str, inform: bool) -> FutureState:
+        with self._lock:
+            n = self.refcount.get(key, 0)
+            self.refcount[key] = n + 1
+            st = self.futures.get(key)
+            if st is None:
+                st = self.futures[key] = FutureState(key)
+                if inform:
+                    self._send(m.WantKeys([key]))
+            return st
+
+    def _release_key(self, key: str) -> None:
+        with self._lock:
+            n = self.refcount.get(key, 0) - 1
+            if n > 0:
+                self.refcount[key] = n
+                return
+            self.refcount.pop(key, None)
+            self.futures.pop(key, None)
+            if self.status == "running" or self.status == "newly-created":
+                self._send(m.ReleaseKeys([key]))
+
+    # ------------------------------------------------------------------ submit / map
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        key: str | None = None,
+        workers: Any = None,
+        resources: dict[str, float] | None = None,
+        retries: int | None = None,
+        priority: int = 0,
+        allow_other_workers: bool = False,
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool | None = None,
+        fifo_timeout: Any = None,
+        **kwargs: Any,
+    ) -> Future[Any]:
+        """Run ``func(*args, **kwargs)`` on the cluster; return a ``Future`` at once."""
+        if not callable(func):
+            raise TypeError("First input to submit must be a callable function")
+        actor = actor or actors
+        if pure is None:
+            pure = not actor
+        futures = self._make_tasks(
+            func, [args], kwargs, [key] if key is not None else None, pure,
+            workers, resources, retries, priority, allow_other_workers, actor,
+        )
+        return futures[0]
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        key: str | list[str] | None = None,
+        workers: Any = None,
+        retries: int | None = None,
+        resources: dict[str, float] | None = None,
+        priority: int = 0,
+        allow_other_workers: bool = False,
+        fifo_timeout: Any = None,
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool | None = None,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> list[Future[Any]]:
+        """``submit`` for every element of the iterables (zipped); the function
+        is pickled and sent once for the whole batch."""
+        if not callable(func):
+            raise TypeError("First input to map must be a callable function")
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        if any(isinstance(it, (str, bytes, dict)) for it in iterables):
+            raise TypeError("map() takes iterables of arguments, not a str, bytes or dict")
+        all_args = list(zip(*iterables))
+        actor = actor or actors
+        if pure is None:
+            pure = not actor
+        keys: list[str] | None = None
+        if isinstance(key, list):
+            if len(key) != len(all_args):
+                raise ValueError(f"{len(key)} keys given for {len(all_args)} tasks")
+            keys = key
+        elif isinstance(key, str):
+            keys = [f"{key}-{i}" for i in range(len(all_args))]
+        return self._make_tasks(
+            func, all_args, kwargs, keys, pure, workers, resources, retries, priority,
+            allow_other_workers, actor,
+        )
+
+    def _make_tasks(
+        self,
+        func: Callable[..., Any],
+        all_args: list[tuple[Any, ...]],
+        kwargs: dict[str, Any],
+        keys: list[str] | None,
+        pure: bool,
+        workers: Any,
+        resources: dict[str, float] | None,
+        retries: int | None,
+        priority: int,
+        allow_other_workers: bool,
+        actor: bool,
+    ) -> list[Future[Any]]:
+        if self.status in ("closing", "closed"):
+            raise CommClosedError(f"the client is {self.status}")
+        func_id, blob = dumps_function(func)
+        name = _funcname(func)
+        if isinstance(workers, str):
+            workers = [workers]
+        elif workers is not None:
+            workers = list(workers)
+        uid = None if pure else uuid.uuid4().hex
+        specs = []
+        out_keys = []
+        for i, args in enumerate(all_args):
+            payload, deps = dumps_task_args(args, kwargs)
+            if keys is not None:
+                k = keys[i]
+            elif pure:
+                k = f"{name}-{_token(func_id, payload)}"
+            elif len(all_args) == 1:
+                k = f"{name}-{uid}"
+            else:
+                k = f"{name}-{uid}-{i}"
+            out_keys.append(k)
+            specs.append(
+                m.TaskSpec(
+                    k, func_id, payload, sorted(deps), priority, retries or 0, workers,
+                    allow_other_workers, resources, actor,
+                )
+            )
+        with self._lock:
+            futures = []
+            new_specs = []
+            for spec in specs:
+                st = self.futures.get(spec.key)
+                if st is not None and st.status == CANCELLED:
+                    # a cancelled key asked for again: start over with fresh state
+                    self.futures[spec.key] = FutureState(spec.key)
+                    new_specs.append(spec)
+                elif st is None:
+                    new_specs.append(spec)
+                futures.append(Future(spec.key, self, inform=False))
+            if new_specs:
+                functions = []
+                if func_id not in self._functions_sent:
+                    self._functions_sent.add(func_id)
+                    functions.append(m.FunctionDef(func_id, blob))
+                self._send(m.SubmitTasks(new_specs, functions))
+        return futures
+
+    # ------------------------------------------------------------------ waiting
+
+    def _register(self, states: list[FutureState], waiter: Any) -> int:
+        """With the lock held: attach ``waiter`` to the states not done yet."""
+        n = 0
+        for st in states:
+            if st.done():
+                continue
+            n += 1
+            if st.waiters is None:
+                st.waiters = [waiter]
+            else:
+                st.waiters.append(waiter)
+        return n
+
+    def _unregister(self, states: list[FutureState], waiter: Any) -> None:
+        with self._lock:
+            for st in states:
+                if st.waiters and waiter in st.waiters:
+                    st.waiters.remove(waiter)
+
+    def _wait_states(self, states: list[FutureState], timeout: float | None, count: int | None = None) -> None:
+        """Block until ``count`` (default: all) of ``states`` are done."""
+        with self._lock:
+            pending = [st for st in states if not st.done()]
+            if not pending:
+                return
+            need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
+            if need <= 0:
+                return
+            waiter = Waiter(need)
+            self._register(pending, waiter)
+        if not waiter.wait(timeout):
+            self._unregister(pending, waiter)
+            raise TimeoutError(f"{need} futures were not done within {timeout} s")
+
+    async def _wait_states_async(self, states: list[FutureState], timeout: float | None, count: int | None = None) -> None:
+        with self._lock:
+            pending = [st for st in states if not st.done()]
+            if not pending:
+                return
+            need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
+            if need <= 0:
+                return
+            waiter = Waiter(need, asyncio.get_running_loop())
+            self._register(pending, waiter)
+        assert waiter.future is not None
+        try:
+            await asyncio.wait_for(waiter.future, timeout)
+        except asyncio.TimeoutError:
+            self._unregister(pending, waiter)
+            raise TimeoutError(f"{need} futures were not done within {timeout} s") from None
+
+    def _add_done_callback(self, future: Future[Any], fn: Callable[[Future[Any]], Any]) -> None:
+        client = self
+
+        class _Callback:
+            __slots__ = ()
+
+            def state_done(self, st: FutureState) -> None:
+                client._run_callback(fn, future)
+
+        with self._lock:
+            if self._register([future._state], _Callback()) == 0:
+                self._run_callback(fn, future)
+
+    def _run_callback(self, fn: Callable[[Future[Any]], Any], future: Future[Any]) -> None:
+        if self._callback_executor is None:
+            self._callback_executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-callback")
+
+        def run() -> None:
+            try:
+                fn(future)
+            except Exception:
+                logger.exception("error in done-callback %r of %s", fn, future.key)
+
+        try:
+            self._callback_executor.submit(run)
+        except RuntimeError:  # executor shut down with the client
+            pass
+
+    # ------------------------------------------------------------------ results
+
+    def _exception_of(self, st: FutureState) -> BaseException:
+        if st.status == CANCELLED:
+            return st.exception if isinstance(st.exception, BaseException) else CancelledError(st.key)
+        return fmod.exception_of_state(st)
+
+    def _raise_for(self, st: FutureState) -> None:
+        if st.status == CANCELLED:
+            raise self._exception_of(st)
+        exc = fmod.exception_of_state(st)
+        raise exc.with_traceback(st.traceback)
+
+    def _value_of(self, st: FutureState, timeout: float | None = None) -> Any:
+        if st.status == FINISHED:
+            if st.value is not None:
+                return loads(st.value)
+            payloads = self._runner.run_sync(self._fetch, [st], timeout=timeout) if self._runner else None
+            assert payloads is not None
+            return loads(payloads[st.key])
+        self._raise_for(st)
+
+    async def _value_of_async(self, st: FutureState) -> Any:
+        if st.status == FINISHED:
+            if st.value is not None:
+                return loads(st.value)
+            payloads = await self._fetch([st])
+            return loads(payloads[st.key])
+        self._raise_for(st)
+
+    async def _fetch(self, states: list[FutureState], attempts: int = 20) -> dict[str, Payload]:
+        """Payloads of finished states whose data is on workers (not inline)."""
+        out: dict[str, Payload] = {}
+        todo = [st for st in states if st.value is None]
+        for st in states:
+            if st.value is not None:
+                out[st.key] = st.value
+        for _ in range(attempts):
+            if not todo:
+                return out
+            by_worker: dict[str, list[FutureState]] = {}
+            unknown = []
+            for st in todo:
+                if st.workers:
+                    by_worker.setdefault(st.workers[0], []).append(st)
+                else:
+                    unknown.append(st)
+            results = await asyncio.gather(
+                *(self._get_from(w, sts) for w, sts in by_worker.items()), return_exceptions=True
+            )
+            failed: list[FutureState] = list(unknown)
+            for (worker, sts), res in zip(by_worker.items(), results):
+                if isinstance(res, BaseException):
+                    if isinstance(res, SerializationError):
+                        raise res
+                    logger.info("could not gather from %s: %s; asking the scheduler", worker, res)
+                    failed.extend(sts)
+                    continue
+                for st in sts:
+                    if st.key in res:
+                        out[st.key] = res[st.key]
+                    else:
+                        failed.append(st)
+            todo = failed
+            if todo:
+                who_has = await self._request("who_has", keys=[st.key for st in todo])
+                for st in todo:
+                    st.workers = who_has.get(st.key, [])
+                lost = [st for st in todo if not st.workers]
+                if lost:
+                    # being recomputed: wait until it is done again
+                    await asyncio.sleep(0.05)
+                    await self._wait_states_async(lost, None)
+                    for st in lost:
+                        if st.status != FINISHED:
+                            self._raise_for(st)
+                        if st.value is not None:
+                            out[st.key] = st.value
+                    todo = [st for st in todo if st.key not in out]
+        raise FutureLost(f"could not gather {[st.key for st in todo][:5]} after {attempts} attempts")
+
+    async def _get_from(self, worker: str, states: list[FutureState]) -> dict[str, Payload]:
+        keys = [st.key for st in states]
+        reply = await self.pool.request(worker, m.GetData(self.pool.next_id(), keys))
+        if reply.errors:
+            key, message = next(iter(reply.errors.items()))
+            raise SerializationError(f"the result of {key!r} could not be sent from {worker}: {message}")
+        return reply.data  # type: ignore[no-any-return]
+
+    def gather(self, futures: Any, errors: str = "raise", direct: bool | None = None,
+               asynchronous: bool | None = None) -> Any:
+        """Wait for the futures inside ``futures`` (a future, or lists, tuples,
+        dicts of them, nested) and return the same structure with values."""
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        if hasattr(futures, "__next__"):
+            futures = list(futures)
+        if self.asynchronous or asynchronous:
+            return self._gather(futures, errors)
+        found = list(futures_in(futures))
+        states = [f._state for f in found]
+        self._wait_states(states, None)
+        remote = [st for st in states if st.status == FINISHED and st.value is None]
+        payloads: dict[str, Payload] = {}
+        if remote:
+            assert self._runner is not None
+            payloads = self._runner.run_sync(self._fetch, remote)
+        return self._assemble(futures, payloads, errors)
+
+    async def _gather(self, futures: Any, errors: str = "raise") -> Any:
+        found = list(futures_in(futures))
+        states = [f._state for f in found]
+        await self._wait_states_async(states, None)
+        remote = [st for st in states if st.status == FINISHED and st.value is None]
+        payloads = await self._fetch(remote) if remote else {}
+        return self._assemble(futures, payloads, errors)
+
+    def _assemble(self, futures: Any, payloads: dict[str, Payload], errors: str) -> Any:
+        cache: dict[str, Any] = {}
+
+        def value_of(f: Future[Any]) -> Any:
+            st = f._state
+            key = st.key
+            if key in cache:
+                return cache[key]
+            if st.status == FINISHED:
+                p = st.value if st.value is not None else payloads[key]
+                v = cache[key] = loads(p)
+                return v
+            if errors == "skip":
+                return _SKIP
+            self._raise_for(st)
+
+        if type(futures) is list and all(type(f) is Future for f in futures):
+            out = []
+            for f in futures:
+                v = value_of(f)
+                if v is not _SKIP:
+                    out.append(v)
+            return out
+        return replace_futures(futures, value_of, _SKIP)
+
+    # ------------------------------------------------------------------ scatter
+
+    def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
+                direct: bool | None = None, hash: bool = True, timeout: float | None = None,
+                asynchronous: bool | None = None) -> Any:
+        """Put local data on workers; return futures pointing at it."""
+        if self.asynchronous or asynchronous:
+            return self._scatter(data, workers, broadcast, hash, timeout)
+        return self._sync(self._scatter, data, workers, broadcast, hash, timeout)
+
+    async def _scatter(self, data: Any, workers: Any, broadcast: bool, hash: bool,
+                       timeout: float | None) -> Any:
+        if isinstance(data, dict):
+            items = list(data.items())
+        elif isinstance(data, (list, tuple, set, frozenset)):
+            items = [(None, x) for x in data]
+        elif hasattr(data, "__next__"):
+            items = [(None, x) for x in data]
+        else:
+            items = [(None, data)]
+        keyed = []
+        for k, value in items:
+            payload = dumps(value)
+            if k is None:
+                name = type(value).__name__
+                if hash:
+                    h = hashlib.blake2b(payload.data, digest_size=16)
+                    for b in payload.buffers:
+                        h.update(b)
+                    k = f"{name}-{h.hexdigest()}"
+                else:
+                    k = f"{name}-{uuid.uuid4().hex}"
+            keyed.append((str(k), value, payload))
+        targets = await self._scatter_targets(workers, timeout)
+        placement: dict[str, dict[str, tuple[Any, Payload]]] = {}
+        holders: dict[str, list[str]] = {}
+        for i, (k, value, payload) in enumerate(keyed):
+            chosen = targets if broadcast else [targets[i % len(targets)]]
+            holders[k] = chosen
+            for w in chosen:
+                placement.setdefault(w, {})[k] = (value, payload)
+
+        async def put(w: str, entries: dict[str, tuple[Any, Payload]]) -> None:
+            msg = m.PutData(
+                self.pool.next_id(),
+                {k: p for k, (_, p) in entries.items()},
+                {k: sizeof(v) for k, (v, _) in entries.items()},
+                {k: fmod_type_name(v) for k, (v, _) in entries.items()},
+            )
+            ack = await self.pool.request(w, msg, timeout)
+            if ack.error:
+                raise SchedulerError(f"{w} refused scattered data: {ack.error}")
+
+        await asyncio.gather(*(put(w, e) for w, e in placement.items()))
+        scattered = []
+        futures = {}
+        with self._lock:
+            for k, value, payload in keyed:
+                st = self.futures.get(k)
+                if st is None or st.status in (CANCELLED, ERROR, LOST):
+                    st = self.futures[k] = FutureState(k)
+                st.status = FINISHED
+                st.type_name = fmod_type_name(value)
+                st.nbytes = sizeof(value)
+                st.workers = holders[k]
+                if payload.nbytes <= 16 * 1024 and not payload.buffers:
+                    st.value = payload
+                scattered.append(m.ScatteredKey(k, holders[k], st.nbytes, st.type_name))
+                futures[k] = Future(k, self, inform=False)
+            self._send(m.DataScattered(scattered))
+        if isinstance(data, dict):
+            return {k: futures[str(k)] for k in data}
+        result = [futures[k] for k, _, _ in keyed]
+        if isinstance(data, (list, tuple, set, frozenset)) or hasattr(data, "__next__"):
+            return type(data)(result) if isinstance(data, (list, tuple)) else result
+        return result[0]
+
+    async def _scatter_targets(self, workers: Any, timeout: float | None) -> list[str]:
+        if workers is not None:
+            if isinstance(workers, str):
+                workers = [workers]
+            known = await self._request("scheduler_info")
+            by_name = {info["name"]: a for a, info in known["workers"].items()}
+            resolved = []
+            for w in workers:
+                if w in known["workers"]:
+                    resolved.append(w)
+                elif w in by_name:
+                    resolved.append(by_name[w])
+                else:
+                    resolved.extend(a for a, info in known["workers"].items() if info["host"] == w)
+            if not resolved:
+                raise ValueError(f"no workers match {workers!r}")
+            return resolved
+        if not self._workers:
+            await self._request("wait_for_workers", n=1, timeout=timeout)
+            info = await self._request("scheduler_info")
+            self._workers = list(info["workers"])
+        return list(self._workers)
+
+    # ------------------------------------------------------------------ control
+
+    def cancel(self, futures: Any, asynchronous: bool | None = None, force: bool = False) -> Any:
+        """Cancel futures (and what depends on them); running tasks finish but
+        their results are dropped."""
+        found = list(futures_in(futures))
+        keys = []
+        with self._lock:
+            for f in found:
+                st = f._state
+                keys.append(f.key)
+                if st.status != CANCELLED:
+                    st.status = CANCELLED
+                    st.value = None
+                    self._wake(st)
+        if keys:
+            self._send(m.CancelKeys(keys, force))
+        if self.asynchronous or asynchronous:
+            return _done_coroutine()
+        return None
+
+    def retry(self, futures: Any, asynchronous: bool | None = None) -> Any:
+        """Run failed futures again."""
+        found = list(futures_in(futures))
+        keys = []
+        with self._lock:
+            for f in found:
+                st = f._state
+                if st.status == ERROR:
+                    st.status = PENDING
+                    st.exception = None
+                    st.traceback = None
+                    keys.append(f.key)
+        if keys:
+            self._send(m.RetryKeys(keys))
+        if self.asynchronous or asynchronous:
+            return _done_coroutine()
+        return None
+
+    def _fire_and_forget(self, keys: list[str]) -> None:
+        self._send(m.FireAndForget(keys))
+
+    # ------------------------------------------------------------------ introspection
+
+    def who_has(self, futures: Any = None) -> Any:
+        """``{key: [worker addresses]}`` for these futures (or every key)."""
+        keys = None if futures is None else [f.key for f in futures_in(futures)]
+        return self._sync(self._request, "who_has", keys=keys)
+
+    def has_what(self, workers: Any = None) -> Any:
+        """``{worker address: [keys]}``."""
+        if isinstance(workers, str):
+            workers = [workers]
+        return self._sync(self._request, "has_what", workers=workers)
+
+    def nthreads(self) -> Any:
+        return self._sync(self._request, "nthreads")
+
+    ncores = nthreads
+
+    def scheduler_info(self) -> Any:
+        return self._sync(self._request, "scheduler_info")
+
+    def processing(self) -> Any:
+        return self._sync(self._request, "processing")
+
+    def task_states(self, futures: Any = None) -> Any:
+        """``{key: scheduler state}`` (a shoal extension, for debugging)."""
+        keys = None if futures is None else [f.key for f in futures_in(futures)]
+        return self._sync(self._request, "task_states", keys=keys)
+
+    def story(self, *keys_or_futures: Any) -> Any:
+        keys = [k.key if isinstance(k, Future) else k for k in keys_or_futures]
+        return self._sync(self._request, "story", keys=keys)
+
+    def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None) -> Any:
+        """Block until at least ``n_workers`` workers are connected."""
+        return self._sync(self._request, "wait_for_workers", n=n_workers, timeout=timeout)
+
+    def run_on_scheduler(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``function(*args, **kwargs)`` in the scheduler process.  If it takes
+        a ``dask_scheduler`` (or ``scheduler``) argument it receives the scheduler."""
+        return self._sync(self._run_on_scheduler, function, args, kwargs)
+
+    async def _run_on_scheduler(self, function: Callable[..., Any], args: tuple[Any, ...],
+                                kwargs: dict[str, Any]) -> Any:
+        result = await self._request(
+            "run_on_scheduler", function=dumps(function), args=dumps((args, kwargs))
+        )
+        return loads(result)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return getattr(self.cluster, "dashboard_link", None)
+
+    def __repr__(self) -> str:
+        if self.status != "running":
+            return f"<Client: {self.status}>"
+        return f"<Client: {self.scheduler_address!r} workers={len(self._workers)}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (
+            f"<div><b>shoal Client</b> {html.escape(self.id)}<br>"
+            f"Scheduler: {html.escape(getattr(self, 'scheduler_address', '?'))}<br>"
+            f"Workers: {len(self._workers)}<br>Status: {html.escape(self.status)}</div>"
+        )
+
+
+def fmod_type_name(value: Any) -> str:
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+async def _done_coroutine() -> None:
+    return None
+
+
+@atexit.register
+def _close_clients_at_exit() -> None:
+    for c in list(_clients):
+        if c.status == "running" and not c.asynchronous:
+            try:
+                c.close(timeout=5)
+            except Exception:
+                pass

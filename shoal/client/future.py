@@ -1,0 +1,309 @@
+"""``Future``: a handle on a remote result, and ``FutureState``: what the client
+knows about one key.
+
+Rules (after CPython's ``concurrent.futures._base``):
+1. A small fixed set of states: pending, finished, error, cancelled, lost.
+   Every ``Future`` for a key shares the key's one ``FutureState``.
+2. States change only on the client's event loop thread (from scheduler
+   messages) or under the client's lock; anyone may read them.
+3. Waiting is done through *waiters* registered under the lock, so a change
+   between "is it done?" and "wake me" is never missed.  Threads wait on a
+   ``threading.Event``, coroutines on an ``asyncio.Future``.
+4. A ``Future`` counts as a reference: the last one for a key to be garbage
+   collected tells the scheduler the client no longer wants that key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import threading
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from shoal.errors import CancelledError, FutureLost
+from shoal.protocol.serialize import (
+    Payload,
+    collecting_dependencies,
+    loads,
+    loads_exception,
+    loads_traceback,
+    resolve_dependency,
+)
+
+if TYPE_CHECKING:
+    from shoal.client.core import Client
+
+T = TypeVar("T")
+
+PENDING = "pending"
+FINISHED = "finished"
+ERROR = "error"
+CANCELLED = "cancelled"
+LOST = "lost"
+DONE_STATES = frozenset({FINISHED, ERROR, CANCELLED})
+
+
+class Waiter:
+    """Wakes whoever waits once ``count`` registered states are done."""
+
+    __slots__ = ("count", "done_states", "event", "future", "loop")
+
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.count = count
+        self.done_states: list[FutureState] = []
+        self.loop = loop
+        self.event: threading.Event | None = None
+        self.future: asyncio.Future[None] | None = None
+        if loop is None:
+            self.event = threading.Event()
+        else:
+            self.future = loop.create_future()
+        if count <= 0:
+            self._wake()
+
+    def state_done(self, st: FutureState) -> None:
+        """Called with the client lock held."""
+        self.done_states.append(st)
+        self.count -= 1
+        if self.count == 0:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self.event is not None:
+            self.event.set()
+        elif self.future is not None and self.loop is not None:
+            fut = self.future
+            if self.loop.is_closed():
+                return
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self.loop:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                self.loop.call_soon_threadsafe(_set_if_pending, fut)
+
+    def wait(self, timeout: float | None) -> bool:
+        assert self.event is not None
+        return self.event.wait(timeout)
+
+
+def _set_if_pending(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class FutureState:
+    __slots__ = (
+        "exception",
+        "key",
+        "nbytes",
+        "status",
+        "traceback",
+        "type_name",
+        "value",
+        "waiters",
+        "workers",
+    )
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.status = PENDING
+        self.type_name = ""
+        self.nbytes = 0
+        self.workers: list[str] = []
+        self.value: Payload | None = None
+        self.exception: tuple[Payload, Payload, str] | BaseException | None = None
+        self.traceback: Any = None
+        self.waiters: list[Waiter] | None = None
+
+    def done(self) -> bool:
+        return self.status in DONE_STATES
+
+    def __repr__(self) -> str:
+        return f"<FutureState {self.key} {self.status}>"
+
+
+class Future(Generic[T]):
+    """A remote result.  ``result()`` waits for it and brings it here."""
+
+    __slots__ = ("__weakref__", "_state", "client", "key")
+
+    def __init__(self, key: str, client: Client | None = None, inform: bool = True) -> None:
+        if client is None:
+            from shoal.client.core import default_client
+
+            client = default_client()
+        self.key = key
+        self.client = client
+        self._state = client._acquire_key(key, inform)
+
+    # -- status ----------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        return self._state.status
+
+    def done(self) -> bool:
+        return self._state.done()
+
+    def cancelled(self) -> bool:
+        return self._state.status == CANCELLED
+
+    @property
+    def type(self) -> Any:
+        return self._state.type_name or None
+
+    @property
+    def executor(self) -> Client:
+        return self.client
+
+    # -- results ---------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the result and return it; re-raise the task's exception."""
+        if self.client.asynchronous and self.client._in_loop_thread():
+            return self._result_async()  # type: ignore[return-value]
+        self.client._wait_states([self._state], timeout)
+        return self.client._value_of(self._state, timeout)  # type: ignore[no-any-return]
+
+    async def _result_async(self) -> T:
+        await self.client._wait_states_async([self._state], None)
+        return await self.client._value_of_async(self._state)  # type: ignore[no-any-return]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The exception the task raised, or None."""
+        self.client._wait_states([self._state], timeout)
+        st = self._state
+        if st.status == CANCELLED:
+            raise CancelledError(self.key)
+        if st.status == ERROR:
+            return self.client._exception_of(st)
+        return None
+
+    def traceback(self, timeout: float | None = None) -> Any:
+        """The traceback of the task's exception (a traceback object), or None."""
+        self.client._wait_states([self._state], timeout)
+        st = self._state
+        if st.status != ERROR:
+            return None
+        exc = self.client._exception_of(st)
+        return exc.__traceback__
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._result_async().__await__()
+
+    # -- control ---------------------------------------------------------------
+
+    def cancel(self, force: bool = False) -> None:
+        self.client.cancel([self], force=force)
+
+    def retry(self) -> None:
+        self.client.retry([self])
+
+    def release(self) -> None:
+        """Drop this handle's reference now instead of at garbage collection."""
+        client, self.client = self.client, None  # type: ignore[assignment]
+        if client is not None:
+            client._release_key(self.key)
+
+    def add_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
+        """Call ``fn(self)`` once the future is done, on a separate thread."""
+        self.client._add_done_callback(self, fn)
+
+    def __del__(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            try:
+                client._release_key(self.key)
+            except Exception:  # interpreter shutdown
+                pass
+
+    # -- misuse ----------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("Future objects are not callable; use .result() to get the value")
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "the truth value of a Future is ambiguous; use .done() or .result()"
+        )
+
+    def __iter__(self) -> Any:
+        raise TypeError("a Future is not iterable; use .result() to get the value first")
+
+    # -- pickling: inside task arguments a future becomes its value ------------
+
+    def __reduce__(self) -> Any:
+        deps = collecting_dependencies()
+        if deps is not None:
+            deps.add(self.key)
+            return (resolve_dependency, (self.key,))
+        return (_rebuild_future, (self.key,))
+
+    # -- display ---------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        st = self._state
+        name = _key_name(self.key)
+        if st.status == FINISHED:
+            return f"<Future: {name} status: finished, type: {_short_type(st.type_name)}, key: {self.key}>"
+        if st.status == ERROR:
+            exc = self.client._exception_of(st) if self.client is not None else None
+            kind = type(exc).__name__ if exc is not None else "Exception"
+            return f"<Future: {name} status: error, type: {kind}, key: {self.key}>"
+        return f"<Future: {name} status: {st.status}, key: {self.key}>"
+
+    def _repr_html_(self) -> str:
+        st = self._state
+        color = {FINISHED: "green", ERROR: "red", CANCELLED: "gray", LOST: "orange"}.get(st.status, "black")
+        type_part = f", <b>type:</b> {html.escape(_short_type(st.type_name))}" if st.type_name else ""
+        return (
+            f"<b>Future: {html.escape(_key_name(self.key))}</b> "
+            f'<span style="color: var(--jp-ui-font-color2, {color})">status: {st.status}</span>'
+            f"{type_part}, <b>key:</b> {html.escape(self.key)}"
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Future) and other.key == self.key
+
+
+def _rebuild_future(key: str) -> Future[Any]:
+    return Future(key)
+
+
+def _key_name(key: str) -> str:
+    from shoal.scheduler.records import key_prefix
+
+    return key_prefix(key)
+
+
+def _short_type(type_name: str) -> str:
+    return type_name.rsplit(".", 1)[-1] if type_name else "NoneType"
+
+
+def value_of_state(st: FutureState) -> Any:
+    """The value of a finished state whose result came inline."""
+    assert st.value is not None
+    return loads(st.value)
+
+
+def exception_of_state(st: FutureState) -> BaseException:
+    exc = st.exception
+    if isinstance(exc, BaseException):
+        return exc
+    if exc is None:
+        return FutureLost(f"no exception recorded for {st.key!r}")
+    rebuilt = loads_exception(*exc)
+    st.exception = rebuilt
+    st.traceback = rebuilt.__traceback__  # re-raising must not grow it
+    return rebuilt
+
+
+__all__ = ["Future", "FutureState", "Waiter", "exception_of_state", "loads_traceback", "value_of_state"]

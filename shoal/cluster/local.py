@@ -1,0 +1,268 @@
+"""``LocalCluster``: a scheduler and workers on this machine.
+
+With ``processes=True`` (the default) the scheduler and each worker are their
+own processes.  The scheduler's listening socket is bound here first and
+handed to the scheduler process, so its address is known at once and the
+workers start in parallel with it instead of after it.  A supervisor thread
+(the nanny's part) restarts workers that die.
+
+With ``processes=False`` everything runs in this process, on the shared
+event loop thread, over the in-process transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import subprocess
+import uuid
+from typing import Any
+
+from shoal.cluster.process import Supervisor, parse_memory, spawn, stop_processes
+
+logger = logging.getLogger("shoal.cluster")
+
+_ids = itertools.count(1)
+
+#: keyword arguments dask.distributed's LocalCluster takes that mean nothing here
+_IGNORED = {"dashboard_address", "silence_logs", "local_directory", "death_timeout", "interface",
+            "protocol", "worker_dashboard_address", "scheduler_kwargs", "worker_kwargs",
+            "security", "service_kwargs", "diagnostics_port", "blocked_handlers"}
+
+
+def default_sizes(n_workers: int | None, threads_per_worker: int | None, processes: bool) -> tuple[int, int]:
+    cores = os.cpu_count() or 1
+    if n_workers is None and threads_per_worker is None:
+        if not processes:
+            return 1, cores
+        if cores <= 4:
+            return cores, 1
+        n = 2
+        while n * n < cores:
+            n += 1
+        while cores % n:
+            n += 1
+        return n, cores // n
+    if n_workers is None:
+        assert threads_per_worker is not None
+        return max(1, cores // threads_per_worker), threads_per_worker
+    if threads_per_worker is None:
+        return n_workers, max(1, cores // max(1, n_workers))
+    return n_workers, threads_per_worker
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        processes: bool = True,
+        memory_limit: Any = "auto",
+        host: str = "127.0.0.1",
+        scheduler_port: int = 0,
+        asynchronous: bool = False,
+        resources: dict[str, float] | None = None,
+        validate: bool = False,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        unknown = set(kwargs) - _IGNORED
+        if unknown:
+            raise TypeError(f"LocalCluster got unexpected keyword arguments {sorted(unknown)}")
+        self.n_workers, self.threads_per_worker = default_sizes(n_workers, threads_per_worker, processes)
+        if self.n_workers < 0 or self.threads_per_worker < 1:
+            raise ValueError("n_workers must be >= 0 and threads_per_worker >= 1")
+        self.processes = processes
+        self.memory_limit = parse_memory(memory_limit, max(1, self.n_workers))
+        self.host = host
+        self.scheduler_port = scheduler_port
+        self.resources = resources
+        self.validate = validate
+        self.asynchronous = asynchronous
+        self.name = name or f"LocalCluster-{next(_ids)}"
+        self.status = "created"
+        self.scheduler_address = ""
+        self.dashboard_link: str | None = None
+        self._scheduler_proc: subprocess.Popen[bytes] | None = None
+        self._supervisor: Supervisor | None = None
+        self._scheduler: Any = None  # in-process SchedulerServer
+        self._workers: list[Any] = []  # in-process WorkerServers
+        self._runner: Any = None
+        self._worker_ids = itertools.count()
+        if not asynchronous:
+            if processes:
+                self._start_processes()
+            else:
+                from shoal.client.loop import get_loop_runner
+
+                self._runner = get_loop_runner()
+                self._runner.acquire()
+                self._runner.run_sync(self._start_in_process)
+            self.status = "running"
+
+    # ------------------------------------------------------------------ start
+
+    def __await__(self) -> Any:
+        return self._start_async().__await__()
+
+    async def _start_async(self) -> LocalCluster:
+        if self.status == "running":
+            return self
+        if self.processes:
+            await asyncio.get_running_loop().run_in_executor(None, self._start_processes)
+        else:
+            await self._start_in_process()
+        self.status = "running"
+        return self
+
+    def _worker_args(self, name: str) -> list[str]:
+        args = ["worker", self.scheduler_address, "--nthreads", str(self.threads_per_worker),
+                "--log-level", "WARNING",
+                "--name", name, "--host", self.host, "--no-nanny",
+                "--memory-limit", str(self.memory_limit)]
+        if self.resources:
+            args += ["--resources", ",".join(f"{k}={v}" for k, v in self.resources.items())]
+        if self.validate:
+            args.append("--validate")
+        return args
+
+    def _start_processes(self) -> None:
+        from shoal.comm.tcp import bind_socket
+
+        sock = bind_socket(self.host, self.scheduler_port)
+        port = sock.getsockname()[1]
+        self.scheduler_address = f"tcp://{self.host}:{port}"
+        args = ["scheduler", "--host", self.host, "--port", str(port), "--fd", str(sock.fileno()),
+                "--log-level", "WARNING"]
+        if self.validate:
+            args.append("--validate")
+        try:
+            self._scheduler_proc = spawn(args, pass_fds=(sock.fileno(),))
+        finally:
+            sock.close()
+        self._supervisor = Supervisor()
+        for _ in range(self.n_workers):
+            self._add_worker_process()
+
+    def _add_worker_process(self) -> str:
+        assert self._supervisor is not None
+        name = str(next(self._worker_ids))
+        self._supervisor.add(name, self._worker_args(name), self.memory_limit)
+        return name
+
+    async def _start_in_process(self) -> None:
+        from shoal.scheduler.server import SchedulerServer
+
+        self._scheduler = SchedulerServer(f"inproc://{self.name}-{uuid.uuid4().hex[:8]}",
+                                          validate=self.validate)
+        await self._scheduler.start()
+        self.scheduler_address = self._scheduler.address
+        for _ in range(self.n_workers):
+            await self._add_worker_in_process()
+
+    async def _add_worker_in_process(self) -> Any:
+        from shoal.worker.server import WorkerServer
+
+        name = str(next(self._worker_ids))
+        w = WorkerServer(
+            self.scheduler_address, nthreads=self.threads_per_worker, name=name,
+            listen_address=f"inproc://{self.name}-worker-{name}-{uuid.uuid4().hex[:8]}",
+            memory_limit=self.memory_limit, resources=self.resources, validate=self.validate,
+        )
+        await w.start()
+        self._workers.append(w)
+        return w
+
+    # ------------------------------------------------------------------ scale
+
+    def scale(self, n: int) -> None:
+        """Run ``n`` workers (starting or stopping some)."""
+        if self.processes:
+            assert self._supervisor is not None
+            names = sorted(self._supervisor.workers, key=int)
+            while len(names) < n:
+                names.append(self._add_worker_process())
+            for name in names[n:]:
+                self._supervisor.remove(name)
+        else:
+            assert self._runner is not None
+            self._runner.run_sync(self._scale_in_process, n)
+        self.n_workers = n
+
+    async def _scale_in_process(self, n: int) -> None:
+        while len(self._workers) < n:
+            await self._add_worker_in_process()
+        while len(self._workers) > n:
+            await self._workers.pop().close("scaled down")
+
+    @property
+    def workers(self) -> dict[str, Any]:
+        if self.processes:
+            sup = self._supervisor
+            return {name: wp.proc for name, wp in sup.workers.items()} if sup else {}
+        return {w.name: w for w in self._workers}
+
+    # ------------------------------------------------------------------ close
+
+    def close(self, timeout: float | None = None) -> Any:
+        if self.asynchronous:
+            return self._close()
+        if self.status == "closed":
+            return None
+        if self.processes:
+            self._close_processes()
+        else:
+            assert self._runner is not None
+            try:
+                self._runner.run_sync(self._close_in_process, timeout=timeout or 30)
+            finally:
+                self._runner.release()
+                self._runner = None
+        self.status = "closed"
+        return None
+
+    async def _close(self) -> None:
+        if self.status == "closed":
+            return
+        self.status = "closing"
+        if self.processes:
+            await asyncio.get_running_loop().run_in_executor(None, self._close_processes)
+        else:
+            await self._close_in_process()
+            if self._runner is not None:
+                runner, self._runner = self._runner, None
+                asyncio.get_running_loop().call_soon(runner.release)
+        self.status = "closed"
+
+    def _close_processes(self) -> None:
+        procs = [self._scheduler_proc] if self._scheduler_proc is not None else []
+        if self._supervisor is not None:
+            procs = self._supervisor.halt() + procs
+        stop_processes(procs, timeout=5)
+        self._scheduler_proc = None
+
+    async def _close_in_process(self) -> None:
+        for w in self._workers:
+            await w.close("the cluster is closing")
+        self._workers = []
+        if self._scheduler is not None:
+            await self._scheduler.close()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LocalCluster:
+        return await self._start_async()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._close()
+
+    def __repr__(self) -> str:
+        kind = "processes" if self.processes else "threads"
+        return (f"LocalCluster({self.name!r}, {self.scheduler_address!r}, workers={self.n_workers}, "
+                f"threads={self.n_workers * self.threads_per_worker}, {kind}, status={self.status})")

@@ -1,0 +1,226 @@
+"""Starting scheduler and worker processes, and watching over workers.
+
+``Supervisor`` plays the nanny's part for any number of worker processes:
+it restarts a worker that died unexpectedly and kills one whose memory grows
+past its limit.  One supervisor watches all the workers of a ``LocalCluster``
+(or of one ``shoal worker --nworkers N`` command), rather than one nanny
+process per worker: the same safety at a fraction of the processes, which
+matters for start-up time on small machines.
+
+Children are tied to their parent through their stdin: when the parent goes
+away (even by ``kill -9``) the pipe closes and the child shuts itself down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+logger = logging.getLogger("shoal.nanny")
+
+#: a worker that dies this many times within RESTART_WINDOW seconds stays dead
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    """Start ``python -m shoal <args>`` tied to this process by its stdin."""
+    cmd = [sys.executable, "-m", "shoal", *args, "--parent-watch"]
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        pass_fds=pass_fds,
+        env=child_env(),
+        close_fds=True,
+    )
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
+    """Ask politely (close stdin), then terminate, then kill; always reap."""
+    for p in procs:
+        if p.poll() is None and p.stdin is not None:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(2.0)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.stdin is not None:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+
+
+class WorkerProcess:
+    __slots__ = ("args", "deaths", "memory_limit", "name", "proc")
+
+    def __init__(self, name: str, args: list[str], memory_limit: int) -> None:
+        self.name = name
+        self.args = args
+        self.memory_limit = memory_limit
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.deaths: list[float] = []
+
+
+class Supervisor:
+    """Starts worker processes and keeps them alive until ``stop()``."""
+
+    def __init__(self, poll_interval: float = 0.1, memory_interval: float = 0.5) -> None:
+        self.workers: dict[str, WorkerProcess] = {}
+        self.poll_interval = poll_interval
+        self.memory_interval = memory_interval
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, name: str, args: list[str], memory_limit: int = 0) -> WorkerProcess:
+        wp = WorkerProcess(name, args, memory_limit)
+        wp.proc = spawn(args)
+        with self._lock:
+            self.workers[name] = wp
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="shoal-nanny", daemon=True)
+            self._thread.start()
+        return wp
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            wp = self.workers.pop(name, None)
+        if wp is not None and wp.proc is not None:
+            stop_processes([wp.proc])
+
+    def _watch(self) -> None:
+        last_memory_check = 0.0
+        while not self._stop.wait(self.poll_interval):
+            now = time.monotonic()
+            check_memory = now - last_memory_check >= self.memory_interval
+            if check_memory:
+                last_memory_check = now
+            with self._lock:
+                workers = list(self.workers.values())
+            for wp in workers:
+                if self._stop.is_set():
+                    return
+                proc = wp.proc
+                if proc is None:
+                    continue
+                code = proc.poll()
+                if code is None:
+                    if check_memory and wp.memory_limit:
+                        self._check_memory(wp)
+                    continue
+                if code == 0:
+                    # a clean exit: the scheduler closed or asked it to leave
+                    with self._lock:
+                        self.workers.pop(wp.name, None)
+                    continue
+                self._restart(wp, code, now)
+
+    def _check_memory(self, wp: WorkerProcess) -> None:
+        try:
+            import psutil
+
+            assert wp.proc is not None
+            rss = psutil.Process(wp.proc.pid).memory_info().rss
+        except Exception:
+            return
+        if rss > wp.memory_limit:
+            logger.warning(
+                "worker %s uses %.0f MB, above its memory limit of %.0f MB: restarting it",
+                wp.name, rss / 1e6, wp.memory_limit / 1e6,
+            )
+            assert wp.proc is not None
+            wp.proc.kill()
+
+    def _restart(self, wp: WorkerProcess, code: int, now: float) -> None:
+        wp.deaths = [t for t in wp.deaths if now - t < RESTART_WINDOW] + [now]
+        if len(wp.deaths) > MAX_RESTARTS:
+            logger.error("worker %s died %d times in %.0f s (exit code %s); not restarting it",
+                         wp.name, len(wp.deaths), RESTART_WINDOW, code)
+            with self._lock:
+                self.workers.pop(wp.name, None)
+            return
+        logger.warning("worker %s died (exit code %s); restarting it", wp.name, code)
+        if wp.proc is not None and wp.proc.stdin is not None:
+            try:
+                wp.proc.stdin.close()
+            except OSError:
+                pass
+        wp.proc = spawn(wp.args)
+
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        with self._lock:
+            return [wp.proc for wp in self.workers.values() if wp.proc is not None]
+
+    def halt(self) -> list[subprocess.Popen[bytes]]:
+        """Stop watching; return the worker processes (still running)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
+        with self._lock:
+            procs = [wp.proc for wp in self.workers.values() if wp.proc is not None]
+            self.workers.clear()
+        return procs
+
+    def stop(self, timeout: float = 5.0) -> None:
+        stop_processes(self.halt(), timeout)
+
+
+def parse_memory(value: Any, nworkers: int = 1) -> int:
+    """``"auto"`` -> total memory / workers; ``"4GB"``/``"512 MiB"``/``0.5`` (a
+    fraction of total memory) / an int -> bytes.  0 means no limit."""
+    if value is None or value == 0 or value == "0":
+        return 0
+    total = _total_memory()
+    if value == "auto":
+        return total // max(1, nworkers)
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return int(value * total) if value <= 1 else int(value)
+    s = str(value).strip().lower().replace(" ", "")
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6,
+             "gb": 10**9, "tb": 10**12, "k": 10**3, "m": 10**6, "g": 10**9, "b": 1}
+    for suffix in sorted(units, key=len, reverse=True):
+        if s.endswith(suffix):
+            number = s[: -len(suffix)]
+            try:
+                return int(float(number) * units[suffix])
+            except ValueError:
+                break
+    try:
+        return int(float(s))
+    except ValueError:
+        raise ValueError(f"cannot understand the memory size {value!r}") from None
+
+
+def _total_memory() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # pragma: no cover
+        return 4 * 2**30

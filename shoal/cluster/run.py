@@ -1,0 +1,112 @@
+"""The main functions of scheduler and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from shoal.client.loop import new_event_loop
+
+logger = logging.getLogger("shoal")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _watch_parent(loop: asyncio.AbstractEventLoop, on_gone: Any) -> None:
+    """Our stdin is a pipe from the parent: EOF means the parent is gone."""
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            on_gone()
+
+    loop.add_reader(fd, readable)
+
+
+def _run(main: Any) -> None:
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def run_scheduler(host: str = "127.0.0.1", port: int = 8786, fd: int | None = None,
+                  parent_watch: bool = False, validate: bool = False,
+                  print_address: bool = True) -> None:
+    from shoal.scheduler.server import SchedulerServer
+
+    async def main() -> None:
+        sock = None
+        if fd is not None:
+            sock = socket.socket(fileno=fd)
+        server = SchedulerServer(f"tcp://{host}:{port}", sock=sock, validate=validate)
+        await server.start()
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            loop.create_task(server.close())
+
+        if parent_watch:
+            _watch_parent(loop, stop)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        if print_address:
+            logger.info("scheduler listening at %s", server.address)
+        await server.finished()
+
+    _run(main)
+
+
+def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "127.0.0.1",
+               port: int = 0, memory_limit: int = 0, resources: dict[str, float] | None = None,
+               parent_watch: bool = False, validate: bool = False,
+               connect_timeout: float | None = None) -> int:
+    from shoal.worker.server import WorkerServer
+
+    exit_code = 0
+
+    async def main() -> None:
+        nonlocal exit_code
+        server = WorkerServer(
+            scheduler, nthreads=nthreads, name=name, host=host, port=port,
+            memory_limit=memory_limit, resources=resources, validate=validate,
+            connect_timeout=connect_timeout,
+        )
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            loop.create_task(server.close("stopped"))
+
+        if parent_watch:
+            _watch_parent(loop, stop)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        try:
+            await server.start()
+        except (OSError, TimeoutError) as e:
+            logger.error("worker could not join the scheduler at %s: %s", scheduler, e)
+            exit_code = 1
+            return
+        await server.finished()
+
+    _run(main)
+    return exit_code

@@ -1,0 +1,238 @@
+"""What every transport offers, and the handshake that opens every connection.
+
+A ``Comm`` moves batches of messages (lists of protocol structs) both ways.
+Received batches go to the ``on_messages`` callback given to ``start()``, on
+the event loop thread, with no asyncio Task per message; before ``start()``,
+``await recv()`` reads them one at a time (used by handshakes and short
+request/response exchanges).
+
+Rules:
+1. ``send()`` never blocks and never awaits; it raises ``CommClosedError``
+   once the comm is closed.  Producers of bulk data ``await drain()``.
+2. Every wait has a timeout.  A connection that cannot be made within the
+   connect timeout raises ``OSError`` naming the address.
+3. A peer that sends garbage gets its connection closed and a log line;
+   nothing else is affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from shoal.comm.addresses import parse_address
+from shoal.comm.codec import MessageCodec
+from shoal.errors import CommClosedError, RemoteProtocolError
+from shoal.protocol.messages import PROTOCOL_VERSION, Hello, Rejected, Welcome
+
+logger = logging.getLogger("shoal.comm")
+
+MessageHandler = Callable[[list[Any]], None]
+CloseHandler = Callable[["Comm", BaseException | None], None]
+
+#: seconds: how long a connect (including the handshake) may take by default
+DEFAULT_CONNECT_TIMEOUT = float(os.environ.get("SHOAL_CONNECT_TIMEOUT", "10"))
+
+
+class Comm:
+    """Base of the transports: message delivery and the receive queue."""
+
+    local_address: str = ""
+    peer_address: str = ""
+
+    def __init__(self) -> None:
+        self.codec = MessageCodec()
+        self.closed = False
+        self.close_reason: BaseException | None = None
+        self._on_messages: MessageHandler | None = None
+        self._on_close: CloseHandler | None = None
+        self._pending: deque[list[Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.name = ""  # set by the owner for log lines
+
+    # -- receiving ----------------------------------------------------------------
+
+    def start(self, on_messages: MessageHandler, on_close: CloseHandler | None = None) -> None:
+        """Deliver every batch (queued ones first) to ``on_messages``."""
+        self._on_messages = on_messages
+        self._on_close = on_close
+        while self._pending and not self.closed:
+            on_messages(self._pending.popleft())
+        if self.closed and on_close is not None:
+            on_close(self, self.close_reason)
+
+    async def recv(self, timeout: float | None = None) -> list[Any]:
+        """The next batch; only before ``start()``."""
+        while not self._pending:
+            if self.closed:
+                raise CommClosedError(f"connection to {self.peer_address} closed") from self.close_reason
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"no message from {self.peer_address} within {timeout} s"
+                ) from None
+            finally:
+                self._waiter = None
+        return self._pending.popleft()
+
+    def _deliver_frames(self, frames: list[Any]) -> None:
+        try:
+            msgs = self.codec.decode(frames)
+        except RemoteProtocolError as e:
+            logger.error("closing connection from %s: %s", self.peer_address or "?", e)
+            self.abort(e)
+            return
+        handler = self._on_messages
+        if handler is None:
+            self._pending.append(msgs)
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
+            return
+        try:
+            handler(msgs)
+        except Exception as e:
+            logger.exception("error handling messages from %s; closing that connection", self.peer_address)
+            self.abort(e)
+
+    def _closed(self, exc: BaseException | None) -> None:
+        """Called once by the transport when the connection is gone."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = exc
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        if self._on_close is not None:
+            try:
+                self._on_close(self, exc)
+            except Exception:
+                logger.exception("error in close handler of %s", self.peer_address)
+
+    # -- sending (the transports implement these) ----------------------------------
+
+    def send(self, msgs: list[Any]) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        """Wait until the queue of unsent bytes is below the high-water mark."""
+        raise NotImplementedError
+
+    async def flushed(self) -> None:
+        """Wait until everything sent so far has been handed to the OS."""
+        raise NotImplementedError
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        raise NotImplementedError
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Flush what is queued (bounded by ``timeout``), then close."""
+        if not self.closed:
+            try:
+                await asyncio.wait_for(self.flushed(), timeout)
+            except (asyncio.TimeoutError, OSError):
+                pass
+        self.abort(None)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} {self.local_address} -> {self.peer_address} {state}>"
+
+
+class Listener:
+    """Accepts connections; hands each new ``Comm`` to ``on_connection``."""
+
+    address: str = ""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+async def connect(address: str, timeout: float | None = None, retry: bool = False) -> Comm:
+    """Open a connection to ``address`` (no handshake)."""
+    scheme, loc = parse_address(address)
+    timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
+    if scheme == "tcp":
+        from shoal.comm.tcp import tcp_connect
+
+        return await tcp_connect(loc, timeout, retry)
+    from shoal.comm.inproc import inproc_connect
+
+    return await inproc_connect(loc, timeout, retry)
+
+
+def listen(address: str, on_connection: Callable[[Comm], None], **kwargs: Any) -> Listener:
+    scheme, loc = parse_address(address)
+    if scheme == "tcp":
+        from shoal.comm.tcp import TCPListener
+
+        return TCPListener(loc, on_connection, **kwargs)
+    from shoal.comm.inproc import InprocListener
+
+    return InprocListener(loc, on_connection)
+
+
+# ---------------------------------------------------------------------------
+# handshake
+# ---------------------------------------------------------------------------
+
+
+async def connect_and_greet(
+    address: str,
+    role: str,
+    name: str = "",
+    timeout: float | None = None,
+    retry: bool = False,
+    extra: list[Any] | None = None,
+) -> tuple[Comm, Welcome]:
+    """Connect, say ``Hello`` (followed by ``extra`` messages, in the same
+    batch), and wait for ``Welcome``; all within ``timeout``."""
+    timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    comm = await connect(address, timeout, retry)
+    try:
+        comm.send([Hello(PROTOCOL_VERSION, role, name, os.getpid()), *(extra or [])])
+        msgs = await comm.recv(max(0.01, deadline - loop.time()))
+    except TimeoutError:
+        comm.abort(None)
+        raise TimeoutError(f"{address} did not complete the shoal handshake within {timeout} s") from None
+    except OSError as e:
+        comm.abort(None)
+        raise OSError(f"connection to {address} failed during the handshake: {e}") from e
+    first = msgs[0] if msgs else None
+    if isinstance(first, Rejected):
+        comm.abort(None)
+        raise ConnectionRefusedError(f"{address} refused the connection: {first.reason}")
+    if not isinstance(first, Welcome):
+        comm.abort(None)
+        raise RemoteProtocolError(f"{address} answered the handshake with {type(first).__name__}")
+    # anything after the Welcome in the same batch stays queued for the owner
+    if len(msgs) > 1:
+        comm._pending.appendleft(msgs[1:])
+    return comm, first
+
+
+async def accept_greeting(comm: Comm, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Hello:
+    """Server side: read ``Hello`` and check the version (without answering)."""
+    msgs = await comm.recv(timeout)
+    first = msgs[0] if msgs else None
+    if not isinstance(first, Hello):
+        raise RemoteProtocolError(f"expected Hello, got {type(first).__name__}")
+    if first.version != PROTOCOL_VERSION:
+        comm.send([Rejected(f"protocol version {first.version} is not {PROTOCOL_VERSION}")])
+        raise RemoteProtocolError(
+            f"peer speaks protocol version {first.version}, we speak {PROTOCOL_VERSION}"
+        )
+    if len(msgs) > 1:
+        comm._pending.appendleft(msgs[1:])
+    return first

@@ -1,0 +1,98 @@
+"""Request/response over long-lived connections, one per peer.
+
+Used for the data plane (a worker fetching from a peer, a client scattering
+to or gathering from a worker).  A request is a message with an ``id``; the
+answer is the message coming back with the same ``id``.  Connections are made
+on first use (with the handshake) and reused; a connection that breaks fails
+every request waiting on it with ``CommClosedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+from shoal.comm.core import Comm, connect_and_greet
+from shoal.errors import CommClosedError
+
+logger = logging.getLogger("shoal.comm")
+
+
+class PeerConnection:
+    def __init__(self, comm: Comm) -> None:
+        self.comm = comm
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        comm.start(self._on_messages, self._on_close)
+
+    def _on_messages(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            fut = self.pending.pop(getattr(msg, "id", -1), None)
+            if fut is None:
+                logger.warning("unexpected %s from %s", type(msg).__name__, self.comm.peer_address)
+            elif not fut.done():
+                fut.set_result(msg)
+
+    def _on_close(self, comm: Comm, exc: BaseException | None) -> None:
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(CommClosedError(f"connection to {comm.peer_address} was lost"))
+
+
+class ConnectionPool:
+    def __init__(self, role: str, name: str = "", connect_timeout: float | None = None) -> None:
+        self.role = role
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self._conns: dict[str, PeerConnection] = {}
+        self._connecting: dict[str, asyncio.Future[PeerConnection]] = {}
+        self._ids = itertools.count(1)
+        self.closed = False
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def connection(self, address: str) -> PeerConnection:
+        conn = self._conns.get(address)
+        if conn is not None and not conn.comm.closed:
+            return conn
+        if self.closed:
+            raise CommClosedError("connection pool is closed")
+        fut = self._connecting.get(address)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._connecting[address] = fut
+            try:
+                comm, _ = await connect_and_greet(address, self.role, self.name, self.connect_timeout)
+                conn = PeerConnection(comm)
+                self._conns[address] = conn
+                fut.set_result(conn)
+            except BaseException as e:
+                fut.set_exception(e)
+                fut.exception()  # mark retrieved: the caller re-raises below
+                raise
+            finally:
+                self._connecting.pop(address, None)
+            return conn
+        return await asyncio.shield(fut)
+
+    async def request(self, address: str, msg: Any, timeout: float | None = None) -> Any:
+        """Send ``msg`` (which has a fresh ``id``) and wait for the answer."""
+        conn = await self.connection(address)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        conn.pending[msg.id] = fut
+        try:
+            conn.comm.send([msg])
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no answer from {address} within {timeout} s") from None
+        finally:
+            conn.pending.pop(msg.id, None)
+
+    def close(self) -> None:
+        self.closed = True
+        for conn in self._conns.values():
+            conn.comm.abort(None)
+        self._conns.clear()

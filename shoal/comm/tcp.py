@@ -1,0 +1,303 @@
+"""TCP transport on raw non-blocking sockets driven by the event loop's
+``add_reader``/``add_writer``.
+
+Why not asyncio streams or transports: we need (a) ``recv_into`` straight
+into the final buffer of a large frame and (b) ``sendmsg`` of a list of
+buffers that are kept by reference until the kernel took them.  Both together
+make a 200 MB numpy array cross a socket without a user-space copy on either
+side.  asyncio's selector transport copies unsent data into its own buffer.
+
+Data flow::
+
+    send(msgs) -> codec.encode -> [header, frame0, buffers...] -> sendmsg
+                                        (unsent tail kept as memoryviews)
+    readable  -> recv_into(FrameDecoder.get_buffer()) -> frames -> codec.decode
+              -> on_messages(batch)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from shoal.comm.addresses import parse_host_port, unparse_host_port
+from shoal.comm.core import Comm, Listener
+from shoal.comm.framing import FrameDecoder, encode_frames
+from shoal.errors import CommClosedError, RemoteProtocolError
+
+logger = logging.getLogger("shoal.comm")
+
+_IOV_MAX = 512
+#: drain() waits while more than this many bytes are queued
+HIGH_WATER = 16 * 1024 * 1024
+#: reads per readiness callback, so one busy peer cannot starve the others
+_READS_PER_WAKEUP = 32
+
+
+def _set_socket_options(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def _format_addr(sockaddr: Any) -> str:
+    if isinstance(sockaddr, tuple):
+        return "tcp://" + unparse_host_port(sockaddr[0], sockaddr[1])
+    return f"tcp://{sockaddr}"
+
+
+class SocketComm(Comm):
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        _set_socket_options(sock)
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._loop = loop
+        self._decoder = FrameDecoder()
+        self._out: deque[memoryview] = deque()
+        self._out_bytes = 0
+        self._writing = False
+        self._drain_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        try:
+            self.local_address = _format_addr(sock.getsockname())
+            self.peer_address = _format_addr(sock.getpeername())
+        except OSError:
+            pass
+        loop.add_reader(self._fd, self._on_readable)
+
+    # -- reading --------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        decoder = self._decoder
+        recv_into = self._sock.recv_into
+        try:
+            for _ in range(_READS_PER_WAKEUP):
+                buf = decoder.get_buffer()
+                want = len(buf)
+                n = recv_into(buf)
+                del buf
+                if n == 0:
+                    self.abort(CommClosedError(f"connection closed by {self.peer_address}"))
+                    return
+                for frames in decoder.buffer_updated(n):
+                    self._deliver_frames(frames)
+                    if self.closed:
+                        return
+                if n < want:
+                    return
+        except (BlockingIOError, InterruptedError):
+            return
+        except RemoteProtocolError as e:
+            logger.error("closing connection from %s: %s", self.peer_address, e)
+            self.abort(e)
+        except OSError as e:
+            self.abort(CommClosedError(f"connection to {self.peer_address} lost: {e}"))
+
+    # -- writing --------------------------------------------------------------------
+
+    def send(self, msgs: list[Any]) -> None:
+        if self.closed:
+            raise CommClosedError(f"connection to {self.peer_address} is closed") from self.close_reason
+        frames = encode_frames(self.codec.encode(msgs))
+        out = self._out
+        for f in frames:
+            mv = memoryview(f)
+            if mv.format != "B" or mv.ndim != 1:
+                mv = mv.cast("B")
+            if mv.nbytes:
+                out.append(mv)
+                self._out_bytes += mv.nbytes
+        if not self._writing:
+            self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        sendmsg = self._sock.sendmsg
+        try:
+            while out:
+                bufs = list(out) if len(out) <= _IOV_MAX else [out[i] for i in range(_IOV_MAX)]
+                sent = sendmsg(bufs)
+                self._out_bytes -= sent
+                while sent:
+                    head = out[0]
+                    if sent >= head.nbytes:
+                        sent -= head.nbytes
+                        out.popleft()
+                    else:
+                        out[0] = head[sent:]
+                        sent = 0
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            self.abort(CommClosedError(f"connection to {self.peer_address} lost: {e}"))
+            return
+        if out and not self._writing:
+            self._writing = True
+            self._loop.add_writer(self._fd, self._flush)
+        elif not out and self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+        if self._drain_waiters:
+            still = []
+            for threshold, w in self._drain_waiters:
+                if self._out_bytes <= threshold:
+                    if not w.done():
+                        w.set_result(None)
+                else:
+                    still.append((threshold, w))
+            self._drain_waiters = still
+
+    async def _wait_below(self, threshold: int) -> None:
+        if self.closed:
+            raise CommClosedError(f"connection to {self.peer_address} is closed")
+        if self._out_bytes <= threshold:
+            return
+        w = self._loop.create_future()
+        self._drain_waiters.append((threshold, w))
+        await w
+        if self.closed:
+            raise CommClosedError(f"connection to {self.peer_address} is closed")
+
+    async def drain(self) -> None:
+        await self._wait_below(HIGH_WATER)
+
+    async def flushed(self) -> None:
+        await self._wait_below(0)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._out_bytes
+
+    # -- closing -------------------------------------------------------------------
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        if self.closed:
+            return
+        try:
+            self._loop.remove_reader(self._fd)
+            if self._writing:
+                self._loop.remove_writer(self._fd)
+        except Exception:  # the loop may already be closed
+            pass
+        self._writing = False
+        self._out.clear()
+        self._out_bytes = 0
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        for _, w in self._drain_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._drain_waiters = []
+        self._closed(exc)
+
+
+class TCPListener(Listener):
+    def __init__(
+        self,
+        location: str,
+        on_connection: Callable[[Comm], None],
+        sock: socket.socket | None = None,
+    ) -> None:
+        self.location = location
+        self.on_connection = on_connection
+        self._sock = sock
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._sock is None:
+            host, port = parse_host_port(self.location, 0)
+            self._sock = bind_socket(host, port)
+        self._sock.setblocking(False)
+        self.address = _format_addr(self._sock.getsockname()[:2])
+        self._loop.add_reader(self._sock.fileno(), self._on_accept)
+
+    def _on_accept(self) -> None:
+        assert self._sock is not None and self._loop is not None
+        for _ in range(64):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. EMFILE: log, keep listening
+                logger.error("accept failed on %s: %s", self.address, e)
+                return
+            try:
+                comm = SocketComm(conn, self._loop)
+            except OSError:
+                conn.close()
+                continue
+            self.on_connection(comm)
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            if self._loop is not None:
+                try:
+                    self._loop.remove_reader(self._sock.fileno())
+                except Exception:
+                    pass
+            self._sock.close()
+            self._sock = None
+
+
+def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket (blocking calls; fine before the loop uses it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if host in ("", "0.0.0.0"):
+        host = "0.0.0.0"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"could not listen on {unparse_host_port(host, port)}: {e.strerror}") from e
+    return sock
+
+
+async def tcp_connect(location: str, timeout: float, retry: bool) -> SocketComm:
+    """Connect within ``timeout``; with ``retry``, keep trying refused connects."""
+    host, port = parse_host_port(location)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.01
+    last: BaseException | None = None
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), remaining
+            )
+            family, _, _, _, sockaddr = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, sockaddr), max(0.001, deadline - loop.time()))
+            except BaseException:
+                sock.close()
+                raise
+            return SocketComm(sock, loop)
+        except asyncio.TimeoutError:
+            last = TimeoutError("timed out")
+            break
+        except OSError as e:
+            last = e
+            if not retry:
+                break
+        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+        delay = min(delay * 2, 0.5)
+    if isinstance(last, TimeoutError) or last is None:
+        raise TimeoutError(f"timed out after {timeout} s trying to connect to tcp://{location}")
+    raise OSError(
+        getattr(last, "errno", None), f"could not connect to tcp://{location}: {last}"
+    ) from last

@@ -1,0 +1,130 @@
+"""Every exception shoal raises, in one place.
+
+    Exception
+    ├── ShoalError                       base of shoal's own errors
+    │   ├── ProtocolError                a peer broke the wire protocol
+    │   │   ├── LocalProtocolError       ...we were about to send something invalid
+    │   │   └── RemoteProtocolError      ...the peer sent something invalid
+    │   ├── CommClosedError              the connection is gone (also an OSError)
+    │   ├── SerializationError           an object could not be (de)serialized
+    │   ├── KilledWorker                 a task took down workers too many times
+    │   ├── FutureLost                   a result was lost and cannot be recomputed
+    │   ├── SchedulerError               the scheduler refused a request
+    │   └── InvalidTransition / InvariantViolation   a state machine bug (tests)
+    ├── CancelledError                   (concurrent.futures.CancelledError) a future was cancelled
+    └── TimeoutError                     (builtin) a wait ran out of time
+
+A user's own exception is never wrapped: ``Future.result()`` re-raises it as
+itself, with the remote traceback attached.  Only when the exception could not
+travel (it did not pickle or unpickle) does a :class:`RemoteException` stand
+in for it, carrying the original type name, message and traceback text.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import CancelledError
+
+__all__ = [
+    "CancelledError",
+    "CommClosedError",
+    "FutureLost",
+    "InvalidTransition",
+    "InvariantViolation",
+    "KilledWorker",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteException",
+    "RemoteProtocolError",
+    "SchedulerError",
+    "SerializationError",
+    "ShoalError",
+]
+
+
+class ShoalError(Exception):
+    """Base class of the errors shoal itself raises."""
+
+
+class ProtocolError(ShoalError):
+    """The wire protocol was broken."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to send something that breaks the protocol (our bug)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that breaks the protocol (their bug, or garbage)."""
+
+
+class CommClosedError(ShoalError, OSError):
+    """The connection was closed, by the peer or by us."""
+
+
+class SerializationError(ShoalError):
+    """An object could not be pickled or unpickled."""
+
+
+class KilledWorker(ShoalError):
+    """A task was running on workers that died too many times.
+
+    The task is suspected of killing its workers (segfault, out of memory, a
+    call to ``os._exit``); shoal stops retrying it instead of taking down the
+    whole cluster.
+    """
+
+    def __init__(self, key: str, last_worker: str, allowed_failures: int) -> None:
+        super().__init__(
+            f"Attempted to run task {key!r} on {allowed_failures + 1} different workers, "
+            f"but all those workers died while running it. The last worker that attempted "
+            f"to run the task was {last_worker}."
+        )
+        self.key = key
+        self.last_worker = last_worker
+
+
+class FutureLost(ShoalError):
+    """The data behind a future was lost (its worker died) and cannot be rebuilt,
+    e.g. it was scattered rather than computed."""
+
+
+class SchedulerError(ShoalError):
+    """The scheduler answered a request with an error."""
+
+
+class RemoteException(ShoalError):
+    """Stands in for a remote exception that could not be sent or rebuilt here."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+
+class RemoteTraceback(Exception):
+    """Attached as ``__cause__`` of a re-raised task exception: the traceback as
+    the worker printed it (the approach of CPython's ``concurrent.futures.process``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+class InvalidTransition(ShoalError):
+    """A state machine was asked for a transition its table does not allow."""
+
+    def __init__(self, key: str, start: str, finish: str, story: list[tuple[object, ...]]) -> None:
+        lines = "\n".join(f"  {entry}" for entry in story[-20:])
+        super().__init__(f"{key!r}: no transition {start} -> {finish}\nstory:\n{lines}")
+        self.key = key
+        self.start = start
+        self.finish = finish
+        self.story = story
+
+
+class InvariantViolation(ShoalError):
+    """A state machine's internal invariants do not hold (a bug in shoal)."""

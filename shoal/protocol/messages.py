@@ -1,0 +1,315 @@
+"""Every message shoal sends, as typed msgspec structs.
+
+Rules:
+1. A connection opens with ``Hello`` (the connecting side) answered by
+   ``Welcome`` or ``Rejected``; the protocol version is checked before any
+   other message is accepted.
+2. After that, every wire message is a *batch*: a list of the structs below,
+   encoded with msgpack into the first frame.  User data inside them is a
+   :class:`~shoal.protocol.serialize.Payload`, encoded as a msgpack extension
+   that points at further frames (see ``shoal.comm.codec``).
+3. Messages are named for what they say: facts in the past tense
+   (``TaskFinished``) or requests in the imperative (``ExecuteTask``).
+4. Hot-path structs are ``array_like`` (no field names on the wire).
+
+Data flow::
+
+    client ──SubmitTasks/ReleaseKeys/CancelKeys/Request──▶ scheduler
+    client ◀──TaskDone/TaskErred/TasksCancelled/Response── scheduler
+    worker ──TaskFinished/TaskFailed/ReplicasAdded/...───▶ scheduler
+    worker ◀──ExecuteTask/FreeKeys/DefineFunctions──────── scheduler
+    client/worker ──GetData/PutData──▶ worker ──DataReply/PutDataAck──▶
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+from shoal.protocol.serialize import Payload
+
+PROTOCOL_VERSION = 1
+
+
+class _Msg(msgspec.Struct, array_like=True, omit_defaults=True, tag_field="op"):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# handshake
+# ---------------------------------------------------------------------------
+
+
+class Hello(_Msg, tag="hello"):
+    version: int
+    role: str  # "client" | "worker" | "peer"
+    name: str = ""
+    pid: int = 0
+
+
+class Welcome(_Msg, tag="welcome"):
+    version: int
+    id: str = ""
+    info: dict[str, Any] = {}
+
+
+class Rejected(_Msg, tag="rejected"):
+    reason: str
+
+
+# ---------------------------------------------------------------------------
+# client -> scheduler
+# ---------------------------------------------------------------------------
+
+
+class FunctionDef(msgspec.Struct, array_like=True):
+    id: bytes
+    blob: bytes
+
+
+class TaskSpec(msgspec.Struct, array_like=True, omit_defaults=True):
+    key: str
+    func: bytes  # a FunctionDef id
+    args: Payload  # pickled (args, kwargs); futures inside are references to deps
+    deps: list[str] = []
+    priority: int = 0
+    retries: int = 0
+    workers: list[str] | None = None
+    allow_other_workers: bool = False
+    resources: dict[str, float] | None = None
+    actor: bool = False
+
+
+class SubmitTasks(_Msg, tag="submit"):
+    """New tasks; the sending client wants every key in ``tasks``."""
+
+    tasks: list[TaskSpec]
+    functions: list[FunctionDef] = []
+
+
+class WantKeys(_Msg, tag="want"):
+    keys: list[str]
+
+
+class ReleaseKeys(_Msg, tag="release"):
+    keys: list[str]
+
+
+class CancelKeys(_Msg, tag="cancel"):
+    keys: list[str]
+    force: bool = False
+
+
+class RetryKeys(_Msg, tag="retry"):
+    keys: list[str]
+
+
+class FireAndForget(_Msg, tag="fire-and-forget"):
+    keys: list[str]
+
+
+class ScatteredKey(msgspec.Struct, array_like=True):
+    key: str
+    workers: list[str]
+    nbytes: int
+    type_name: str
+
+
+class DataScattered(_Msg, tag="scattered"):
+    """The client put these keys on these workers and holds futures for them."""
+
+    keys: list[ScatteredKey]
+
+
+class Request(_Msg, tag="req"):
+    """A request answered by exactly one ``Response`` with the same id."""
+
+    id: int
+    method: str
+    args: dict[str, Any] = {}
+
+
+class Response(_Msg, tag="resp"):
+    id: int
+    ok: bool
+    value: Any = None  # the result, or an error message when not ok
+
+
+class Heartbeat(_Msg, tag="heartbeat"):
+    metrics: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------------------
+# scheduler -> client
+# ---------------------------------------------------------------------------
+
+
+class TaskDone(_Msg, tag="done"):
+    key: str
+    type_name: str
+    nbytes: int
+    workers: list[str]
+    value: Payload | None = None  # small results travel with the notice
+
+
+class TaskErred(_Msg, tag="erred"):
+    key: str
+    exception: Payload
+    traceback: Payload
+    text: str
+
+
+class TasksCancelled(_Msg, tag="cancelled"):
+    keys: list[str]
+    reason: str = ""
+
+
+class TasksLost(_Msg, tag="lost"):
+    keys: list[str]
+    reason: str = ""
+
+
+class WorkersChanged(_Msg, tag="workers"):
+    added: list[str] = []
+    removed: list[str] = []
+
+
+# ---------------------------------------------------------------------------
+# worker <-> scheduler
+# ---------------------------------------------------------------------------
+
+
+class RegisterWorker(_Msg, tag="register-worker"):
+    address: str
+    name: str
+    nthreads: int
+    memory_limit: int = 0
+    resources: dict[str, float] = {}
+    pid: int = 0
+    host: str = ""
+
+
+class TaskFinished(_Msg, tag="finished"):
+    key: str
+    nbytes: int
+    type_name: str
+    duration: float
+    value: Payload | None = None  # inline copy of a small result
+
+
+class TaskFailed(_Msg, tag="failed"):
+    key: str
+    exception: Payload
+    traceback: Payload
+    text: str
+    duration: float = 0.0
+
+
+class ReplicasAdded(_Msg, tag="replicas-added"):
+    """The worker fetched copies of these keys from peers."""
+
+    keys: list[str]
+    nbytes: list[int]
+
+
+class DataMissing(_Msg, tag="missing"):
+    """None of ``workers`` had ``key`` when this worker asked; the tasks here
+    that needed it are waiting for the scheduler to say what to do."""
+
+    key: str
+    workers: list[str]
+
+
+class DependencyLocation(msgspec.Struct, array_like=True, omit_defaults=True):
+    key: str
+    workers: list[str]
+    nbytes: int = 0
+    value: Payload | None = None  # inline copy held by the scheduler
+
+
+class ExecuteTask(_Msg, tag="execute"):
+    key: str
+    func: bytes
+    args: Payload
+    priority: int
+    deps: list[DependencyLocation] = []
+    actor: bool = False
+
+
+class DefineFunctions(_Msg, tag="functions"):
+    functions: list[FunctionDef]
+
+
+class FreeKeys(_Msg, tag="free"):
+    """Forget these keys: drop their data, abandon their execution."""
+
+    keys: list[str]
+
+
+class CloseWorker(_Msg, tag="close-worker"):
+    reason: str = ""
+
+
+# ---------------------------------------------------------------------------
+# data plane: client or peer worker <-> worker
+# ---------------------------------------------------------------------------
+
+
+class GetData(_Msg, tag="get-data"):
+    id: int
+    keys: list[str]
+
+
+class DataReply(_Msg, tag="data"):
+    id: int
+    data: dict[str, Payload]
+    missing: list[str] = []
+    errors: dict[str, str] = {}
+
+
+class PutData(_Msg, tag="put-data"):
+    id: int
+    data: dict[str, Payload]
+    nbytes: dict[str, int] = {}
+    types: dict[str, str] = {}
+
+
+class PutDataAck(_Msg, tag="put-ack"):
+    id: int
+    error: str = ""
+
+
+Message = Union[
+    Hello,
+    Welcome,
+    Rejected,
+    SubmitTasks,
+    WantKeys,
+    ReleaseKeys,
+    CancelKeys,
+    RetryKeys,
+    FireAndForget,
+    DataScattered,
+    Request,
+    Response,
+    Heartbeat,
+    TaskDone,
+    TaskErred,
+    TasksCancelled,
+    TasksLost,
+    WorkersChanged,
+    RegisterWorker,
+    TaskFinished,
+    TaskFailed,
+    ReplicasAdded,
+    DataMissing,
+    ExecuteTask,
+    DefineFunctions,
+    FreeKeys,
+    CloseWorker,
+    GetData,
+    DataReply,
+    PutData,
+    PutDataAck,
+]

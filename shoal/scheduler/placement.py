@@ -1,0 +1,119 @@
+"""Where a ready task runs.  PURE policy: reads records, changes nothing.
+
+Rules:
+1. Restricted tasks (``workers=``, ``resources=``) go to the best allowed
+   worker now, or wait as ``no-worker`` when none is allowed.
+2. Root tasks (no dependencies) are queued on the scheduler unless some worker
+   has a free slot, so a million-task ``map`` does not flood the workers'
+   memory.  A worker's slots are its threads plus enough extra tasks to cover
+   a few milliseconds of work: many for tiny tasks (so a worker never idles
+   waiting for the next message), one per thread for long ones.
+3. Tasks with dependencies go where the objective is smallest: estimated
+   seconds of work already queued per thread, plus the seconds needed to move
+   the input bytes the worker does not have yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+from shoal.scheduler.records import Restrictions, TaskRecord, WorkerRecord
+
+if TYPE_CHECKING:
+    from shoal.scheduler.state import SchedulerState
+
+#: returned by choose_worker: wait in the scheduler's queue for a free slot
+QUEUE: Final = "queue"
+
+#: bytes per second assumed for moving data between workers
+BANDWIDTH = 500e6
+#: seconds of queued work a worker should hold beyond one task per thread
+TARGET_BACKLOG = 0.005
+#: at most this many extra tasks per thread
+MAX_EXTRA_PER_THREAD = 200
+#: small inputs: any worker is a candidate, not only the holders
+SMALL_INPUT_BYTES = 1_000_000
+
+
+def worker_slots(w: WorkerRecord, task_duration: float) -> int:
+    """How many tasks ``w`` may hold at once, for tasks of this duration."""
+    if task_duration <= 0:
+        extra = MAX_EXTRA_PER_THREAD
+    else:
+        extra = min(MAX_EXTRA_PER_THREAD, max(1, math.ceil(TARGET_BACKLOG / task_duration)))
+    return w.nthreads * (1 + extra)
+
+
+def matches(w: WorkerRecord, r: Restrictions) -> bool:
+    if r.workers is not None and not (
+        w.address in r.workers or w.name in r.workers or w.host in r.workers
+    ):
+        return False
+    if r.resources:
+        for name, amount in r.resources.items():
+            if w.resources.get(name, 0) < amount:
+                return False
+    return True
+
+
+def valid_workers(state: SchedulerState, r: Restrictions) -> list[WorkerRecord]:
+    running = [w for w in state.workers.values() if w.status == "running"]
+    valid = [w for w in running if matches(w, r)]
+    if not valid and r.loose and r.workers is not None:
+        # allow_other_workers loosens the worker list, never the resources
+        loosened = Restrictions(None, False, r.resources)
+        valid = [w for w in running if matches(w, loosened)]
+    return valid
+
+
+def _objective(w: WorkerRecord, ts: TaskRecord) -> tuple[float, int]:
+    missing = 0
+    for dep in ts.deps:
+        if w not in dep.who_has and dep.value is None:
+            missing += dep.nbytes
+    return (w.occupancy / w.nthreads + missing / BANDWIDTH, len(w.processing))
+
+
+def best(ts: TaskRecord, candidates: Iterable[WorkerRecord]) -> WorkerRecord | None:
+    best_w: WorkerRecord | None = None
+    best_score: tuple[float, int] | None = None
+    for w in candidates:
+        score = _objective(w, ts)
+        if best_score is None or score < best_score:
+            best_w, best_score = w, score
+    return best_w
+
+
+def choose_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | str | None:
+    """A worker, ``QUEUE`` (wait for a free slot) or ``None`` (no worker may run it)."""
+    r = ts.restrictions
+    if r is not None and (r.workers is not None or r.resources):
+        return best(ts, valid_workers(state, r))
+    if not ts.deps:
+        return least_busy_with_room(state, state.expected_duration(ts.prefix)) or QUEUE
+    running = state.running_workers()
+    if not running:
+        return None
+    candidates: set[WorkerRecord] = set()
+    nbytes = 0
+    for dep in ts.deps:
+        nbytes += dep.nbytes
+        candidates.update(dep.who_has)
+    if nbytes < SMALL_INPUT_BYTES or not candidates:
+        return best(ts, running)
+    return best(ts, (w for w in candidates if w.status == "running")) or best(ts, running)
+
+
+def least_busy_with_room(state: SchedulerState, duration: float) -> WorkerRecord | None:
+    chosen: WorkerRecord | None = None
+    chosen_load = 0.0
+    for w in state.running_workers():
+        n = len(w.processing)
+        if n >= worker_slots(w, duration):
+            continue
+        load = n / w.nthreads
+        if chosen is None or load < chosen_load:
+            chosen, chosen_load = w, load
+    return chosen

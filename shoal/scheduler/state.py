@@ -1,0 +1,617 @@
+"""The scheduler's logic as a pure state machine.  No sockets, threads or clocks.
+
+Rules:
+1. Messages in, messages out.  ``handle_client`` and ``handle_worker`` take a
+   batch of protocol messages from one peer (plus the time, passed in); the
+   resulting messages wait in ``to_workers`` / ``to_clients`` until the server
+   takes them with ``take_messages()``.  The same inputs always give the same
+   outputs, which is what the simulation harness relies on.
+2. A task's state changes only through ``transitions.TRANSITIONS``.
+3. With ``validate=True`` every handled batch ends with a full invariant check.
+4. User data is never unpickled here: arguments, results and exceptions are
+   ``Payload`` objects passed through unopened.
+
+Why messages rather than separate event/instruction classes (as dask's worker
+state machine has): the wire structs already are typed, immutable facts, so a
+second set of classes would double the code and cost a conversion per message
+on the hot path, while giving the tests nothing they do not already have.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Payload, dumps
+from shoal.scheduler.records import (
+    ERRED,
+    FORGOTTEN,
+    MEMORY,
+    NO_WORKER,
+    PROCESSING,
+    QUEUED,
+    RELEASED,
+    RUNNABLE,
+    WAITING,
+    ClientRecord,
+    Restrictions,
+    SchedulerTaskStatus,
+    TaskRecord,
+    WorkerRecord,
+)
+from shoal.scheduler.placement import worker_slots
+from shoal.scheduler.transitions import ROUTES, TRANSITIONS, Recs
+
+#: seconds assumed for a function never seen before
+UNKNOWN_DURATION = 0.5
+#: priorities: user priority first, then submission order
+_PRIORITY_SCALE = 1 << 48
+FIRE_AND_FORGET = "fire-and-forget"
+
+
+class SchedulerState:
+    def __init__(self, *, validate: bool = False, allowed_failures: int = 3, log_size: int = 100_000):
+        self.tasks: dict[str, TaskRecord] = {}
+        self.workers: dict[str, WorkerRecord] = {}
+        self.clients: dict[str, ClientRecord] = {FIRE_AND_FORGET: ClientRecord(FIRE_AND_FORGET)}
+        self.functions: dict[bytes, bytes] = {}
+        self.queued: list[tuple[int, int, TaskRecord]] = []  # heap; stale entries skipped
+        self.unrunnable: set[TaskRecord] = set()
+        self.durations: dict[str, float] = {}
+        self.to_workers: dict[str, list[Any]] = {}
+        self.to_clients: dict[str, list[Any]] = {}
+        self.log: deque[tuple[str, str, str, str, float]] = deque(maxlen=log_size)
+        self.validate = validate
+        self.allowed_failures = allowed_failures
+        self.now = 0.0
+        self.stimulus = ""
+        self.transition_counter = 0
+        self._seq = 0
+        self._running: list[WorkerRecord] | None = None
+
+    # ------------------------------------------------------------------ outbox
+
+    def send_worker(self, w: WorkerRecord, msg: Any) -> None:
+        out = self.to_workers.get(w.address)
+        if out is None:
+            self.to_workers[w.address] = [msg]
+        else:
+            out.append(msg)
+
+    def send_client(self, client_id: str, msg: Any) -> None:
+        if client_id == FIRE_AND_FORGET:
+            return
+        out = self.to_clients.get(client_id)
+        if out is None:
+            self.to_clients[client_id] = [msg]
+        else:
+            out.append(msg)
+
+    def take_messages(self) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """The messages produced since the last call, by destination."""
+        w, c = self.to_workers, self.to_clients
+        self.to_workers, self.to_clients = {}, {}
+        return w, c
+
+    # ------------------------------------------------------------------ the loop
+
+    def transitions(self, recs: Recs) -> None:
+        log = self.log
+        stimulus, now = self.stimulus, self.now
+        while recs:
+            ts, finish = recs.popitem()
+            start = ts.state
+            if start is finish or start is FORGOTTEN:
+                continue
+            func = TRANSITIONS.get((start, finish))
+            if func is None:
+                via = ROUTES.get((start, finish))
+                if via is None:
+                    raise InvalidTransition(ts.key, start.value, finish.value, self.story(ts.key))
+                recs[ts] = finish  # after the intermediate step
+                finish = via
+                func = TRANSITIONS[(start, via)]
+            func(self, ts, recs)
+            self.transition_counter += 1
+            log.append((ts.key, start.value, ts.state.value, stimulus, now))
+
+    def story(self, *keys: str) -> list[tuple[str, str, str, str, float]]:
+        wanted = set(keys)
+        return [entry for entry in self.log if entry[0] in wanted]
+
+    # ------------------------------------------------------------------ used by transitions
+
+    def running_workers(self) -> list[WorkerRecord]:
+        running = self._running
+        if running is None:
+            running = self._running = [w for w in self.workers.values() if w.status == "running"]
+        return running
+
+    def expected_duration(self, prefix: str) -> float:
+        return self.durations.get(prefix, UNKNOWN_DURATION)
+
+    def assign(self, ts: TaskRecord, w: WorkerRecord) -> None:
+        """Send ``ts`` to ``w`` to run."""
+        est = self.expected_duration(ts.prefix)
+        ts.state = PROCESSING
+        ts.processing_on = w
+        w.processing[ts] = est
+        w.occupancy += est
+        func = ts.func
+        assert func is not None and ts.args is not None
+        if func not in w.functions:
+            w.functions.add(func)
+            self.send_worker(w, m.DefineFunctions([m.FunctionDef(func, self.functions[func])]))
+        deps = []
+        for dep in ts.deps:
+            holders = dep.who_has
+            value = dep.value if w not in holders else None
+            deps.append(m.DependencyLocation(dep.key, [h.address for h in holders], dep.nbytes, value))
+        actor = ts.restrictions is not None and ts.restrictions.actor
+        self.send_worker(w, m.ExecuteTask(ts.key, func, ts.args, ts.priority, deps, actor))
+
+    def forget(self, ts: TaskRecord) -> None:
+        self.tasks.pop(ts.key, None)
+        self.unrunnable.discard(ts)
+
+    def report_done(self, ts: TaskRecord) -> None:
+        if not ts.n_wanted:
+            return
+        msg = m.TaskDone(ts.key, ts.type_name, ts.nbytes, [w.address for w in ts.who_has], ts.value)
+        for c in self.clients.values():
+            if ts in c.wants:
+                self.send_client(c.client_id, msg)
+        self._fire_and_forget_done(ts)
+
+    def report_erred(self, ts: TaskRecord) -> None:
+        if not ts.n_wanted:
+            return
+        assert ts.exception is not None
+        exc, tb, text = ts.exception
+        msg = m.TaskErred(ts.key, exc, tb, text)
+        for c in self.clients.values():
+            if ts in c.wants:
+                self.send_client(c.client_id, msg)
+        self._fire_and_forget_done(ts)
+
+    def report_lost(self, ts: TaskRecord) -> None:
+        for c in self.clients.values():
+            if ts in c.wants:
+                self.send_client(c.client_id, m.TasksLost([ts.key], "all copies of the result were lost"))
+
+    def _fire_and_forget_done(self, ts: TaskRecord) -> None:
+        faf = self.clients[FIRE_AND_FORGET]
+        if ts in faf.wants:
+            faf.wants.discard(ts)
+            ts.n_wanted -= 1
+
+    def lost_data_exception(self, key: str) -> tuple[Payload, Payload, str]:
+        return self.make_exception(
+            FutureLost(f"the data of {key!r} was lost with its worker and cannot be recomputed "
+                       "(it was scattered, not computed)")
+        )
+
+    @staticmethod
+    def make_exception(exc: BaseException) -> tuple[Payload, Payload, str]:
+        """An exception raised by the scheduler itself, ready to send."""
+        return dumps(exc), dumps(None), f"{type(exc).__name__}: {exc}"
+
+    # ------------------------------------------------------------------ clients
+
+    def add_client(self, client_id: str, now: float = 0.0) -> ClientRecord:
+        if client_id in self.clients:
+            raise SchedulerError(f"client id {client_id!r} is already connected")
+        c = self.clients[client_id] = ClientRecord(client_id)
+        c.last_seen = now
+        return c
+
+    def remove_client(self, client_id: str, now: float = 0.0) -> None:
+        c = self.clients.pop(client_id, None)
+        if c is None:
+            return
+        self._begin(f"client-left-{client_id}", now)
+        recs: Recs = {}
+        for ts in c.wants:
+            self._unwant(ts, recs)
+        c.wants.clear()
+        self.transitions(recs)
+        self._end()
+
+    def handle_client(self, client_id: str, msgs: Iterable[Any], now: float) -> list[Any]:
+        """Apply a batch from a client; return the messages it did not handle
+        (requests, for the server to answer)."""
+        c = self.clients[client_id]
+        c.last_seen = now
+        unhandled = []
+        for msg in msgs:
+            self._begin(f"{type(msg).__name__}-{client_id}", now)
+            t = type(msg)
+            if t is m.SubmitTasks:
+                self.submit_tasks(c, msg)
+            elif t is m.ReleaseKeys:
+                self.release_keys(c, msg.keys)
+            elif t is m.WantKeys:
+                self.want_keys(c, msg.keys)
+            elif t is m.CancelKeys:
+                self.cancel_keys(c, msg.keys, msg.force)
+            elif t is m.RetryKeys:
+                self.retry_keys(msg.keys)
+            elif t is m.FireAndForget:
+                self.want_keys(self.clients[FIRE_AND_FORGET], msg.keys, report=False)
+            elif t is m.DataScattered:
+                self.data_scattered(c, msg.keys)
+            elif t is m.Heartbeat:
+                pass
+            else:
+                unhandled.append(msg)
+            self._end()
+        return unhandled
+
+    def submit_tasks(self, c: ClientRecord, msg: m.SubmitTasks) -> None:
+        for f in msg.functions:
+            if f.id not in self.functions:
+                self.functions[f.id] = f.blob
+        tasks = self.tasks
+        for spec in msg.tasks:
+            ts = tasks.get(spec.key)
+            if ts is None:
+                ts = self._new_task(spec)
+                self._want(c, ts)
+                if ts.state is RELEASED:
+                    self.transitions({ts: WAITING})
+                continue
+            self._want(c, ts)
+            self._report_current(c, ts)
+
+    def _new_task(self, spec: m.TaskSpec) -> TaskRecord:
+        if spec.func not in self.functions:
+            raise SchedulerError(f"task {spec.key!r} refers to a function that was never sent")
+        self._seq += 1
+        ts = TaskRecord(spec.key, spec.func, spec.args, -spec.priority * _PRIORITY_SCALE + self._seq)
+        ts.retries = spec.retries
+        if spec.workers is not None or spec.resources or spec.actor:
+            ts.restrictions = Restrictions(
+                frozenset(spec.workers) if spec.workers is not None else None,
+                spec.allow_other_workers,
+                spec.resources,
+                spec.actor,
+            )
+        self.tasks[spec.key] = ts
+        if spec.deps:
+            deps = []
+            missing = []
+            for dk in spec.deps:
+                dts = self.tasks.get(dk)
+                if dts is None:
+                    missing.append(dk)
+                    continue
+                deps.append(dts)
+                if dts.dependents is None:
+                    dts.dependents = {ts}
+                else:
+                    dts.dependents.add(ts)
+            ts.deps = tuple(deps)
+            if missing:
+                ts.exception = self.make_exception(
+                    SchedulerError(f"task {spec.key!r} depends on {missing!r}, which the scheduler "
+                                   "does not know (released or cancelled?)")
+                )
+                self.transitions({ts: ERRED})
+        return ts
+
+    def _want(self, c: ClientRecord, ts: TaskRecord) -> None:
+        if ts not in c.wants:
+            c.wants.add(ts)
+            ts.n_wanted += 1
+
+    def _unwant(self, ts: TaskRecord, recs: Recs) -> None:
+        ts.n_wanted -= 1
+        if ts.n_wanted == 0 and ts.n_waiters == 0:
+            recs[ts] = FORGOTTEN if ts.state is RELEASED else RELEASED
+
+    def _report_current(self, c: ClientRecord, ts: TaskRecord) -> None:
+        """Tell a client that just asked for a known key where it stands."""
+        st = ts.state
+        if st is MEMORY:
+            self.send_client(
+                c.client_id,
+                m.TaskDone(ts.key, ts.type_name, ts.nbytes, [w.address for w in ts.who_has], ts.value),
+            )
+            if c.client_id == FIRE_AND_FORGET:
+                self._fire_and_forget_done(ts)
+        elif st is ERRED:
+            assert ts.exception is not None
+            self.send_client(c.client_id, m.TaskErred(ts.key, *ts.exception))
+            if c.client_id == FIRE_AND_FORGET:
+                self._fire_and_forget_done(ts)
+        elif st is RELEASED:
+            self.transitions({ts: WAITING})
+
+    def want_keys(self, c: ClientRecord, keys: list[str], report: bool = True) -> None:
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                self.send_client(c.client_id, m.TasksLost([key], "the scheduler does not know this key"))
+                continue
+            self._want(c, ts)
+            if report or c.client_id == FIRE_AND_FORGET:
+                self._report_current(c, ts)
+
+    def release_keys(self, c: ClientRecord, keys: list[str]) -> None:
+        recs: Recs = {}
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ts in c.wants:
+                c.wants.discard(ts)
+                self._unwant(ts, recs)
+        self.transitions(recs)
+
+    def cancel_keys(self, c: ClientRecord, keys: list[str], force: bool = False) -> None:
+        """Cancel these keys and everything that depends on them, for this
+        client (for every client with ``force``)."""
+        seen: set[TaskRecord] = set()
+        stack = [self.tasks[k] for k in keys if k in self.tasks]
+        while stack:
+            ts = stack.pop()
+            if ts in seen:
+                continue
+            seen.add(ts)
+            if ts.dependents:
+                stack.extend(ts.dependents)
+        told: dict[str, list[str]] = {}
+        recs: Recs = {}
+        clients = list(self.clients.values()) if force else [c]
+        for ts in seen:
+            for cl in clients:
+                if ts in cl.wants:
+                    cl.wants.discard(ts)
+                    told.setdefault(cl.client_id, []).append(ts.key)
+                    self._unwant(ts, recs)
+        for client_id, cancelled in told.items():
+            self.send_client(client_id, m.TasksCancelled(cancelled, "cancelled"))
+        self.transitions(recs)
+
+    def retry_keys(self, keys: list[str]) -> None:
+        order: list[TaskRecord] = []
+        seen: set[TaskRecord] = set()
+        stack: list[tuple[TaskRecord, bool]] = [(self.tasks[k], False) for k in keys if k in self.tasks]
+        while stack:  # post-order: failed dependencies are retried first
+            ts, expanded = stack.pop()
+            if expanded:
+                order.append(ts)
+                continue
+            if ts in seen or ts.state is not ERRED:
+                continue
+            seen.add(ts)
+            stack.append((ts, True))
+            stack.extend((dep, False) for dep in ts.deps if dep.state is ERRED)
+        for ts in order:
+            if ts.state is ERRED:
+                self.transitions({ts: WAITING})
+
+    def data_scattered(self, c: ClientRecord, keys: list[m.ScatteredKey]) -> None:
+        for sk in keys:
+            holders = [self.workers[a] for a in sk.workers if a in self.workers]
+            ts = self.tasks.get(sk.key)
+            if ts is None:
+                self._seq += 1
+                ts = TaskRecord(sk.key, None, None, self._seq)
+                self.tasks[sk.key] = ts
+            self._want(c, ts)
+            if not holders:
+                ts.exception = self.lost_data_exception(sk.key)
+                self.transitions({ts: ERRED})
+                continue
+            ts.nbytes, ts.type_name = sk.nbytes, sk.type_name
+            for w in holders:
+                self._add_replica(ts, w)
+            if ts.state is RELEASED or ts.state in RUNNABLE:
+                self.transitions({ts: MEMORY})
+
+    # ------------------------------------------------------------------ workers
+
+    def add_worker(self, msg: m.RegisterWorker, now: float = 0.0) -> WorkerRecord:
+        if msg.address in self.workers:
+            raise SchedulerError(f"a worker at {msg.address} is already registered")
+        if msg.nthreads < 1:
+            raise SchedulerError(f"a worker needs at least one thread, got {msg.nthreads}")
+        self._begin(f"worker-joined-{msg.address}", now)
+        w = WorkerRecord(msg.address, msg.name or msg.address, msg.nthreads, msg.memory_limit,
+                         msg.host, msg.pid, msg.resources)
+        w.last_seen = now
+        self.workers[w.address] = w
+        self._running = None
+        if self.unrunnable:
+            # popitem() takes the last entry first: put the most urgent task last
+            ordered = sorted(self.unrunnable, key=_by_priority, reverse=True)
+            self.transitions({ts: PROCESSING for ts in ordered})
+        self.fill_worker(w)
+        for client_id in self.clients:
+            self.send_client(client_id, m.WorkersChanged(added=[w.address]))
+        self._end()
+        return w
+
+    def remove_worker(self, address: str, now: float = 0.0, reason: str = "") -> None:
+        w = self.workers.pop(address, None)
+        if w is None:
+            return
+        self._begin(f"worker-left-{address}", now)
+        self._running = None
+        w.status = "closed"
+        recs: Recs = {}
+        for ts in list(w.processing):
+            ts.suspicious += 1
+            if ts.suspicious > self.allowed_failures:
+                ts.exception = self.make_exception(KilledWorker(ts.key, address, self.allowed_failures))
+                ts.erred_on = address
+                recs[ts] = ERRED
+            else:
+                recs[ts] = WAITING
+        for ts in w.has_what:
+            ts.who_has = tuple(x for x in ts.who_has if x is not w)
+            if not ts.who_has and ts.value is None and ts.state is MEMORY:
+                recs[ts] = WAITING if (ts.n_wanted or ts.n_waiters) else RELEASED
+        w.has_what = set()
+        self.transitions(recs)
+        for other in self.running_workers():
+            self.fill_worker(other)
+        for client_id in self.clients:
+            self.send_client(client_id, m.WorkersChanged(removed=[address]))
+        self._end()
+
+    def handle_worker(self, address: str, msgs: Iterable[Any], now: float) -> list[Any]:
+        w = self.workers[address]
+        w.last_seen = now
+        unhandled = []
+        for msg in msgs:
+            self._begin(f"{type(msg).__name__}-{address}", now)
+            t = type(msg)
+            if t is m.TaskFinished:
+                self.task_finished(w, msg)
+            elif t is m.TaskFailed:
+                self.task_failed(w, msg)
+            elif t is m.ReplicasAdded:
+                self.replicas_added(w, msg)
+            elif t is m.DataMissing:
+                self.data_missing(w, msg)
+            elif t is m.Heartbeat:
+                w.metrics = msg.metrics
+                w.memory = int(msg.metrics.get("memory", 0))
+                w.executing = int(msg.metrics.get("executing", 0))
+            else:
+                unhandled.append(msg)
+            self._end()
+        if w.status == "running":
+            self.fill_worker(w)
+        return unhandled
+
+    def task_finished(self, w: WorkerRecord, msg: m.TaskFinished) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is None or ts.state is RELEASED or ts.state is ERRED:
+            self.send_worker(w, m.FreeKeys([msg.key]))  # nobody wants it any more
+            return
+        if ts.state is MEMORY:
+            self._add_replica(ts, w)
+            return
+        if ts.processing_on is w:
+            old = self.durations.get(ts.prefix)
+            d = msg.duration
+            self.durations[ts.prefix] = d if old is None else 0.7 * old + 0.3 * d
+        elif ts.processing_on is not None:
+            self.send_worker(ts.processing_on, m.FreeKeys([ts.key]))
+        ts.nbytes = msg.nbytes
+        ts.type_name = msg.type_name
+        ts.value = msg.value
+        self._add_replica(ts, w)
+        self.transitions({ts: MEMORY})
+
+    def task_failed(self, w: WorkerRecord, msg: m.TaskFailed) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is None or ts.state is not PROCESSING or ts.processing_on is not w:
+            return  # a stale report: the task was released or moved meanwhile
+        if ts.retries > 0:
+            ts.retries -= 1
+            self.transitions({ts: WAITING})
+        else:
+            ts.exception = (msg.exception, msg.traceback, msg.text)
+            ts.erred_on = w.address
+            self.transitions({ts: ERRED})
+
+    def replicas_added(self, w: WorkerRecord, msg: m.ReplicasAdded) -> None:
+        unwanted = []
+        for key, nbytes in zip(msg.keys, msg.nbytes):
+            ts = self.tasks.get(key)
+            if ts is None or ts.state is not MEMORY:
+                unwanted.append(key)
+            else:
+                if not ts.nbytes:
+                    ts.nbytes = nbytes
+                self._add_replica(ts, w)
+        if unwanted:
+            self.send_worker(w, m.FreeKeys(unwanted))
+
+    def data_missing(self, w: WorkerRecord, msg: m.DataMissing) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is None:
+            return
+        for address in msg.workers:
+            holder = self.workers.get(address)
+            if holder is not None and holder in ts.who_has:
+                ts.who_has = tuple(x for x in ts.who_has if x is not holder)
+                holder.has_what.discard(ts)
+                holder.nbytes -= ts.nbytes
+        recs: Recs = {}
+        if ts.dependents:
+            for d in ts.dependents:
+                if d.state is PROCESSING and d.processing_on is w:
+                    self.send_worker(w, m.FreeKeys([d.key]))
+                    recs[d] = WAITING
+        if ts.state is MEMORY and not ts.who_has and ts.value is None:
+            recs[ts] = WAITING
+        self.transitions(recs)
+
+    def _add_replica(self, ts: TaskRecord, w: WorkerRecord) -> None:
+        if w not in ts.who_has:
+            ts.who_has = (*ts.who_has, w)
+            w.has_what.add(ts)
+            w.nbytes += ts.nbytes
+
+    def fill_worker(self, w: WorkerRecord) -> None:
+        """Give ``w`` queued root tasks while it has free slots."""
+        queued = self.queued
+        if not queued:
+            return
+        limit = worker_slots(w, self.expected_duration(queued[0][2].prefix))
+        while queued and len(w.processing) < limit:
+            ts = heapq.heappop(queued)[2]
+            if ts.state is QUEUED:
+                self.assign(ts, w)
+                self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
+
+    # ------------------------------------------------------------------ queries
+
+    def who_has(self, keys: Iterable[str] | None = None) -> dict[str, list[str]]:
+        if keys is None:
+            keys = self.tasks
+        out = {}
+        for k in keys:
+            ts = self.tasks.get(k)
+            out[k] = [w.address for w in ts.who_has] if ts is not None else []
+        return out
+
+    def has_what(self, addresses: Iterable[str] | None = None) -> dict[str, list[str]]:
+        if addresses is None:
+            addresses = self.workers
+        return {
+            a: sorted(ts.key for ts in self.workers[a].has_what) if a in self.workers else []
+            for a in addresses
+        }
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for ts in self.tasks.values():
+            out[ts.state.value] = out.get(ts.state.value, 0) + 1
+        return out
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _begin(self, stimulus: str, now: float) -> None:
+        self.stimulus = stimulus
+        self.now = now
+
+    def _end(self) -> None:
+        if self.validate:
+            from shoal.scheduler.invariants import check_invariants
+
+            check_invariants(self)
+
+
+def _by_priority(ts: TaskRecord) -> int:
+    return ts.priority
+
+
+__all__ = ["FIRE_AND_FORGET", "SchedulerState", "SchedulerTaskStatus"]

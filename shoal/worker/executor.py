@@ -1,0 +1,213 @@
+"""Runs tasks on a pool of threads and hands results back to the event loop.
+
+Data flow::
+
+    event loop --submit(key, func_id, args)--> SimpleQueue --> thread:
+        unpickle function (cached) and arguments (dependencies resolved from
+        the worker's store), call, measure, pickle a small result
+    thread --append--> done deque --one call_soon_threadsafe per batch--> loop
+
+Rules:
+1. A thread never touches the state machine; it only reads the store (to
+   resolve dependencies) and reports through the done deque.
+2. The loop is woken once per batch of completions, not once per task.
+3. Anything a task raises (even ``SystemExit``) is a task failure, never a
+   dead thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from shoal.protocol.serialize import (
+    Payload,
+    dumps,
+    dumps_exception,
+    loads,
+    loads_function,
+    loads_task_args,
+)
+from shoal.worker.sizeof import sizeof
+
+#: results whose pickle is at most this big travel inline with the "finished" notice
+INLINE_LIMIT = int(os.environ.get("SHOAL_INLINE_BYTES", 16 * 1024))
+
+_local = threading.local()
+
+
+class LazyValue:
+    """A value that arrived serialized and has not been needed yet; it is
+    unpickled by the first task that uses it, on a task thread."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: Payload) -> None:
+        self.payload = payload
+
+
+class Store(dict):  # type: ignore[type-arg]
+    """The worker's values by key.  Reading a ``LazyValue`` unpickles it."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = dict.__getitem__(self, key)
+        if type(value) is LazyValue:
+            value = loads(value.payload)
+            dict.__setitem__(self, key, value)
+        return value
+
+
+class Success:
+    __slots__ = ("duration", "inline", "key", "nbytes", "type_name", "value")
+
+    def __init__(self, key: str, value: Any, nbytes: int, type_name: str, duration: float,
+                 inline: Payload | None) -> None:
+        self.key = key
+        self.value = value
+        self.nbytes = nbytes
+        self.type_name = type_name
+        self.duration = duration
+        self.inline = inline
+
+
+class Failure:
+    __slots__ = ("duration", "exception", "key", "text", "traceback")
+
+    def __init__(self, key: str, exception: Payload, traceback: Payload, text: str, duration: float):
+        self.key = key
+        self.exception = exception
+        self.traceback = traceback
+        self.text = text
+        self.duration = duration
+
+
+def current_task() -> tuple[Any, str] | None:
+    """``(worker_server, key)`` when called from inside a running task."""
+    return getattr(_local, "task", None)
+
+
+class TaskExecutor:
+    def __init__(
+        self,
+        nthreads: int,
+        loop: asyncio.AbstractEventLoop,
+        on_results: Callable[[list[Success | Failure]], None],
+        functions: MutableMapping[bytes, Any],
+        data: Store,
+        worker: Any = None,
+        inline_limit: int = INLINE_LIMIT,
+    ) -> None:
+        self.loop = loop
+        self.on_results = on_results
+        self.functions = functions
+        self.data = data
+        self.worker = worker
+        self.inline_limit = inline_limit
+        self._queue: queue.SimpleQueue[tuple[str, bytes, Payload] | None] = queue.SimpleQueue()
+        self._done: deque[Success | Failure] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+        self._func_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"shoal-task-{i}", daemon=True)
+            for i in range(nthreads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, key: str, func_id: bytes, args: Payload) -> None:
+        self._queue.put((key, func_id, args))
+
+    def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            deadline = time.monotonic() + timeout
+            for t in self._threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- on the task threads -----------------------------------------------------
+
+    def _function(self, func_id: bytes) -> Any:
+        func = self.functions[func_id]
+        if type(func) is bytes:
+            with self._func_lock:
+                func = self.functions[func_id]
+                if type(func) is bytes:
+                    func = loads_function(func)
+                    self.functions[func_id] = func
+        return func
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            if item is None:
+                return
+            key, func_id, args = item
+            _local.task = (self.worker, key)
+            start = time.perf_counter()
+            try:
+                func = self._function(func_id)
+                a, kw = loads_task_args(args, self.data)
+                value = func(*a, **kw)
+                duration = time.perf_counter() - start
+                result: Success | Failure = self._success(key, value, duration)
+            except BaseException as e:  # noqa: BLE001 - a task may raise anything
+                duration = time.perf_counter() - start
+                exc, tb, text = dumps_exception(e)
+                result = Failure(key, exc, tb, text, duration)
+                del e
+            finally:
+                _local.task = None
+            self._done.append(result)
+            del result, item, args
+            with self._lock:
+                if self._wake_pending:
+                    continue
+                self._wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: we are shutting down
+                return
+
+    def _success(self, key: str, value: Any, duration: float) -> Success:
+        nbytes = sizeof(value)
+        inline = None
+        if nbytes <= 4 * self.inline_limit:
+            try:
+                payload = dumps(value)
+            except Exception:
+                payload = None  # stays here; a fetch will report the error
+            if payload is not None and payload.nbytes <= self.inline_limit:
+                inline = payload
+        return Success(key, value, nbytes, _type_name(value), duration, inline)
+
+    # -- on the loop -------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        done = self._done
+        batch = []
+        while done:
+            batch.append(done.popleft())
+        if batch:
+            self.on_results(batch)
+
+
+def _type_name(value: Any) -> str:
+    t = type(value)
+    mod = t.__module__
+    if mod == "builtins":
+        return t.__qualname__
+    return f"{mod}.{t.__qualname__}"
+
+
+__all__ = ["Failure", "LazyValue", "Store", "Success", "TaskExecutor", "current_task"]

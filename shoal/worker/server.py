@@ -1,0 +1,307 @@
+"""The worker process's asyncio shell around ``WorkerState``.
+
+It makes no decisions: it turns messages and completions into calls on the
+state machine and carries out what comes back (run a task, fetch from a
+peer, store or drop a value, tell the scheduler).
+
+Data flow::
+
+    scheduler --ExecuteTask/FreeKeys--> WorkerState --Execute--> TaskExecutor
+    TaskExecutor --results--> WorkerState --TaskFinished--> scheduler
+    WorkerState --GatherDep--> ConnectionPool --GetData--> peer worker
+    peers and clients --GetData/PutData--> this worker's listener
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+from shoal.comm.core import Comm, accept_greeting, connect_and_greet, listen
+from shoal.comm.pool import ConnectionPool
+from shoal.errors import CommClosedError, RemoteProtocolError, SerializationError
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps, dumps_exception
+from shoal.worker import state as ws
+from shoal.worker.executor import LazyValue, Store, Success, TaskExecutor
+
+logger = logging.getLogger("shoal.worker")
+
+
+class WorkerServer:
+    def __init__(
+        self,
+        scheduler_address: str,
+        *,
+        nthreads: int = 1,
+        name: str = "",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        listen_address: str | None = None,
+        memory_limit: int = 0,
+        resources: dict[str, float] | None = None,
+        validate: bool = False,
+        heartbeat_interval: float = 1.0,
+        connect_timeout: float | None = None,
+    ) -> None:
+        if nthreads < 1:
+            raise ValueError(f"nthreads must be at least 1, got {nthreads}")
+        self.scheduler_address = scheduler_address
+        self.nthreads = nthreads
+        self.name = name
+        self.host = host
+        self.port = port
+        self.listen_address = listen_address or f"tcp://{host}:{port}"
+        self.memory_limit = memory_limit
+        self.resources = dict(resources or {})
+        self.validate = validate
+        self.heartbeat_interval = heartbeat_interval
+        self.connect_timeout = connect_timeout
+        self.address = ""
+        self.data = Store()
+        self.functions: dict[bytes, Any] = {}
+        self.status = "created"
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._data_comms: set[Comm] = set()
+        self._closed = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> WorkerServer:
+        self.loop = asyncio.get_running_loop()
+        self.listener = listen(self.listen_address, self._on_connection)
+        await self.listener.start()
+        self.address = self.listener.address
+        if not self.name:
+            self.name = self.address
+        self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate)
+        self.executor = TaskExecutor(
+            self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self
+        )
+        self.pool = ConnectionPool("peer", self.name, self.connect_timeout)
+        register = m.RegisterWorker(
+            self.address, self.name, self.nthreads, self.memory_limit, self.resources,
+            os.getpid(), socket.gethostname(),
+        )
+        try:
+            self.scheduler, _ = await connect_and_greet(
+                self.scheduler_address, "worker", self.name, self.connect_timeout, retry=True,
+                extra=[register],
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
+        self.status = "running"
+        self._spawn(self._heartbeat())
+        logger.info("worker %s (%s) connected to %s", self.address, self.name, self.scheduler_address)
+        return self
+
+    async def finished(self) -> None:
+        await self._closed.wait()
+
+    async def close(self, reason: str = "") -> None:
+        if self.status in ("closing", "closed"):
+            await self._closed.wait()
+            return
+        self.status = "closing"
+        if reason:
+            logger.info("worker %s closing: %s", self.address, reason)
+        self.listener.stop() if hasattr(self, "listener") else None
+        for t in list(self._tasks):
+            t.cancel()
+        if hasattr(self, "scheduler"):
+            await self.scheduler.close(timeout=1.0)
+        for comm in list(self._data_comms):
+            comm.abort(None)
+        if hasattr(self, "pool"):
+            self.pool.close()
+        if hasattr(self, "executor"):
+            self.executor.shutdown(wait=False)
+        self.data.clear()
+        self.status = "closed"
+        self._closed.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heartbeat(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        while self.status == "running":
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                metrics = {
+                    "memory": proc.memory_info().rss,
+                    "executing": len(self.state.executing),
+                    "ready": len(self.state.ready),
+                    "nbytes": self.state.nbytes,
+                }
+                self.scheduler.send([m.Heartbeat(metrics)])
+            except (CommClosedError, OSError):
+                return
+
+    # ------------------------------------------------------------------ scheduler
+
+    def _on_scheduler_messages(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            if type(msg) is m.DefineFunctions:
+                for f in msg.functions:
+                    self.functions.setdefault(f.id, f.blob)
+        for msg in self.state.handle_scheduler(msgs):
+            t = type(msg)
+            if t is m.DefineFunctions:
+                pass
+            elif t is m.CloseWorker:
+                self._spawn(self.close(msg.reason or "asked by the scheduler"))
+            elif t is m.Request:
+                self._spawn(self._answer_scheduler(msg))
+            else:
+                raise RemoteProtocolError(f"unexpected {t.__name__} from the scheduler")
+        self._carry_out()
+
+    def _on_scheduler_closed(self, comm: Comm, exc: BaseException | None) -> None:
+        if self.status == "running":
+            self._spawn(self.close("lost the connection to the scheduler"))
+
+    async def _answer_scheduler(self, msg: m.Request) -> None:
+        try:
+            if msg.method == "ping":
+                value: Any = "pong"
+            else:
+                raise ValueError(f"unknown request {msg.method!r}")
+            reply = m.Response(msg.id, True, value)
+        except Exception as e:
+            reply = m.Response(msg.id, False, f"{type(e).__name__}: {e}")
+        self._send_scheduler([reply])
+
+    def _send_scheduler(self, msgs: list[Any]) -> None:
+        if self.status != "running":
+            return
+        try:
+            self.scheduler.send(msgs)
+        except CommClosedError:
+            pass
+
+    # ------------------------------------------------------------------ carrying out
+
+    def _carry_out(self) -> None:
+        state = self.state
+        msgs, instructions = state.take()
+        for ins in instructions:
+            t = type(ins)
+            if t is ws.Execute:
+                ts = state.tasks[ins.key]
+                assert ts.func is not None and ts.args is not None
+                self.executor.submit(ins.key, ts.func, ts.args)
+            elif t is ws.StoreInline:
+                self.data[ins.key] = LazyValue(ins.value)
+            elif t is ws.DropData:
+                for key in ins.keys:
+                    self.data.pop(key, None)
+            elif t is ws.GatherDep:
+                self._spawn(self._gather_dep(ins.worker, ins.keys))
+        if msgs:
+            self._send_scheduler(msgs)
+
+    def _on_results(self, results: list[Any]) -> None:
+        state = self.state
+        for r in results:
+            ts = state.tasks.get(r.key)
+            if type(r) is Success:
+                if ts is not None and ts.state is ws.EXECUTING:
+                    self.data[r.key] = r.value
+                state.execute_done(r.key, r.nbytes, r.type_name, r.duration, r.inline)
+            else:
+                state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
+        self._carry_out()
+
+    async def _gather_dep(self, worker: str, keys: list[str]) -> None:
+        try:
+            reply = await self.pool.request(worker, m.GetData(self.pool.next_id(), keys))
+        except (OSError, TimeoutError) as e:
+            logger.warning("worker %s: could not fetch %d keys from %s: %s", self.address, len(keys), worker, e)
+            if self.status == "running":
+                self.state.gather_failed(worker)
+                self._carry_out()
+            return
+        if self.status != "running":
+            return
+        state = self.state
+        for key, message in reply.errors.items():
+            exc, tb, text = dumps_exception(SerializationError(f"could not fetch {key!r} from {worker}: {message}"))
+            state.dependency_unusable(key, exc, tb, text)
+        received = {}
+        for key, payload in reply.data.items():
+            if state.wants_data(key):
+                self.data[key] = LazyValue(payload)
+                received[key] = state.tasks[key].nbytes or payload.nbytes
+        state.gather_done(worker, received, reply.missing)
+        self._carry_out()
+
+    # ------------------------------------------------------------------ data plane
+
+    def _on_connection(self, comm: Comm) -> None:
+        if self.status in ("closing", "closed"):
+            comm.abort(None)
+            return
+        self._spawn(self._greet(comm))
+
+    async def _greet(self, comm: Comm) -> None:
+        try:
+            await accept_greeting(comm)
+        except Exception as e:
+            logger.warning("worker %s: rejected a connection from %s: %s", self.address, comm.peer_address, e)
+            comm.abort(e)
+            return
+        comm.send([m.Welcome(m.PROTOCOL_VERSION, self.address)])
+        self._data_comms.add(comm)
+        comm.start(lambda msgs: self._on_data_messages(comm, msgs), self._on_data_closed)
+
+    def _on_data_closed(self, comm: Comm, exc: BaseException | None) -> None:
+        self._data_comms.discard(comm)
+
+    def _on_data_messages(self, comm: Comm, msgs: list[Any]) -> None:
+        replies = []
+        for msg in msgs:
+            t = type(msg)
+            if t is m.GetData:
+                replies.append(self._get_data(msg))
+            elif t is m.PutData:
+                replies.append(self._put_data(msg))
+            else:
+                raise RemoteProtocolError(f"a worker does not accept {t.__name__}")
+        comm.send(replies)
+
+    def _get_data(self, msg: m.GetData) -> m.DataReply:
+        data = {}
+        missing = []
+        errors = {}
+        for key in msg.keys:
+            try:
+                value = dict.__getitem__(self.data, key)
+            except KeyError:
+                missing.append(key)
+                continue
+            if type(value) is LazyValue:
+                data[key] = value.payload
+                continue
+            try:
+                data[key] = dumps(value)
+            except SerializationError as e:
+                errors[key] = str(e)
+        return m.DataReply(msg.id, data, missing, errors)
+
+    def _put_data(self, msg: m.PutData) -> m.PutDataAck:
+        for key, payload in msg.data.items():
+            self.data[key] = LazyValue(payload)
+        sizes = {k: msg.nbytes.get(k, v.nbytes) for k, v in msg.data.items()}
+        self.state.data_put(sizes, msg.types)
+        self._carry_out()
+        return m.PutDataAck(msg.id)

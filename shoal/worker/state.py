@@ -1,0 +1,481 @@
+"""The worker's logic as a pure state machine.  No sockets, threads or clocks.
+
+Messages from the scheduler and completion events from the server go in;
+messages for the scheduler (``to_scheduler``) and instructions for the server
+(``instructions``: run this task, fetch these keys from that peer, drop that
+data) come out.  The values themselves live in the server's store; this class
+only knows which keys are where.
+
+Task states on a worker::
+
+    fetch -> flight -> memory            a dependency copied from a peer
+    waiting -> ready -> executing -> memory | (failed: forgotten)
+                        executing -> cancelled   (freed while running; the
+                                                  result is dropped on return)
+
+A key in memory is *reported* when the scheduler knows this worker holds it
+(computed here, fetched and announced, or scattered here); only the scheduler
+frees reported keys.  Copies that came inline with a task are private and
+dropped as soon as no local task needs them.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from typing import Any
+
+import msgspec
+
+from shoal.errors import InvariantViolation
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Payload
+
+
+class WorkerTaskStatus(str, enum.Enum):
+    FETCH = "fetch"
+    FLIGHT = "flight"
+    MISSING = "missing"
+    WAITING = "waiting"
+    READY = "ready"
+    EXECUTING = "executing"
+    CANCELLED = "cancelled"
+    MEMORY = "memory"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FETCH = WorkerTaskStatus.FETCH
+FLIGHT = WorkerTaskStatus.FLIGHT
+MISSING = WorkerTaskStatus.MISSING
+WAITING = WorkerTaskStatus.WAITING
+READY = WorkerTaskStatus.READY
+EXECUTING = WorkerTaskStatus.EXECUTING
+CANCELLED = WorkerTaskStatus.CANCELLED
+MEMORY = WorkerTaskStatus.MEMORY
+
+
+# -- instructions for the server ----------------------------------------------
+
+
+class Execute(msgspec.Struct):
+    key: str
+
+
+class GatherDep(msgspec.Struct):
+    worker: str
+    keys: list[str]
+
+
+class StoreInline(msgspec.Struct):
+    key: str
+    value: Payload
+
+
+class DropData(msgspec.Struct):
+    keys: list[str]
+
+
+class WorkerTask:
+    __slots__ = (
+        "actor",
+        "args",
+        "dependents",
+        "deps",
+        "func",
+        "key",
+        "n_missing",
+        "nbytes",
+        "priority",
+        "reported",
+        "state",
+        "tried",
+        "type_name",
+        "who_has",
+    )
+
+    def __init__(self, key: str, state: WorkerTaskStatus) -> None:
+        self.key = key
+        self.state = state
+        self.priority = 0
+        self.func: bytes | None = None
+        self.args: Payload | None = None
+        self.actor = False
+        self.deps: tuple[str, ...] = ()
+        self.dependents: set[str] = set()
+        self.n_missing = 0
+        self.nbytes = 0
+        self.type_name = ""
+        self.who_has: list[str] = []
+        self.tried: list[str] = []
+        self.reported = False
+
+    def __repr__(self) -> str:
+        return f"<WorkerTask {self.key!r} {self.state.value}>"
+
+
+class WorkerState:
+    def __init__(
+        self,
+        address: str,
+        nthreads: int,
+        *,
+        validate: bool = False,
+        max_flight_bytes: int = 256 * 1024 * 1024,
+        max_flight_peers: int = 8,
+    ) -> None:
+        self.address = address
+        self.nthreads = nthreads
+        self.validate = validate
+        self.max_flight_bytes = max_flight_bytes
+        self.max_flight_peers = max_flight_peers
+        self.tasks: dict[str, WorkerTask] = {}
+        self.ready: list[tuple[int, int, str]] = []
+        self.executing: set[str] = set()
+        self.in_flight: dict[str, tuple[list[str], int]] = {}  # peer -> (keys, bytes)
+        self.flight_bytes = 0
+        self.to_fetch: dict[str, None] = {}  # keys in FETCH, oldest first
+        self.nbytes = 0  # bytes of values in memory
+        self.to_scheduler: list[Any] = []
+        self.instructions: list[Any] = []
+        self._seq = 0
+
+    # ------------------------------------------------------------------ outbox
+
+    def take(self) -> tuple[list[Any], list[Any]]:
+        """``(messages for the scheduler, instructions for the server)``."""
+        msgs, instr = self.to_scheduler, self.instructions
+        self.to_scheduler, self.instructions = [], []
+        return msgs, instr
+
+    # ------------------------------------------------------------------ from the scheduler
+
+    def handle_scheduler(self, msgs: list[Any]) -> list[Any]:
+        """Apply a batch from the scheduler; return what this class does not handle."""
+        unhandled = []
+        for msg in msgs:
+            t = type(msg)
+            if t is m.ExecuteTask:
+                self.execute_task(msg)
+            elif t is m.FreeKeys:
+                self.free_keys(msg.keys)
+            else:
+                unhandled.append(msg)
+        self._advance()
+        return unhandled
+
+    def execute_task(self, msg: m.ExecuteTask) -> None:
+        key = msg.key
+        ts = self.tasks.get(key)
+        if ts is not None:
+            if ts.state is MEMORY:
+                ts.reported = True
+                self.to_scheduler.append(m.TaskFinished(key, ts.nbytes, ts.type_name, 0.0))
+                return
+            if ts.state is CANCELLED:
+                ts.state = EXECUTING  # asked again while still running: keep the run
+                return
+            if ts.state in (WAITING, READY, EXECUTING):
+                return  # a duplicate
+            # a dependency being fetched is now to be computed here too:
+            # keep fetching; computing it is the fallback if the fetch fails
+            ts.func, ts.args, ts.priority, ts.actor = msg.func, msg.args, msg.priority, msg.actor
+            return
+        ts = WorkerTask(key, WAITING)
+        ts.func, ts.args, ts.priority, ts.actor = msg.func, msg.args, msg.priority, msg.actor
+        self.tasks[key] = ts
+        self._add_deps(ts, msg.deps)
+        if ts.n_missing == 0:
+            self._make_ready(ts)
+
+    def _add_deps(self, ts: WorkerTask, deps: list[m.DependencyLocation]) -> None:
+        keys = []
+        for dep in deps:
+            keys.append(dep.key)
+            dts = self.tasks.get(dep.key)
+            if dts is None:
+                if dep.value is not None:
+                    dts = WorkerTask(dep.key, MEMORY)
+                    dts.nbytes = dep.nbytes
+                    self.nbytes += dep.nbytes
+                    self.tasks[dep.key] = dts
+                    self.instructions.append(StoreInline(dep.key, dep.value))
+                else:
+                    dts = WorkerTask(dep.key, FETCH)
+                    dts.nbytes = dep.nbytes
+                    dts.who_has = [w for w in dep.workers if w != self.address]
+                    self.tasks[dep.key] = dts
+                    self.to_fetch[dep.key] = None
+            elif dts.state in (FETCH, FLIGHT, MISSING):
+                for w in dep.workers:
+                    if w != self.address and w not in dts.who_has and w not in dts.tried:
+                        dts.who_has.append(w)
+                if dts.state is MISSING and dts.who_has:
+                    dts.state = FETCH
+                    self.to_fetch[dts.key] = None
+            dts.dependents.add(ts.key)
+            if dts.state is not MEMORY:
+                ts.n_missing += 1
+        ts.deps = tuple(keys)
+
+    def _make_ready(self, ts: WorkerTask) -> None:
+        ts.state = READY
+        self._seq += 1
+        heapq.heappush(self.ready, (ts.priority, self._seq, ts.key))
+
+    def free_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            st = ts.state
+            if st is EXECUTING:
+                ts.state = CANCELLED
+            elif st is CANCELLED:
+                pass
+            elif st is MEMORY:
+                ts.reported = False
+                if not ts.dependents:
+                    self._forget(ts)
+            elif st in (WAITING, READY):
+                self._forget(ts)
+            elif not ts.dependents:  # fetch, flight, missing
+                self._forget(ts)
+            else:
+                ts.func = ts.args = None  # no longer to be computed here
+
+    def _forget(self, ts: WorkerTask) -> None:
+        """Drop a task and its data; release the deps it held."""
+        del self.tasks[ts.key]
+        if ts.state is MEMORY:
+            self.nbytes -= ts.nbytes
+            self.instructions.append(DropData([ts.key]))
+        elif ts.state is FETCH:
+            self.to_fetch.pop(ts.key, None)
+        self._release_deps(ts)
+
+    def _release_deps(self, ts: WorkerTask) -> None:
+        for dk in ts.deps:
+            dts = self.tasks.get(dk)
+            if dts is None:
+                continue
+            dts.dependents.discard(ts.key)
+            if not dts.dependents and not dts.reported and dts.state is not EXECUTING:
+                if dts.func is None or dts.state is MEMORY:
+                    self._forget(dts)
+        ts.deps = ()
+
+    # ------------------------------------------------------------------ from the server
+
+    def execute_done(
+        self, key: str, nbytes: int, type_name: str, duration: float, value: Payload | None
+    ) -> None:
+        ts = self.tasks.get(key)
+        self.executing.discard(key)
+        if ts is None:
+            self._advance()
+            return
+        if ts.state is CANCELLED:
+            ts.state = MEMORY  # so that _forget drops the data
+            ts.nbytes = nbytes
+            self.nbytes += nbytes
+            self._forget(ts)
+        else:
+            ts.state = MEMORY
+            ts.nbytes, ts.type_name = nbytes, type_name
+            ts.reported = True
+            self.nbytes += nbytes
+            self.to_scheduler.append(m.TaskFinished(key, nbytes, type_name, duration, value))
+            self._release_deps(ts)
+            self._dependents_gain(ts)
+        self._advance()
+
+    def execute_failed(
+        self, key: str, exception: Payload, traceback: Payload, text: str, duration: float
+    ) -> None:
+        ts = self.tasks.get(key)
+        self.executing.discard(key)
+        if ts is not None:
+            if ts.state is not CANCELLED:
+                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration))
+            ts.state = WAITING  # not memory: nothing to drop
+            self._forget(ts)
+        self._advance()
+
+    def wants_data(self, key: str) -> bool:
+        """Should data arriving for ``key`` be stored?"""
+        ts = self.tasks.get(key)
+        return ts is not None and ts.state is FLIGHT
+
+    def gather_done(self, worker: str, received: dict[str, int], missing: list[str]) -> None:
+        """The server got ``received`` (key -> nbytes) from ``worker`` and stored
+        those for which ``wants_data`` was true."""
+        requested, flight_bytes = self.in_flight.pop(worker, ([], 0))
+        self.flight_bytes -= flight_bytes
+        announce_keys, announce_nbytes = [], []
+        for key, nbytes in received.items():
+            ts = self.tasks.get(key)
+            if ts is None or ts.state is not FLIGHT:
+                continue
+            ts.state = MEMORY
+            ts.nbytes = nbytes
+            self.nbytes += nbytes
+            if not ts.dependents and ts.func is None:
+                self._forget(ts)  # nobody needs it any more
+                continue
+            ts.reported = True
+            announce_keys.append(key)
+            announce_nbytes.append(nbytes)
+            if ts.func is not None:  # we were also asked to compute it
+                ts.func = ts.args = None
+                self.to_scheduler.append(m.TaskFinished(key, nbytes, ts.type_name, 0.0))
+            self._dependents_gain(ts)
+        if announce_keys:
+            self.to_scheduler.append(m.ReplicasAdded(announce_keys, announce_nbytes))
+        for key in missing:
+            self._fetch_failed(key, worker)
+        for key in requested:
+            if key not in received and key not in missing:
+                self._fetch_failed(key, worker)
+        self._advance()
+
+    def dependency_unusable(self, key: str, exception: Payload, traceback: Payload, text: str) -> None:
+        """A peer holds ``key`` but cannot send it (it does not serialize): the
+        tasks here that need it fail with that error."""
+        ts = self.tasks.get(key)
+        if ts is None:
+            return
+        if ts.state is FLIGHT or ts.state is FETCH:
+            self.to_fetch.pop(key, None)
+            ts.state = MISSING
+        for dk in list(ts.dependents):
+            d = self.tasks.get(dk)
+            if d is not None and d.state is WAITING:
+                self.to_scheduler.append(m.TaskFailed(dk, exception, traceback, text, 0.0))
+                self._forget(d)
+        self._advance()
+
+    def gather_failed(self, worker: str) -> None:
+        """Talking to ``worker`` failed altogether."""
+        requested, flight_bytes = self.in_flight.pop(worker, ([], 0))
+        self.flight_bytes -= flight_bytes
+        for key in requested:
+            self._fetch_failed(key, worker)
+        self._advance()
+
+    def _fetch_failed(self, key: str, worker: str) -> None:
+        ts = self.tasks.get(key)
+        if ts is None or ts.state not in (FLIGHT, FETCH):
+            return
+        if worker in ts.who_has:
+            ts.who_has.remove(worker)
+        ts.tried.append(worker)
+        if not ts.dependents and ts.func is None:
+            del self.tasks[key]
+            self.to_fetch.pop(key, None)
+            return
+        if ts.who_has:
+            ts.state = FETCH
+            self.to_fetch[key] = None
+            return
+        ts.state = MISSING
+        self.to_fetch.pop(key, None)
+        self.to_scheduler.append(m.DataMissing(key, ts.tried))
+        ts.tried = []
+
+    def data_put(self, sizes: dict[str, int], type_names: dict[str, str]) -> None:
+        """A client stored these keys here (scatter)."""
+        for key, nbytes in sizes.items():
+            ts = self.tasks.get(key)
+            if ts is not None and ts.state is MEMORY:
+                self.nbytes -= ts.nbytes
+            elif ts is None:
+                ts = self.tasks[key] = WorkerTask(key, MEMORY)
+            ts.state = MEMORY
+            ts.nbytes = nbytes
+            ts.type_name = type_names.get(key, "")
+            ts.reported = True
+            self.nbytes += nbytes
+            self._dependents_gain(ts)
+        self._advance()
+
+    # ------------------------------------------------------------------ progress
+
+    def _dependents_gain(self, ts: WorkerTask) -> None:
+        for dk in ts.dependents:
+            d = self.tasks.get(dk)
+            if d is not None and d.state is WAITING:
+                d.n_missing -= 1
+                if d.n_missing == 0:
+                    self._make_ready(d)
+
+    def _advance(self) -> None:
+        """Start what can start: tasks on free threads, fetches on free peers."""
+        ready = self.ready
+        while ready and len(self.executing) < self.nthreads:
+            _, _, key = heapq.heappop(ready)
+            ts = self.tasks.get(key)
+            if ts is None or ts.state is not READY:
+                continue
+            ts.state = EXECUTING
+            self.executing.add(key)
+            self.instructions.append(Execute(key))
+        if self.to_fetch:
+            self._start_fetches()
+        if self.validate:
+            self.check_invariants()
+
+    def _start_fetches(self) -> None:
+        by_peer: dict[str, tuple[list[str], int]] = {}
+        flight_bytes = self.flight_bytes
+        for key in list(self.to_fetch):
+            if flight_bytes >= self.max_flight_bytes:
+                break
+            ts = self.tasks[key]
+            peer = next((w for w in ts.who_has if w not in self.in_flight), None)
+            if peer is None:
+                continue
+            if peer not in by_peer and len(self.in_flight) + len(by_peer) >= self.max_flight_peers:
+                continue
+            keys, nbytes = by_peer.get(peer, ([], 0))
+            keys.append(key)
+            by_peer[peer] = (keys, nbytes + ts.nbytes)
+            del self.to_fetch[key]
+            ts.state = FLIGHT
+            flight_bytes += ts.nbytes
+        for peer, (keys, nbytes) in by_peer.items():
+            self.in_flight[peer] = (keys, nbytes)
+            self.flight_bytes += nbytes
+            self.instructions.append(GatherDep(peer, keys))
+
+    # ------------------------------------------------------------------ checks
+
+    def check_invariants(self) -> None:
+        nbytes = 0
+        for key, ts in self.tasks.items():
+            if ts.key != key:
+                raise InvariantViolation(f"worker task {ts.key!r} stored under {key!r}")
+            if ts.state is MEMORY:
+                nbytes += ts.nbytes
+            if ts.state is EXECUTING and key not in self.executing:
+                raise InvariantViolation(f"{key!r} executing but not in the executing set")
+            if ts.state is WAITING:
+                missing = sum(
+                    1 for dk in ts.deps if dk not in self.tasks or self.tasks[dk].state is not MEMORY
+                )
+                if missing != ts.n_missing or missing == 0:
+                    raise InvariantViolation(f"{key!r} waiting: n_missing={ts.n_missing}, missing={missing}")
+            for dk in ts.deps:
+                if ts.state in (WAITING, READY, EXECUTING) and (
+                    dk not in self.tasks or key not in self.tasks[dk].dependents
+                ):
+                    raise InvariantViolation(f"{key!r} lost track of its dependency {dk!r}")
+            if ts.state is FETCH and key not in self.to_fetch:
+                raise InvariantViolation(f"{key!r} in fetch but not queued for fetching")
+        if nbytes != self.nbytes:
+            raise InvariantViolation(f"worker nbytes {self.nbytes} != {nbytes}")
+        for key in self.executing:
+            st = self.tasks[key].state if key in self.tasks else None
+            if st not in (EXECUTING, CANCELLED):
+                raise InvariantViolation(f"{key!r} in the executing set while {st}")

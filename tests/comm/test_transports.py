@@ -1,0 +1,156 @@
+"""Real transports: TCP on loopback and in-process, with the handshake."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shoal.comm.core import accept_greeting, connect_and_greet, listen
+from shoal.errors import RemoteProtocolError
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps, loads
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class EchoListener:
+    """A listener that greets and echoes every batch back; ``stop()`` also
+    closes the connections it accepted."""
+
+    def __init__(self, listener: Any, comms: list[Any], tasks: set[Any]) -> None:
+        self.listener, self.comms, self.tasks = listener, comms, tasks
+        self.address = listener.address
+
+    def stop(self) -> None:
+        self.listener.stop()
+        for c in self.comms:
+            c.abort(None)
+
+
+async def echo_server(address: str) -> EchoListener:
+    tasks: set[Any] = set()
+    comms: list[Any] = []
+
+    def on_connection(comm: Any) -> None:
+        comms.append(comm)
+        async def greet() -> None:
+            try:
+                await accept_greeting(comm, timeout=5)
+            except Exception:
+                comm.abort(None)
+                return
+            comm.send([m.Welcome(m.PROTOCOL_VERSION, "echo")])
+            comm.start(lambda msgs: comm.send(msgs))
+
+        t = asyncio.ensure_future(greet())
+        tasks.add(t)
+
+    listener = listen(address, on_connection)
+    await listener.start()
+    return EchoListener(listener, comms, tasks)
+
+
+@pytest.fixture(params=["tcp://127.0.0.1:0", "inproc://"])
+def address(request: Any) -> str:
+    return str(request.param)
+
+
+def test_handshake_and_echo_with_large_array(address: str) -> None:
+    async def main() -> None:
+        listener = await echo_server(address)
+        comm, welcome = await connect_and_greet(listener.address, "client", timeout=5)
+        assert welcome.id == "echo"
+        arr = np.random.default_rng(0).random(2_000_000)
+        comm.send([m.PutData(1, {"a": dumps(arr)}), m.FreeKeys(["x"])])
+        msgs = await comm.recv(10)
+        assert isinstance(msgs[1], m.FreeKeys)
+        assert (loads(msgs[0].data["a"]) == arr).all()
+        await comm.close()
+        listener.stop()
+
+    asyncio.run(main())
+
+
+def test_connecting_to_a_closed_port_fails_quickly_with_oserror() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+            await connect_and_greet(f"tcp://127.0.0.1:{port}", "client", timeout=2)
+        assert loop.time() - t < 2
+        with pytest.raises((OSError, TimeoutError)):
+            await connect_and_greet(f"tcp://127.0.0.1:{port}", "client", timeout=0.5, retry=True)
+
+    asyncio.run(main())
+
+
+def test_a_silent_server_times_out_the_handshake() -> None:
+    async def main() -> None:
+        writers: list[Any] = []
+        server = await asyncio.start_server(lambda r, w: writers.append(w), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(TimeoutError, match="handshake"):
+            await connect_and_greet(f"tcp://127.0.0.1:{port}", "client", timeout=0.3)
+        for w in writers:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_garbage_closes_only_that_connection() -> None:
+    async def main() -> None:
+        listener = await echo_server("tcp://127.0.0.1:0")
+        good, _ = await connect_and_greet(listener.address, "client", timeout=5)
+        port = int(listener.address.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed on us
+        writer.close()
+        await writer.wait_closed()
+        good.send([m.ReleaseKeys(["still-works"])])
+        assert (await good.recv(5))[0].keys == ["still-works"]
+        await good.close()
+        listener.stop()
+
+    asyncio.run(main())
+
+
+def test_wrong_protocol_version_is_rejected() -> None:
+    async def main() -> None:
+        got: list[Exception] = []
+
+        def on_connection(comm: Any) -> None:
+            async def greet() -> None:
+                try:
+                    await accept_greeting(comm, timeout=5)
+                except RemoteProtocolError as e:
+                    got.append(e)
+
+            asyncio.ensure_future(greet())
+
+        listener = listen("tcp://127.0.0.1:0", on_connection)
+        await listener.start()
+        from shoal.comm.core import connect
+
+        comm = await connect(listener.address, timeout=5)
+        comm.send([m.Hello(999, "client")])
+        reply = await comm.recv(5)
+        assert isinstance(reply[0], m.Rejected) and "999" in reply[0].reason
+        assert got and "999" in str(got[0])
+        comm.abort()
+        await asyncio.sleep(0.05)  # let the server side see the close
+        listener.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,132 @@
+"""The futures API against a real cluster of processes."""
+
+from __future__ import annotations
+
+import gc
+import time
+from operator import add
+
+import pytest
+
+from shoal import Client, Future
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def slow_inc(x: int, delay: float = 0.2) -> int:
+    time.sleep(delay)
+    return x + 1
+
+
+def test_submit_with_nested_futures(client: Client) -> None:
+    fx = client.submit(inc, 1)
+    fy = client.submit(inc, 2)
+    fz = client.submit(sum, [fx, fy])
+    assert fz.result(timeout=10) == 5
+    nested = client.submit(lambda d: d["a"][0] + d["b"], {"a": (fx,), "b": fy})
+    assert nested.result(timeout=10) == 5
+
+
+def test_future_repr_status_and_type(client: Client) -> None:
+    f = client.submit(inc, 10)
+    assert f.result(timeout=10) == 11
+    assert f.status == "finished" and f.done()
+    assert f.type == "int"
+    assert repr(f).startswith("<Future: inc status: finished, type: int, key: inc-")
+    assert "finished" in f._repr_html_()
+    pending = client.submit(slow_inc, 1, 2.0)
+    assert "status: pending" in repr(pending)
+
+
+def test_pure_keys_are_shared_and_impure_keys_are_not(client: Client) -> None:
+    a = client.submit(inc, 41)
+    b = client.submit(inc, 41)
+    assert a.key == b.key
+    c = client.submit(inc, 41, pure=False)
+    assert c.key != a.key
+    assert client.submit(inc, 1, key="my-key").key == "my-key"
+    assert a.result(timeout=10) == b.result(timeout=10) == c.result(timeout=10) == 42
+
+
+def test_map_and_gather_structures(client: Client) -> None:
+    futures = client.map(add, range(100), range(100))
+    assert client.gather(futures) == [2 * i for i in range(100)]
+    assert client.gather({"x": futures[1], "y": [futures[2], (futures[3],)]}) == {"x": 2, "y": [4, (6,)]}
+    assert client.gather(futures[5]) == 10
+    keyed = client.map(inc, [1, 2], key=["k1", "k2"])
+    assert [f.key for f in keyed] == ["k1", "k2"]
+
+
+def test_results_released_when_futures_are_dropped(client: Client) -> None:
+    f = client.submit(inc, 100)
+    key = f.key
+    f.result(timeout=10)
+    assert client.who_has([f])[key]
+    del f
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = client.task_states()
+        held = [k for keys in client.has_what().values() for k in keys]
+        if key not in states and key not in held:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"{key} was not released: {client.task_states()}")
+
+
+def boom(x: int) -> int:
+    raise ValueError(f"bad input {x}")
+
+
+def test_user_exceptions_keep_type_and_traceback(client: Client) -> None:
+    f = client.submit(boom, 3)
+    with pytest.raises(ValueError, match="bad input 3") as info:
+        f.result(timeout=10)
+    assert f.status == "error"
+    assert isinstance(f.exception(), ValueError)
+    tb = f.traceback()
+    names = []
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert "boom" in names
+    assert "boom" in "".join(str(info.value.__cause__))
+    assert client.gather([f, client.submit(inc, 1)], errors="skip") == [2]
+    with pytest.raises(ValueError):
+        client.gather([f])
+
+
+def test_timeout_on_result(client: Client) -> None:
+    f = client.submit(slow_inc, 1, 2.0)
+    with pytest.raises(TimeoutError):
+        f.result(timeout=0.1)
+    assert f.result(timeout=10) == 2
+
+
+def test_dependencies_move_between_workers_not_through_the_client(client: Client) -> None:
+    workers = sorted(client.scheduler_info()["workers"])
+    assert len(workers) == 2
+    big = client.submit(lambda: list(range(200_000)), workers=[workers[0]], pure=False)
+    total = client.submit(sum, big, workers=[workers[1]], pure=False)
+    assert total.result(timeout=20) == sum(range(200_000))
+    assert set(client.who_has([big])[big.key]) == set(workers)
+
+
+def test_client_from_address_and_context_manager(cluster) -> None:  # type: ignore[no-untyped-def]
+    with Client(cluster.scheduler_address) as c:
+        assert c.submit(inc, 1).result(timeout=10) == 2
+    assert c.status == "closed"
+
+
+def test_future_misuse_has_clear_errors(client: Client) -> None:
+    f = client.submit(inc, 1)
+    with pytest.raises(TypeError, match="result"):
+        f()
+    with pytest.raises(TypeError, match="callable"):
+        client.submit(1)
+    assert isinstance(f, Future)
