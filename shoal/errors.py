@@ -81,6 +81,10 @@ class KilledWorker(ShoalError):
         )
         self.key = key
         self.last_worker = last_worker
+        self.allowed_failures = allowed_failures
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int]]:
+        return (KilledWorker, (self.key, self.last_worker, self.allowed_failures))
 
 
 class FutureLost(ShoalError):
@@ -100,6 +104,9 @@ class RemoteException(ShoalError):
         self.type_name = type_name
         self.message = message
         self.traceback_text = traceback_text
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (RemoteException, (self.type_name, self.message, self.traceback_text))
 
 
 class RemoteTraceback(Exception):
@@ -124,6 +131,9 @@ class InvalidTransition(ShoalError):
         self.start = start
         self.finish = finish
         self.story = story
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, list[tuple[object, ...]]]]:
+        return (InvalidTransition, (self.key, self.start, self.finish, self.story))
 
 
 class InvariantViolation(ShoalError):

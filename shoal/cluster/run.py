@@ -92,16 +92,23 @@ def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "1
             connect_timeout=connect_timeout,
         )
         loop = asyncio.get_running_loop()
+        starting = loop.create_task(server.start())
 
         def stop() -> None:
-            loop.create_task(server.close("stopped"))
+            if not starting.done():
+                starting.cancel()  # still connecting: give up now
+            else:
+                loop.create_task(server.close("stopped"))
 
         if parent_watch:
             _watch_parent(loop, stop)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
         try:
-            await server.start()
+            await starting
+        except asyncio.CancelledError:
+            await server.close("stopped while starting")
+            return
         except (OSError, TimeoutError) as e:
             logger.error("worker could not join the scheduler at %s: %s", scheduler, e)
             exit_code = 1
