@@ -177,7 +177,7 @@ class Client:
             await self.cluster
         address = self._address or self.cluster.scheduler_address
         self.scheduler_address = address
-        comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout)
+        comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout, retry=True)
         self.scheduler_comm = comm
         self.id = welcome.id
         self._workers = list(welcome.info.get("workers", []))
