@@ -8,6 +8,7 @@
 
 from shoal.client.core import Client, default_client
 from shoal.client.future import Future
+from shoal.client.progress import progress
 from shoal.client.waiting import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
@@ -46,5 +47,6 @@ __all__ = [
     "as_completed",
     "default_client",
     "fire_and_forget",
+    "progress",
     "wait",
 ]

@@ -22,6 +22,8 @@ Rules:
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
 from shoal.errors import LocalProtocolError, RemoteProtocolError
 
@@ -55,7 +57,11 @@ class FrameDecoder:
         max_frames: int = DEFAULT_MAX_FRAMES,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        alloc: Callable[[int], Any] = bytearray,
     ) -> None:
+        """``alloc(n)`` makes the writable buffer a large frame is read into;
+        the transport may pass one that skips zero-filling."""
+        self.alloc = alloc
         self.max_frames = max_frames
         self.max_frame_bytes = max_frame_bytes
         self.max_message_bytes = max_message_bytes
@@ -66,14 +72,14 @@ class FrameDecoder:
         self._lengths: list[int] | None = None
         self._frames: list[bytes | bytearray | memoryview] = []
         # a large frame being filled directly
-        self._big: bytearray | None = None
+        self._big: Any = None
         self._big_filled = 0
 
     # -- the BufferedProtocol side --------------------------------------------
 
     def get_buffer(self) -> memoryview:
         if self._big is not None:
-            return memoryview(self._big)[self._big_filled :]
+            return memoryview(self._big).cast("B")[self._big_filled :]
         if self._start == self._end:
             self._start = self._end = 0
         elif len(self._buf) - self._end < LARGE_FRAME // 4:
@@ -95,7 +101,7 @@ class FrameDecoder:
     def buffer_updated(self, nbytes: int) -> list[list[bytes | bytearray | memoryview]]:
         if self._big is not None:
             self._big_filled += nbytes
-            if self._big_filled < len(self._big):
+            if self._big_filled < memoryview(self._big).nbytes:
                 return []
             self._frames.append(self._big)
             self._big = None
@@ -146,8 +152,8 @@ class FrameDecoder:
                 size = lengths[len(self._frames)]
                 avail = self._end - self._start
                 if size > LARGE_FRAME and avail < size:
-                    big = bytearray(size)
-                    big[:avail] = buf[self._start : self._end]
+                    big = self.alloc(size)
+                    memoryview(big).cast("B")[:avail] = buf[self._start : self._end]
                     self._start = self._end
                     self._big, self._big_filled = big, avail
                     self._detach_first_frame()

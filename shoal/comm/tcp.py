@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import socket
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,20 @@ _IOV_MAX = 512
 HIGH_WATER = 16 * 1024 * 1024
 #: reads per readiness callback, so one busy peer cannot starve the others
 _READS_PER_WAKEUP = 32
+
+
+def alloc_frame(size: int) -> Any:
+    """A writable buffer for a large incoming frame, not zero-filled.
+
+    ``bytearray(n)`` writes n zero bytes first, which for a 200 MB frame costs
+    as much as receiving it.  ``numpy.empty`` leaves the pages untouched until
+    the socket writes them.  Without numpy (then large frames are rare) an
+    anonymous ``mmap`` does the same.
+    """
+    np = sys.modules.get("numpy")
+    if np is not None:
+        return np.empty(size, dtype=np.uint8)
+    return mmap.mmap(-1, size)
 
 
 def _set_socket_options(sock: socket.socket) -> None:
@@ -58,7 +74,7 @@ class SocketComm(Comm):
         self._sock = sock
         self._fd = sock.fileno()
         self._loop = loop
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(alloc=alloc_frame)
         self._out: deque[memoryview] = deque()
         self._out_bytes = 0
         self._writing = False

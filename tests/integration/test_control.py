@@ -164,3 +164,16 @@ def test_add_done_callback(client: Client) -> None:
     done.clear()
     f.add_done_callback(callback)
     assert done.wait(10) and results == [42, 42]
+
+
+def test_progress_draws_a_bar_and_returns_when_done(client: Client) -> None:
+    import io
+
+    from shoal import progress
+
+    futures = client.map(inc, range(30))
+    out = io.StringIO()
+    progress(futures, notebook=False, file=out)
+    assert all(f.done() for f in futures)
+    last = out.getvalue().strip().split("\r")[-1]
+    assert "100% Completed | 30/30" in last
