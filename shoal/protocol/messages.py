@@ -280,6 +280,26 @@ class PutDataAck(_Msg, tag="put-ack"):
     error: str = ""
 
 
+class ActorCall(_Msg, tag="actor-call"):
+    """Call a method of (``kind="call"``) or read an attribute of
+    (``kind="getattr"``) the actor stored under ``key``."""
+
+    id: int
+    key: str
+    name: str
+    args: Payload | None = None
+    kind: str = "call"
+
+
+class ActorReply(_Msg, tag="actor-reply"):
+    id: int
+    ok: bool
+    value: Payload | None = None
+    exception: Payload | None = None
+    traceback: Payload | None = None
+    text: str = ""
+
+
 Message = Union[
     Hello,
     Welcome,
@@ -312,4 +332,6 @@ Message = Union[
     DataReply,
     PutData,
     PutDataAck,
+    ActorCall,
+    ActorReply,
 ]

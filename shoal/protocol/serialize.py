@@ -91,6 +91,10 @@ def dumps(obj: object) -> Payload:
     buffers: list[Any] = []
     try:
         data = pickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=_oob_collector(buffers))
+        if b"__main__" in data:
+            # a class or function of the user's script or notebook, pickled by
+            # reference: the workers do not have it, so send it by value
+            raise pickle.PicklingError("refers to __main__")
     except Exception:
         buffers = []
         try:

@@ -109,7 +109,7 @@ class TaskExecutor:
         self.data = data
         self.worker = worker
         self.inline_limit = inline_limit
-        self._queue: queue.SimpleQueue[tuple[str, bytes, Payload] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, bytes, Payload, bool] | None] = queue.SimpleQueue()
         self._done: deque[Success | Failure] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
@@ -121,8 +121,8 @@ class TaskExecutor:
         for t in self._threads:
             t.start()
 
-    def submit(self, key: str, func_id: bytes, args: Payload) -> None:
-        self._queue.put((key, func_id, args))
+    def submit(self, key: str, func_id: bytes, args: Payload, actor: bool = False) -> None:
+        self._queue.put((key, func_id, args, actor))
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
         for _ in self._threads:
@@ -150,7 +150,7 @@ class TaskExecutor:
             item = get()
             if item is None:
                 return
-            key, func_id, args = item
+            key, func_id, args, actor = item
             _local.task = (self.worker, key)
             start = time.perf_counter()
             try:
@@ -158,7 +158,9 @@ class TaskExecutor:
                 a, kw = loads_task_args(args, self.data)
                 value = func(*a, **kw)
                 duration = time.perf_counter() - start
-                result: Success | Failure = self._success(key, value, duration)
+                result: Success | Failure = (
+                    self._actor_created(key, value, duration) if actor else self._success(key, value, duration)
+                )
             except BaseException as e:  # noqa: BLE001 - a task may raise anything
                 duration = time.perf_counter() - start
                 exc, tb, text = dumps_exception(e)
@@ -188,6 +190,13 @@ class TaskExecutor:
             if payload is not None and payload.nbytes <= self.inline_limit:
                 inline = payload
         return Success(key, value, nbytes, _type_name(value), duration, inline)
+
+    def _actor_created(self, key: str, instance: Any, duration: float) -> Success:
+        """An actor's constructor ran: what travels is a handle, not the object."""
+        from shoal.client.actor import Actor
+
+        handle = dumps(Actor(type(instance), key, self.worker.address if self.worker else ""))
+        return Success(key, instance, sizeof(instance), _type_name(instance), duration, handle)
 
     # -- on the loop -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Data flow::
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
@@ -24,7 +25,7 @@ from shoal.comm.core import Comm, accept_greeting, connect_and_greet, listen
 from shoal.comm.pool import ConnectionPool
 from shoal.errors import CommClosedError, RemoteProtocolError, SerializationError
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import dumps, dumps_exception
+from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import state as ws
 from shoal.worker.executor import LazyValue, Store, Success, TaskExecutor
 
@@ -63,6 +64,8 @@ class WorkerServer:
         self.address = ""
         self.data = Store()
         self.functions: dict[bytes, Any] = {}
+        self.actors: dict[str, Any] = {}
+        self._actor_executor: Any = None
         self.status = "created"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._data_comms: set[Comm] = set()
@@ -121,6 +124,9 @@ class WorkerServer:
             self.pool.close()
         if hasattr(self, "executor"):
             self.executor.shutdown(wait=False)
+        if self._actor_executor is not None:
+            self._actor_executor.shutdown(wait=False)
+        self.actors.clear()
         self.data.clear()
         self.status = "closed"
         self._closed.set()
@@ -199,12 +205,13 @@ class WorkerServer:
             if t is ws.Execute:
                 ts = state.tasks[ins.key]
                 assert ts.func is not None and ts.args is not None
-                self.executor.submit(ins.key, ts.func, ts.args)
+                self.executor.submit(ins.key, ts.func, ts.args, ts.actor)
             elif t is ws.StoreInline:
                 self.data[ins.key] = LazyValue(ins.value)
             elif t is ws.DropData:
                 for key in ins.keys:
                     self.data.pop(key, None)
+                    self.actors.pop(key, None)
             elif t is ws.GatherDep:
                 self._spawn(self._gather_dep(ins.worker, ins.keys))
         if msgs:
@@ -216,7 +223,13 @@ class WorkerServer:
             ts = state.tasks.get(r.key)
             if type(r) is Success:
                 if ts is not None and ts.state is ws.EXECUTING:
-                    self.data[r.key] = r.value
+                    if ts.actor:
+                        # the instance stays here; everyone else gets the handle
+                        self.actors[r.key] = r.value
+                        assert r.inline is not None
+                        self.data[r.key] = LazyValue(r.inline)
+                    else:
+                        self.data[r.key] = r.value
                 state.execute_done(r.key, r.nbytes, r.type_name, r.duration, r.inline)
             else:
                 state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
@@ -275,9 +288,12 @@ class WorkerServer:
                 replies.append(self._get_data(msg))
             elif t is m.PutData:
                 replies.append(self._put_data(msg))
+            elif t is m.ActorCall:
+                self._actor_call(comm, msg)
             else:
                 raise RemoteProtocolError(f"a worker does not accept {t.__name__}")
-        comm.send(replies)
+        if replies:
+            comm.send(replies)
 
     def _get_data(self, msg: m.GetData) -> m.DataReply:
         data = {}
@@ -297,6 +313,50 @@ class WorkerServer:
             except SerializationError as e:
                 errors[key] = str(e)
         return m.DataReply(msg.id, data, missing, errors)
+
+    def _actor_call(self, comm: Comm, msg: m.ActorCall) -> None:
+        """Run an actor method on the actor thread; answer from the loop."""
+        instance = self.actors.get(msg.key)
+        if instance is None:
+            exc, tb, text = dumps_exception(ValueError(f"no actor {msg.key!r} on worker {self.address}"))
+            comm.send([m.ActorReply(msg.id, False, None, exc, tb, text)])
+            return
+        if self._actor_executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._actor_executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-actor")
+        loop = self.loop
+
+        def reply(answer: m.ActorReply) -> None:
+            if not comm.closed:
+                comm.send([answer])
+
+        def run() -> None:
+            try:
+                if msg.kind == "getattr":
+                    value = getattr(instance, msg.name)
+                else:
+                    assert msg.args is not None
+                    args, kwargs = loads(msg.args)
+                    value = getattr(instance, msg.name)(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    loop.call_soon_threadsafe(self._spawn, self._await_actor(msg.id, value, reply))
+                    return
+                answer = m.ActorReply(msg.id, True, dumps(value))
+            except BaseException as e:  # noqa: BLE001 - report anything the method raised
+                exc, tb, text = dumps_exception(e)
+                answer = m.ActorReply(msg.id, False, None, exc, tb, text)
+            loop.call_soon_threadsafe(reply, answer)
+
+        self._actor_executor.submit(run)
+
+    async def _await_actor(self, id: int, awaitable: Any, reply: Any) -> None:
+        try:
+            answer = m.ActorReply(id, True, dumps(await awaitable))
+        except BaseException as e:  # noqa: BLE001
+            exc, tb, text = dumps_exception(e)
+            answer = m.ActorReply(id, False, None, exc, tb, text)
+        reply(answer)
 
     def _put_data(self, msg: m.PutData) -> m.PutDataAck:
         for key, payload in msg.data.items():
