@@ -190,6 +190,7 @@ class Client:
         if self._set_as_default:
             global _default_client
             _default_client = self
+            self._set_dask_scheduler()
         with self._lock:
             if self._outgoing and not self._flush_pending:
                 self._flush_pending = True
@@ -247,6 +248,7 @@ class Client:
             self._callback_executor.shutdown(wait=False)
         if _default_client is self:
             _default_client = None
+        self._restore_dask_scheduler()
         self.status = "closed"
 
     def shutdown(self) -> Any:
@@ -259,6 +261,26 @@ class Client:
         except (CommClosedError, OSError, SchedulerError):
             pass
         await self._close()
+
+    def _set_dask_scheduler(self) -> None:
+        """Make ``dask.compute()`` run on this client, as dask.distributed does,
+        when dask is already imported (shoal never imports it for this)."""
+        import sys
+
+        dask = sys.modules.get("dask")
+        self._dask_config = None
+        if dask is None or self.asynchronous:
+            return
+        self._dask_config = dask.config.set(scheduler=self.get)
+
+    def _restore_dask_scheduler(self) -> None:
+        cfg = getattr(self, "_dask_config", None)
+        if cfg is not None:
+            self._dask_config = None
+            try:
+                cfg.__exit__(None, None, None)
+            except Exception:
+                pass
 
     def _on_closed(self, comm: Comm, exc: BaseException | None) -> None:
         if self.status == "running":
@@ -537,9 +559,17 @@ class Client:
                     allow_other_workers, resources, actor,
                 )
             )
+        return self._submit_specs(specs, func_id, blob)
+
+    def _submit_specs(self, specs: list[m.TaskSpec], func_id: bytes, blob: bytes,
+                      release: list[str] | None = None) -> list[Future[Any]]:
+        """Send ``specs`` (skipping keys this client already follows) and return a
+        future per spec.  Keys in ``release`` are sent but not kept: they are
+        intermediate results the scheduler may drop once their dependents ran."""
         with self._lock:
             futures = []
             new_specs = []
+            keep = set(release or ())
             for spec in specs:
                 st = self.futures.get(spec.key)
                 if st is not None and st.status == CANCELLED:
@@ -548,14 +578,44 @@ class Client:
                     new_specs.append(spec)
                 elif st is None:
                     new_specs.append(spec)
-                futures.append(Future(spec.key, self, inform=False))
+                if spec.key not in keep:
+                    futures.append(Future(spec.key, self, inform=False))
             if new_specs:
                 functions = []
                 if func_id not in self._functions_sent:
                     self._functions_sent.add(func_id)
                     functions.append(m.FunctionDef(func_id, blob))
                 self._send(m.SubmitTasks(new_specs, functions))
+                unwanted = [s.key for s in new_specs if s.key in keep]
+                if unwanted:
+                    self._send(m.ReleaseKeys(unwanted))
         return futures
+
+    # ------------------------------------------------------------------ dask collections
+
+    def compute(self, collections: Any, sync: bool = False, optimize_graph: bool = True,
+                retries: int | None = None, priority: int = 0, **kwargs: Any) -> Any:
+        """Start computing dask collections; one ``Future`` per collection (the
+        final, finalized value), or the values with ``sync=True``."""
+        from shoal.client import collections as coll
+
+        futures = coll.compute(self, collections, optimize_graph, retries or 0, priority)
+        return self.gather(futures) if sync else futures
+
+    def persist(self, collections: Any, optimize_graph: bool = True, retries: int | None = None,
+                priority: int = 0, **kwargs: Any) -> Any:
+        """Start computing dask collections; return the same collections, backed
+        by futures of their results (which stay on the workers)."""
+        from shoal.client import collections as coll
+
+        return coll.persist(self, collections, optimize_graph, retries or 0, priority)
+
+    def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        """The dask scheduler interface: ``dask.compute`` uses it while this
+        client is the default."""
+        from shoal.client import collections as coll
+
+        return coll.get(self, dsk, keys, **kwargs)
 
     # ------------------------------------------------------------------ waiting
 

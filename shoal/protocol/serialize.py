@@ -201,6 +201,26 @@ def resolve_dependency(key: str) -> Any:
         raise SerializationError(f"Dependency {key!r} is not in this worker's memory") from None
 
 
+class _DependencyRef:
+    """Pickles like a future for ``key``: a dependency resolved on the worker."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        deps = collecting_dependencies()
+        if deps is not None:
+            deps.add(self.key)
+        return (resolve_dependency, (self.key,))
+
+
+def dependency_ref(key: str) -> Any:
+    """A placeholder for the value of ``key`` inside task arguments."""
+    return _DependencyRef(key)
+
+
 @contextmanager
 def task_data_context(data: Mapping[str, Any]) -> Iterator[None]:
     """Within this block, dependency references unpickle to values from ``data``."""
