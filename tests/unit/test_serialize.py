@@ -107,13 +107,19 @@ class Unpicklable(Exception):
         raise TypeError("no")
 
 
-class NeedsArgs(Exception):
-    def __init__(self, a: int, b: int) -> None:
-        super().__init__(f"{a}{b}")
+def _fail_on_load() -> None:
+    raise TypeError("cannot rebuild")
+
+
+class Unloadable(Exception):
+    """Pickles, but cannot be unpickled."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_fail_on_load, ())
 
 
 def test_exceptions_that_cannot_travel_are_replaced() -> None:
-    for err in (Unpicklable("x"), NeedsArgs(1, 2)):
+    for err in (Unpicklable("x"), Unloadable("y")):
         exc, tb, text = dumps_exception(err)
         rebuilt = loads_exception(exc, tb, text)
         assert isinstance(rebuilt, RemoteException)
