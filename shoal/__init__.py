@@ -27,6 +27,7 @@ from shoal.errors import (
     SerializationError,
     ShoalError,
 )
+from shoal.worker.context import get_client, get_worker, rejoin, secede, worker_client
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,11 @@ __all__ = [
     "as_completed",
     "default_client",
     "fire_and_forget",
+    "get_client",
+    "get_worker",
     "progress",
+    "rejoin",
+    "secede",
     "wait",
+    "worker_client",
 ]

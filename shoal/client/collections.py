@@ -49,11 +49,11 @@ def execute_node(node: Any, deps: dict[Hashable, Any]) -> Any:
     return node(deps)
 
 
-def _topological(graph: Mapping[Hashable, Any]) -> list[Hashable]:
+def _topological(graph: Mapping[Any, Any]) -> list[Hashable]:
     """Dependencies first; among ready nodes, dask.order's priority first."""
     from dask.order import order
 
-    priority = order(graph)
+    priority: dict[Any, int] = order(graph)
     dependents: dict[Hashable, list[Hashable]] = {k: [] for k in graph}
     missing: dict[Hashable, int] = {}
     for k, node in graph.items():

@@ -567,7 +567,7 @@ class Client:
         future per spec.  Keys in ``release`` are sent but not kept: they are
         intermediate results the scheduler may drop once their dependents ran."""
         with self._lock:
-            futures = []
+            futures: list[Future[Any]] = []
             new_specs = []
             keep = set(release or ())
             for spec in specs:
@@ -854,9 +854,7 @@ class Client:
                        timeout: float | None) -> Any:
         if isinstance(data, dict):
             items = list(data.items())
-        elif isinstance(data, (list, tuple, set, frozenset)):
-            items = [(None, x) for x in data]
-        elif hasattr(data, "__next__"):
+        elif isinstance(data, (list, tuple, set, frozenset)) or hasattr(data, "__next__"):
             items = [(None, x) for x in data]
         else:
             items = [(None, data)]
@@ -895,7 +893,7 @@ class Client:
 
         await asyncio.gather(*(put(w, e) for w, e in placement.items()))
         scattered = []
-        futures = {}
+        futures: dict[str, Future[Any]] = {}
         with self._lock:
             for k, value, payload in keyed:
                 st = self.futures.get(k)

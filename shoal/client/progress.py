@@ -22,7 +22,7 @@ def _in_notebook() -> bool:
     if shell is None:
         return False
     try:
-        ip = shell.get_ipython()  # type: ignore[attr-defined]
+        ip = shell.get_ipython()
     except Exception:
         return False
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
@@ -70,7 +70,7 @@ def progress(*futures: Any, notebook: bool | None = None, multi: bool = False,
 
 
 def _notebook_progress(found: list[Any], interval: float) -> Any:
-    from IPython.display import HTML, display  # type: ignore[import-not-found]
+    from IPython.display import HTML, display
 
     start = time.monotonic()
     handle = display(HTML("<pre>starting…</pre>"), display_id=True)

@@ -59,11 +59,12 @@ def run_scheduler(host: str = "127.0.0.1", port: int = 8786, fd: int | None = No
         if fd is not None:
             sock = socket.socket(fileno=fd)
         server = SchedulerServer(f"tcp://{host}:{port}", sock=sock, validate=validate)
+        closing: list[asyncio.Task[None]] = []
         await server.start()
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
-            loop.create_task(server.close())
+            closing.append(loop.create_task(server.close()))
 
         if parent_watch:
             _watch_parent(loop, stop)
@@ -93,12 +94,13 @@ def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "1
         )
         loop = asyncio.get_running_loop()
         starting = loop.create_task(server.start())
+        closing: list[asyncio.Task[None]] = []
 
         def stop() -> None:
             if not starting.done():
                 starting.cancel()  # still connecting: give up now
             else:
-                loop.create_task(server.close("stopped"))
+                closing.append(loop.create_task(server.close("stopped")))
 
         if parent_watch:
             _watch_parent(loop, stop)

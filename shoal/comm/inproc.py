@@ -54,7 +54,7 @@ class InprocComm(Comm):
                 for frames in self._decoder.buffer_updated(n):
                     self._deliver_frames(frames)
                     if self.closed:
-                        return
+                        return  # type: ignore[unreachable]  # a handler may close us
         except RemoteProtocolError as e:
             self.abort(e)
 

@@ -324,7 +324,7 @@ class SchedulerServer:
         func = loads(function)
         a, kw = loads(args)
         try:
-            params = inspect.signature(func).parameters
+            params: Any = inspect.signature(func).parameters
         except (TypeError, ValueError):
             params = {}
         for name in ("dask_scheduler", "scheduler", "shoal_scheduler"):

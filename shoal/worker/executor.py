@@ -114,18 +114,53 @@ class TaskExecutor:
         self._lock = threading.Lock()
         self._wake_pending = False
         self._func_lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"shoal-task-{i}", daemon=True)
-            for i in range(nthreads)
-        ]
-        for t in self._threads:
-            t.start()
+        self._threads_wanted = nthreads  # nthreads plus tasks that seceded
+        self._threads_alive = 0
+        self._thread_ids = iter(range(1 << 30))
+        self._threads: list[threading.Thread] = []
+        for _ in range(nthreads):
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        t = threading.Thread(target=self._run, name=f"shoal-task-{next(self._thread_ids)}", daemon=True)
+        with self._lock:
+            self._threads_alive += 1
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+
+    def secede(self) -> None:
+        """The calling task leaves the pool (it will wait on other tasks): a
+        new thread takes its place, and the worker may start another task."""
+        if getattr(_local, "seceded", True):
+            return  # not in a task, or already seceded
+        _local.seceded = True
+        with self._lock:
+            self._threads_wanted += 1
+        self._start_thread()
+        self._slots_changed(+1)
+
+    def rejoin(self) -> None:
+        """The calling task counts against the pool's threads again."""
+        if not getattr(_local, "seceded", False):
+            return
+        _local.seceded = False
+        with self._lock:
+            self._threads_wanted -= 1
+        self._slots_changed(-1)
+
+    def _slots_changed(self, delta: int) -> None:
+        worker = self.worker
+        if worker is not None:
+            try:
+                self.loop.call_soon_threadsafe(worker._slots_changed, delta)
+            except RuntimeError:
+                pass
 
     def submit(self, key: str, func_id: bytes, args: Payload, actor: bool = False) -> None:
         self._queue.put((key, func_id, args, actor))
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
-        for _ in self._threads:
+        for _ in range(self._threads_alive + 1):
             self._queue.put(None)
         if wait:
             deadline = time.monotonic() + timeout
@@ -152,6 +187,7 @@ class TaskExecutor:
                 return
             key, func_id, args, actor = item
             _local.task = (self.worker, key)
+            _local.seceded = False
             start = time.perf_counter()
             try:
                 func = self._function(func_id)
@@ -161,7 +197,7 @@ class TaskExecutor:
                 result: Success | Failure = (
                     self._actor_created(key, value, duration) if actor else self._success(key, value, duration)
                 )
-            except BaseException as e:  # noqa: BLE001 - a task may raise anything
+            except BaseException as e:
                 duration = time.perf_counter() - start
                 exc, tb, text = dumps_exception(e)
                 result = Failure(key, exc, tb, text, duration)
@@ -171,13 +207,22 @@ class TaskExecutor:
             self._done.append(result)
             del result, item, args
             with self._lock:
-                if self._wake_pending:
-                    continue
+                wake = not self._wake_pending
                 self._wake_pending = True
-            try:
-                self.loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: we are shutting down
-                return
+            if wake:
+                try:
+                    self.loop.call_soon_threadsafe(self._deliver)
+                except RuntimeError:  # the loop is closed: we are shutting down
+                    return
+            if _local.seceded:
+                _local.seceded = None
+                with self._lock:
+                    self._threads_wanted -= 1
+                self._slots_changed(-1)
+            with self._lock:
+                if self._threads_alive > self._threads_wanted:
+                    self._threads_alive -= 1
+                    return  # the pool has a thread too many since a secede
 
     def _success(self, key: str, value: Any, duration: float) -> Success:
         nbytes = sizeof(value)

@@ -19,6 +19,7 @@ import inspect
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from shoal.comm.core import Comm, accept_greeting, connect_and_greet, listen
@@ -65,6 +66,8 @@ class WorkerServer:
         self.data = Store()
         self.functions: dict[bytes, Any] = {}
         self.actors: dict[str, Any] = {}
+        self._client: Any = None
+        self._client_lock = threading.Lock()
         self._actor_executor: Any = None
         self.status = "created"
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -126,6 +129,9 @@ class WorkerServer:
             self.executor.shutdown(wait=False)
         if self._actor_executor is not None:
             self._actor_executor.shutdown(wait=False)
+        if self._client is not None:
+            client, self._client = self._client, None
+            await self.loop.run_in_executor(None, client.close)
         self.actors.clear()
         self.data.clear()
         self.status = "closed"
@@ -194,6 +200,22 @@ class WorkerServer:
             self.scheduler.send(msgs)
         except CommClosedError:
             pass
+
+    def _slots_changed(self, delta: int) -> None:
+        """A task seceded from (+1) or rejoined (-1) the thread pool."""
+        self.state.nthreads += delta
+        self.state.handle_scheduler([])  # start what the new slot allows
+        self._carry_out()
+
+    def get_client(self) -> Any:
+        """The client tasks on this worker share (made on first use)."""
+        with self._client_lock:
+            if self._client is None or self._client.status != "running":
+                from shoal.client.core import Client
+
+                self._client = Client(self.scheduler_address, set_as_default=False,
+                                      name=f"worker-{self.name}", timeout=self.connect_timeout)
+            return self._client
 
     # ------------------------------------------------------------------ carrying out
 
@@ -281,7 +303,7 @@ class WorkerServer:
         self._data_comms.discard(comm)
 
     def _on_data_messages(self, comm: Comm, msgs: list[Any]) -> None:
-        replies = []
+        replies: list[Any] = []
         for msg in msgs:
             t = type(msg)
             if t is m.GetData:
@@ -343,7 +365,7 @@ class WorkerServer:
                     loop.call_soon_threadsafe(self._spawn, self._await_actor(msg.id, value, reply))
                     return
                 answer = m.ActorReply(msg.id, True, dumps(value))
-            except BaseException as e:  # noqa: BLE001 - report anything the method raised
+            except BaseException as e:
                 exc, tb, text = dumps_exception(e)
                 answer = m.ActorReply(msg.id, False, None, exc, tb, text)
             loop.call_soon_threadsafe(reply, answer)
@@ -353,7 +375,7 @@ class WorkerServer:
     async def _await_actor(self, id: int, awaitable: Any, reply: Any) -> None:
         try:
             answer = m.ActorReply(id, True, dumps(await awaitable))
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             exc, tb, text = dumps_exception(e)
             answer = m.ActorReply(id, False, None, exc, tb, text)
         reply(answer)

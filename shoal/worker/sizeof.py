@@ -18,9 +18,7 @@ def sizeof(obj: Any, _depth: int = 0) -> int:
         return sys.getsizeof(obj)
     nbytes = getattr(obj, "nbytes", None)  # numpy, pandas, memoryview, ...
     if isinstance(nbytes, int):
-        return nbytes + 100
-    if t is memoryview:
-        return obj.nbytes
+        return int(nbytes) + 100
     if _depth < 3 and t in (list, tuple, set, frozenset):
         n = len(obj)
         if n == 0:
