@@ -49,6 +49,9 @@ def check_invariants(state: SchedulerState) -> None:
     for ts in state.unrunnable:
         if ts.state is not NO_WORKER or tasks.get(ts.key) is not ts:
             _fail(state, ts, "in unrunnable but not a live no-worker task")
+    for ts in state.unknown_deps:
+        if tasks.get(ts.key) is not ts or ts.state not in (ERRED, RELEASED):
+            _fail(state, ts, "submitted with unknown dependencies, yet neither erred nor released")
     for address, w in state.workers.items():
         if w.address != address:
             _fail(state, None, f"worker {w.address} stored under {address}")

@@ -27,11 +27,11 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
+from shoal.scheduler.placement import worker_slots
 from shoal.scheduler.records import (
     ERRED,
     FORGOTTEN,
     MEMORY,
-    NO_WORKER,
     PROCESSING,
     QUEUED,
     RELEASED,
@@ -43,14 +43,15 @@ from shoal.scheduler.records import (
     TaskRecord,
     WorkerRecord,
 )
-from shoal.scheduler.placement import worker_slots
-from shoal.scheduler.transitions import ROUTES, TRANSITIONS, Recs
+from shoal.scheduler.transitions import ROUTES, TRANSITIONS, Recs, by_priority
 
 #: seconds assumed for a function never seen before
 UNKNOWN_DURATION = 0.5
 #: priorities: user priority first, then submission order
 _PRIORITY_SCALE = 1 << 48
 FIRE_AND_FORGET = "fire-and-forget"
+#: revoked runs remembered per worker (see SchedulerState.revoke)
+REVOKED_PER_WORKER = 10_000
 
 
 class SchedulerState:
@@ -61,6 +62,17 @@ class SchedulerState:
         self.functions: dict[bytes, bytes] = {}
         self.queued: list[tuple[int, int, TaskRecord]] = []  # heap; stale entries skipped
         self.unrunnable: set[TaskRecord] = set()
+        # tasks submitted with dependencies the scheduler did not know (keys
+        # released or cancelled meanwhile): they err until those keys are
+        # known again, checked whenever they would run (see released_waiting)
+        self.unknown_deps: dict[TaskRecord, list[str]] = {}
+        # address -> keys whose run there the scheduler took back (FreeKeys)
+        # since it last sent them there: a TaskFinished for one of these may
+        # have been sent before the worker dropped the result (see revoke)
+        self.revoked: dict[str, dict[str, None]] = {}
+        # workers that lost a processing task while tasks were queued: they
+        # get queued tasks when the transitions are done (see transitions())
+        self.freed: dict[WorkerRecord, None] = {}
         self.durations: dict[str, float] = {}
         self.to_workers: dict[str, list[Any]] = {}
         self.to_clients: dict[str, list[Any]] = {}
@@ -118,6 +130,14 @@ class SchedulerState:
             func(self, ts, recs)
             self.transition_counter += 1
             log.append((ts.key, start.value, ts.state.value, stimulus, now))
+        if self.freed:
+            # a slot freed by a release or a cancel: without this, a queued
+            # task would wait for that worker's next message, which may never
+            # come (nothing else running there)
+            freed, self.freed = self.freed, {}
+            for w in freed:
+                if w.status == "running":
+                    self.fill_worker(w)
 
     def story(self, *keys: str) -> list[tuple[str, str, str, str, float]]:
         wanted = set(keys)
@@ -153,10 +173,38 @@ class SchedulerState:
             deps.append(m.DependencyLocation(dep.key, [h.address for h in holders], dep.nbytes, value))
         actor = ts.restrictions is not None and ts.restrictions.actor
         self.send_worker(w, m.ExecuteTask(ts.key, func, ts.args, ts.priority, deps, actor))
+        revoked = self.revoked.get(w.address)
+        if revoked:
+            revoked.pop(ts.key, None)  # what w reports from now on is about this run
+
+    def revoke(self, w: WorkerRecord, ts: TaskRecord) -> None:
+        """Tell ``w`` to drop its run of ``ts``, which the scheduler has taken
+        back, and remember it: should ``w`` have finished just before, its
+        ``TaskFinished`` is already on its way, about a result ``w`` no longer
+        has by the time it arrives (the key may be running elsewhere by then,
+        or even be a new task under the same key)."""
+        if w.status == "closed":
+            return  # dead: it sends nothing more
+        self.send_worker(w, m.FreeKeys([ts.key]))
+        keys = self.revoked.get(w.address)
+        if keys is None:
+            keys = self.revoked[w.address] = {}
+        keys[ts.key] = None
+        if len(keys) > REVOKED_PER_WORKER:  # a report in flight is never that old
+            del keys[next(iter(keys))]
+
+    def _stale_report(self, w: WorkerRecord, ts: TaskRecord | None, key: str) -> bool:
+        """Is this report from ``w`` about a run the scheduler took back?"""
+        keys = self.revoked.get(w.address)
+        if keys is None or key not in keys or (ts is not None and ts.processing_on is w):
+            return False
+        del keys[key]
+        return True
 
     def forget(self, ts: TaskRecord) -> None:
         self.tasks.pop(ts.key, None)
         self.unrunnable.discard(ts)
+        self.unknown_deps.pop(ts, None)
 
     def report_done(self, ts: TaskRecord) -> None:
         if not ts.n_wanted:
@@ -215,7 +263,7 @@ class SchedulerState:
             return
         self._begin(f"client-left-{client_id}", now)
         recs: Recs = {}
-        for ts in c.wants:
+        for ts in by_priority(c.wants):
             self._unwant(ts, recs)
         c.wants.clear()
         self.transitions(recs)
@@ -260,9 +308,11 @@ class SchedulerState:
             ts = tasks.get(spec.key)
             if ts is None:
                 ts = self._new_task(spec)
+                # wanted before any transition: a task that errs (unknown
+                # dependencies) while nobody wants it is forgotten at once,
+                # and the client would wait for it forever
                 self._want(c, ts)
-                if ts.state is RELEASED:
-                    self.transitions({ts: WAITING})
+                self.transitions({ts: WAITING})
                 continue
             self._want(c, ts)
             self._report_current(c, ts)
@@ -295,13 +345,31 @@ class SchedulerState:
                 else:
                     dts.dependents.add(ts)
             ts.deps = tuple(deps)
-            if missing:
-                ts.exception = self.make_exception(
-                    SchedulerError(f"task {spec.key!r} depends on {missing!r}, which the scheduler "
-                                   "does not know (released or cancelled?)")
-                )
-                self.transitions({ts: ERRED})
+            if missing:  # released_waiting turns this into an error
+                self.unknown_deps[ts] = missing
         return ts
+
+    def resolve_unknown_deps(self, ts: TaskRecord) -> bool:
+        """Link the dependencies ``ts`` was submitted with and the scheduler
+        did not know, if it knows them all now; else set the error and
+        return False.  ``ts`` is released: no counts to fix."""
+        missing = self.unknown_deps[ts]
+        found = [self.tasks[k] for k in missing if k in self.tasks]
+        if len(found) < len(missing):
+            gone = [k for k in missing if k not in self.tasks]
+            ts.exception = self.make_exception(
+                SchedulerError(f"task {ts.key!r} depends on {gone!r}, which the scheduler "
+                               "does not know (released or cancelled?)")
+            )
+            return False
+        del self.unknown_deps[ts]
+        for dts in found:
+            if dts.dependents is None:
+                dts.dependents = {ts}
+            else:
+                dts.dependents.add(ts)
+        ts.deps = (*ts.deps, *found)
+        return True
 
     def _want(self, c: ClientRecord, ts: TaskRecord) -> None:
         if ts not in c.wants:
@@ -353,15 +421,15 @@ class SchedulerState:
     def cancel_keys(self, c: ClientRecord, keys: list[str], force: bool = False) -> None:
         """Cancel these keys and everything that depends on them, for this
         client (for every client with ``force``)."""
-        seen: set[TaskRecord] = set()
+        seen: dict[TaskRecord, None] = {}  # ordered: see by_priority
         stack = [self.tasks[k] for k in keys if k in self.tasks]
         while stack:
             ts = stack.pop()
             if ts in seen:
                 continue
-            seen.add(ts)
+            seen[ts] = None
             if ts.dependents:
-                stack.extend(ts.dependents)
+                stack.extend(by_priority(ts.dependents))
         told: dict[str, list[str]] = {}
         recs: Recs = {}
         clients = list(self.clients.values()) if force else [c]
@@ -403,13 +471,21 @@ class SchedulerState:
                 self.tasks[sk.key] = ts
             self._want(c, ts)
             if not holders:
-                ts.exception = self.lost_data_exception(sk.key)
-                self.transitions({ts: ERRED})
+                # every worker it went to has died since; but another client
+                # may have scattered the same data (same key) elsewhere
+                if ts.state is MEMORY:
+                    pass
+                elif ts.state is ERRED:
+                    self._report_current(c, ts)  # no transition would tell this client
+                else:
+                    ts.exception = self.lost_data_exception(sk.key)
+                    self.transitions({ts: ERRED})
                 continue
             ts.nbytes, ts.type_name = sk.nbytes, sk.type_name
             for w in holders:
                 self._add_replica(ts, w)
-            if ts.state is RELEASED or ts.state in RUNNABLE:
+            # ERRED too: the same data scattered again after its copies were lost
+            if ts.state is RELEASED or ts.state is ERRED or ts.state in RUNNABLE:
                 self.transitions({ts: MEMORY})
 
     # ------------------------------------------------------------------ workers
@@ -451,12 +527,13 @@ class SchedulerState:
                 recs[ts] = ERRED
             else:
                 recs[ts] = WAITING
-        for ts in w.has_what:
+        for ts in by_priority(w.has_what):
             ts.who_has = tuple(x for x in ts.who_has if x is not w)
             if not ts.who_has and ts.value is None and ts.state is MEMORY:
                 recs[ts] = WAITING if (ts.n_wanted or ts.n_waiters) else RELEASED
         w.has_what = set()
         self.transitions(recs)
+        self.revoked.pop(address, None)
         for other in self.running_workers():
             self.fill_worker(other)
         for client_id in self.clients:
@@ -491,6 +568,8 @@ class SchedulerState:
 
     def task_finished(self, w: WorkerRecord, msg: m.TaskFinished) -> None:
         ts = self.tasks.get(msg.key)
+        if self._stale_report(w, ts, msg.key):
+            return  # w has dropped that result: counting it as a copy would be a lie
         if ts is None or ts.state is RELEASED or ts.state is ERRED:
             self.send_worker(w, m.FreeKeys([msg.key]))  # nobody wants it any more
             return
@@ -502,7 +581,7 @@ class SchedulerState:
             d = msg.duration
             self.durations[ts.prefix] = d if old is None else 0.7 * old + 0.3 * d
         elif ts.processing_on is not None:
-            self.send_worker(ts.processing_on, m.FreeKeys([ts.key]))
+            self.revoke(ts.processing_on, ts)
         ts.nbytes = msg.nbytes
         ts.type_name = msg.type_name
         ts.value = msg.value
@@ -511,6 +590,8 @@ class SchedulerState:
 
     def task_failed(self, w: WorkerRecord, msg: m.TaskFailed) -> None:
         ts = self.tasks.get(msg.key)
+        if self._stale_report(w, ts, msg.key):
+            return
         if ts is None or ts.state is not PROCESSING or ts.processing_on is not w:
             return  # a stale report: the task was released or moved meanwhile
         if ts.retries > 0:
@@ -525,6 +606,11 @@ class SchedulerState:
         unwanted = []
         for key, nbytes in zip(msg.keys, msg.nbytes):
             ts = self.tasks.get(key)
+            if ts is not None and ts.state is PROCESSING and ts.processing_on is w:
+                # its copies were lost meanwhile and w was asked to compute
+                # it: w answers that with this copy; freeing it would leave w
+                # reporting a result it has just dropped
+                continue
             if ts is None or ts.state is not MEMORY:
                 unwanted.append(key)
             else:
@@ -546,9 +632,9 @@ class SchedulerState:
                 holder.nbytes -= ts.nbytes
         recs: Recs = {}
         if ts.dependents:
-            for d in ts.dependents:
+            for d in by_priority(ts.dependents):
                 if d.state is PROCESSING and d.processing_on is w:
-                    self.send_worker(w, m.FreeKeys([d.key]))
+                    self.revoke(w, d)
                     recs[d] = WAITING
         if ts.state is MEMORY and not ts.who_has and ts.value is None:
             recs[ts] = WAITING

@@ -22,7 +22,7 @@ one does, it is kept so a lost result can be recomputed from its lineage).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from shoal.protocol import messages as m
@@ -54,6 +54,22 @@ Transition = Callable[["SchedulerState", TaskRecord, Recs], None]
 # ---------------------------------------------------------------------------
 
 
+def by_priority(records: Collection[TaskRecord]) -> Collection[TaskRecord]:
+    """A set of records in a fixed order, for loops whose order shows
+    (messages sent, placement).  A set of records iterates in an order that
+    changes from run to run (a record hashes by its id), so the same events
+    would not give the same messages.  Least urgent first: the transition
+    loop pops recommendations last in, first out."""
+    if len(records) <= 1:
+        return records
+    return sorted(records, key=_priority, reverse=True)
+
+
+def _priority(ts: TaskRecord) -> int:
+    return ts.priority
+
+
+
 def _deps_lose_waiter(ts: TaskRecord, recs: Recs) -> None:
     """``ts`` left the RUNNABLE states: its deps may no longer be needed."""
     for dep in ts.deps:
@@ -73,6 +89,8 @@ def _leave_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | None:
         est = w.processing.pop(ts, 0.0)
         w.occupancy = max(0.0, w.occupancy - est)
         ts.processing_on = None
+        if state.queued:
+            state.freed[w] = None
     return w
 
 
@@ -102,9 +120,20 @@ def _count_missing_deps(ts: TaskRecord, recs: Recs) -> bool:
 
 
 def released_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
+    if _unneeded(ts):
+        # a stale recommendation: the dependent that asked for it has erred
+        # or been released in the same batch (say, a retried task whose other
+        # dependency is still erred), and nobody else needs it
+        _maybe_forget(ts, recs)
+        return
     if ts.func is None:
         # scattered data that is gone: nothing can rebuild it
         ts.exception = state.lost_data_exception(ts.key)
+        recs[ts] = ERRED
+        return
+    if ts in state.unknown_deps and not state.resolve_unknown_deps(ts):
+        # submitted with inputs the scheduler had forgotten: run now (first
+        # time, retry or lineage) it would lack them
         recs[ts] = ERRED
         return
     ts.state = WAITING
@@ -114,6 +143,14 @@ def released_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
         recs[ts] = ERRED
     elif ts.n_waiting == 0:
         recs[ts] = PROCESSING
+
+
+def _unneeded(ts: TaskRecord) -> bool:
+    """Nobody wants ``ts`` and no runnable dependent needs it.  A transition
+    that would (re)start a task checks this: the recommendation may be stale,
+    or may have overwritten, in the same batch, the one to release it (e.g.
+    its last dependent erred because another input was lost with a worker)."""
+    return ts.n_wanted == 0 and ts.n_waiters == 0
 
 
 def waiting_processing(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
@@ -152,7 +189,7 @@ def processing_memory(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None
 
 def _becomes_available(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     if ts.dependents:
-        for d in ts.dependents:
+        for d in by_priority(ts.dependents):
             if d.state is WAITING:
                 d.n_waiting -= 1
                 if d.n_waiting == 0:
@@ -180,6 +217,15 @@ def released_memory(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     _becomes_available(state, ts, recs)
 
 
+def erred_memory(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
+    """The same data was scattered again under the key of a lost copy (the
+    holders were added by ``SchedulerState.data_scattered``)."""
+    ts.exception = None
+    ts.erred_on = ""
+    ts.state = MEMORY
+    _becomes_available(state, ts, recs)
+
+
 def processing_erred(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     _leave_worker(state, ts)
     _become_erred(state, ts, recs)
@@ -196,7 +242,7 @@ def _become_erred(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     if was_runnable:
         _deps_lose_waiter(ts, recs)
     if ts.dependents:
-        for d in ts.dependents:
+        for d in by_priority(ts.dependents):
             if d.state in RUNNABLE:
                 d.exception = ts.exception
                 d.erred_on = ts.erred_on or ts.key
@@ -220,6 +266,12 @@ def erred_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
 def processing_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     """Run it again: a retry after a failure, or its worker died or gave it back.
     Whoever recommends this has made sure the old worker dropped the task."""
+    if _unneeded(ts):
+        if ts.state is PROCESSING:
+            processing_released(state, ts, recs)
+        else:
+            waiting_released(state, ts, recs)
+        return
     _leave_worker(state, ts)
     state.unrunnable.discard(ts)
     ts.state = WAITING
@@ -239,12 +291,12 @@ def memory_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     state.report_lost(ts)
     ts.state = RELEASED
     if ts.dependents:
-        for d in ts.dependents:
+        for d in by_priority(ts.dependents):
             if d.state is PROCESSING:
                 # its worker may be stuck fetching the lost data: take it back
                 w = d.processing_on
                 if w is not None:
-                    state.send_worker(w, m.FreeKeys([d.key]))
+                    state.revoke(w, d)
                 recs[d] = WAITING
             elif d.state is NO_WORKER:
                 recs[d] = WAITING
@@ -258,7 +310,7 @@ def processing_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> No
         return  # still needed by someone else
     w = _leave_worker(state, ts)
     if w is not None:
-        state.send_worker(w, m.FreeKeys([ts.key]))
+        state.revoke(w, ts)
     ts.state = RELEASED
     _deps_lose_waiter(ts, recs)
     _maybe_forget(ts, recs)
@@ -336,6 +388,7 @@ TRANSITIONS: dict[tuple[SchedulerTaskStatus, SchedulerTaskStatus], Transition] =
     (MEMORY, RELEASED): memory_released,
     (MEMORY, WAITING): memory_waiting,
     (ERRED, RELEASED): erred_released,
+    (ERRED, MEMORY): erred_memory,
     (ERRED, WAITING): erred_waiting,
 }
 
