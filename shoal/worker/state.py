@@ -214,6 +214,13 @@ class WorkerState:
                 if dts.state is MISSING and dts.who_has:
                     dts.state = FETCH
                     self.to_fetch[dts.key] = None
+            elif dts.state is CANCELLED:
+                # still running here, though the scheduler took the run back
+                # and has the result from elsewhere: wait for the run to end,
+                # then fetch from those holders (see _refetch)
+                for w in dep.workers:
+                    if w != self.address and w not in dts.who_has:
+                        dts.who_has.append(w)
             dts.dependents.add(ts.key)
             if dts.state is not MEMORY:
                 ts.n_missing += 1
@@ -277,10 +284,13 @@ class WorkerState:
             self._advance()
             return
         if ts.state is CANCELLED:
-            ts.state = MEMORY  # so that _forget drops the data
-            ts.nbytes = nbytes
-            self.nbytes += nbytes
-            self._forget(ts)
+            if ts.dependents:
+                self._refetch(ts)
+            else:
+                ts.state = MEMORY  # so that _forget drops the data
+                ts.nbytes = nbytes
+                self.nbytes += nbytes
+                self._forget(ts)
         else:
             ts.state = MEMORY
             ts.nbytes, ts.type_name = nbytes, type_name
@@ -299,14 +309,31 @@ class WorkerState:
         if ts is not None:
             if ts.state is not CANCELLED:
                 self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration))
-            ts.state = WAITING  # not memory: nothing to drop
-            self._forget(ts)
+            if ts.state is CANCELLED and ts.dependents:
+                self._refetch(ts)
+            else:
+                ts.state = WAITING  # not memory: nothing to drop
+                self._forget(ts)
         self._advance()
 
+    def _refetch(self, ts: WorkerTask) -> None:
+        """A run the scheduler took back (cancelled) has ended, but a task
+        here has needed its key since, computed elsewhere (see ``_add_deps``).
+        The server keeps no value from a cancelled run: fetch it instead."""
+        ts.func = ts.args = None
+        if ts.who_has:
+            ts.state = FETCH
+            self.to_fetch[ts.key] = None
+        else:
+            ts.state = MISSING
+            self.to_scheduler.append(m.DataMissing(ts.key, []))
+
     def wants_data(self, key: str) -> bool:
-        """Should data arriving for ``key`` be stored?"""
+        """Should data arriving for ``key`` be stored?  FETCH too: a key
+        forgotten while in flight and needed again since waits in FETCH while
+        the old request to that peer is still out; its reply will do."""
         ts = self.tasks.get(key)
-        return ts is not None and ts.state is FLIGHT
+        return ts is not None and (ts.state is FLIGHT or ts.state is FETCH)
 
     def gather_done(self, worker: str, received: dict[str, int], missing: list[str]) -> None:
         """The server got ``received`` (key -> nbytes) from ``worker`` and stored
@@ -316,8 +343,9 @@ class WorkerState:
         announce_keys, announce_nbytes = [], []
         for key, nbytes in received.items():
             ts = self.tasks.get(key)
-            if ts is None or ts.state is not FLIGHT:
+            if ts is None or not (ts.state is FLIGHT or ts.state is FETCH):
                 continue
+            self.to_fetch.pop(key, None)  # FETCH: see wants_data
             ts.state = MEMORY
             ts.nbytes = nbytes
             self.nbytes += nbytes

@@ -1,0 +1,92 @@
+"""The worker's state machine, driven directly with protocol messages and
+completion events.
+
+These tests pin bugs that the deterministic simulation
+(``shoal.testing.simulation``) found; each docstring states the real-life
+scenario and the seed that first showed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps, dumps_function, dumps_task_args
+from shoal.worker.state import Execute, GatherDep, WorkerState
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+FUNC_ID, _ = dumps_function(_inc)
+ARGS, _ = dumps_task_args((1,), {})
+
+
+def execute(key: str, priority: int = 0, **deps: list[str]) -> m.ExecuteTask:
+    """``ExecuteTask(key)`` whose dependencies ``deps`` are held by those workers."""
+    locations = [m.DependencyLocation(k, workers, 28) for k, workers in deps.items()]
+    return m.ExecuteTask(key, FUNC_ID, ARGS, priority, locations)
+
+
+def of_type(items: list[Any], t: type) -> list[Any]:
+    return [x for x in items if type(x) is t]
+
+
+def test_dependency_still_running_here_after_a_cancel_is_fetched() -> None:
+    """w runs x; the scheduler takes x back (another worker's copy was
+    reported first) with ``FreeKeys(x)``, then asks w to run y, which needs
+    x from that other worker.  When w's cancelled run of x ends, its value is
+    dropped (the server keeps nothing from a cancelled run), so w must fetch
+    x for y.  Before the fix x was forgotten while y still counted on it: y
+    waited forever (InvariantViolation "lost track of its dependency").
+    (Simulation seed 509.)"""
+    ws = WorkerState("w", 2, validate=True)
+    ws.handle_scheduler([execute("x")])
+    assert ws.take()[1] == [Execute("x")]
+    ws.handle_scheduler([m.FreeKeys(["x"]), execute("y", x=["other"])])
+    ws.take()
+    ws.execute_done("x", 28, "int", 0.1, None)
+    msgs, instructions = ws.take()
+    assert not of_type(msgs, m.TaskFinished)
+    assert instructions == [GatherDep("other", ["x"])]
+    ws.gather_done("other", {"x": 28}, [])
+    msgs, instructions = ws.take()
+    assert instructions == [Execute("y")]
+    assert of_type(msgs, m.ReplicasAdded) == [m.ReplicasAdded(["x"], [28])]
+
+
+def test_dependency_whose_cancelled_run_failed_is_fetched() -> None:
+    """As above, but the cancelled run of x raised: y still needs x, which
+    another worker computed fine, so it is fetched; the failure of a run the
+    scheduler took back is not reported."""
+    ws = WorkerState("w", 2, validate=True)
+    ws.handle_scheduler([execute("x")])
+    ws.handle_scheduler([m.FreeKeys(["x"]), execute("y", x=["other"])])
+    ws.take()
+    exc = dumps(ValueError("boom"))
+    ws.execute_failed("x", exc, dumps(None), "ValueError: boom", 0.1)
+    msgs, instructions = ws.take()
+    assert not of_type(msgs, m.TaskFailed)
+    assert instructions == [GatherDep("other", ["x"])]
+
+
+def test_key_needed_again_while_its_old_fetch_is_in_flight() -> None:
+    """y needs x from peer p; while that fetch is in flight the scheduler
+    frees y (so x is forgotten here), then sends z, which needs x from p too;
+    p is busy with the first request, so x waits.  The reply to the first
+    request carries x: it must be used.  Before the fix it was dropped as
+    unwanted and x reported missing on p (``DataMissing``): the scheduler
+    then believed p had lost x and recomputed it, while p kept a copy nobody
+    tracked.  (Seed 491.)"""
+    ws = WorkerState("w", 1, validate=True)
+    ws.handle_scheduler([execute("y", x=["p"])])
+    assert ws.take()[1] == [GatherDep("p", ["x"])]
+    ws.handle_scheduler([m.FreeKeys(["y"])])
+    ws.handle_scheduler([execute("z", x=["p"])])
+    assert not of_type(ws.take()[1], GatherDep)  # one request per peer at a time
+    assert ws.wants_data("x")
+    ws.gather_done("p", {"x": 28}, [])
+    msgs, instructions = ws.take()
+    assert instructions == [Execute("z")]
+    assert not of_type(msgs, m.DataMissing)
