@@ -304,9 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = os.path.join(HERE, "results")
     if opts.reference:
-        opts.out = opts.out or os.path.join(results, f"{stamp}-reference.jsonl")
-        opts.log = opts.log or os.path.splitext(opts.out)[0] + ".log"
-        os.makedirs(os.path.dirname(os.path.abspath(opts.out)), exist_ok=True)
+        opts.out = os.path.abspath(opts.out or os.path.join(results, f"{stamp}-reference.jsonl"))
+        opts.log = os.path.abspath(opts.log or os.path.splitext(opts.out)[0] + ".log")
+        for path in (opts.out, opts.log):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         script = opts.reference_script or reference.default_script(ROOT)
         print(f"reference harness {script} -> {opts.out}", file=sys.stderr)
         failures = reference.run_reference(
@@ -325,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         if s not in BY_NAME:
             raise SystemExit(f"unknown scenario {s!r} (known: {', '.join(BY_NAME)})")
     scenarios = [s for s in scenarios if s not in skip]
-    opts.out = opts.out or os.path.join(results, f"{stamp}.json")
-    opts.log = opts.log or os.path.splitext(opts.out)[0] + ".log"
+    opts.out = os.path.abspath(opts.out or os.path.join(results, f"{stamp}.json"))
+    opts.log = os.path.abspath(opts.log or os.path.splitext(opts.out)[0] + ".log")
+    for path in (opts.out, opts.log):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
 
     doc = run_suite(opts, sizes, scenarios, impls, skipped_impls)
     print(report.side_by_side(doc, spread=opts.spread))
