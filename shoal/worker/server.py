@@ -80,7 +80,7 @@ class WorkerServer:
         self.loop = asyncio.get_running_loop()
         self.listener = listen(self.listen_address, self._on_connection)
         await self.listener.start()
-        self.address = self.listener.address
+        self.address = _reachable_address(self.listener.address, self.scheduler_address)
         if not self.name:
             self.name = self.address
         self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate)
@@ -387,3 +387,25 @@ class WorkerServer:
         self.state.data_put(sizes, msg.types)
         self._carry_out()
         return m.PutDataAck(msg.id)
+
+
+def _reachable_address(listening: str, scheduler: str) -> str:
+    """The address to tell others: a wildcard listener (0.0.0.0, ::) is
+    advertised with the interface this host uses to reach the scheduler."""
+    from shoal.comm.addresses import parse_address, parse_host_port, unparse_host_port
+
+    scheme, loc = parse_address(listening)
+    if scheme != "tcp":
+        return listening
+    host, port = parse_host_port(loc)
+    if host not in ("0.0.0.0", "::", ""):
+        return listening
+    s_host, s_port = parse_host_port(parse_address(scheduler)[1], 8786)
+    family = socket.AF_INET6 if ":" in s_host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((s_host, s_port))  # UDP: picks a route, sends nothing
+            ip = probe.getsockname()[0]
+    except OSError:
+        ip = socket.gethostbyname(socket.gethostname())
+    return f"tcp://{unparse_host_port(ip, port)}"
