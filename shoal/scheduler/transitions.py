@@ -294,9 +294,9 @@ def memory_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
         for d in by_priority(ts.dependents):
             if d.state is PROCESSING:
                 # its worker may be stuck fetching the lost data: take it back
-                w = d.processing_on
-                if w is not None:
-                    state.revoke(w, d)
+                runner = d.processing_on
+                if runner is not None:
+                    state.revoke(runner, d)
                 recs[d] = WAITING
             elif d.state is NO_WORKER:
                 recs[d] = WAITING

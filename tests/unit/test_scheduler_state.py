@@ -21,7 +21,7 @@ def _inc(x: int) -> int:
 
 
 FUNC_ID, FUNC_BLOB = dumps_function(_inc)
-ARGS, _ = dumps_task_args((1,), {})
+ARGS = dumps_task_args((1,), {})[0]
 
 
 def make_state(n_workers: int = 1, nthreads: int = 1, clients: tuple[str, ...] = ("c",)) -> SchedulerState:

@@ -20,7 +20,7 @@ def _inc(x: int) -> int:
 
 
 FUNC_ID, _ = dumps_function(_inc)
-ARGS, _ = dumps_task_args((1,), {})
+ARGS = dumps_task_args((1,), {})[0]
 
 
 def execute(key: str, priority: int = 0, **deps: list[str]) -> m.ExecuteTask:
