@@ -1,0 +1,89 @@
+"""Helpers for the seed-document tests.
+
+The ``cluster`` (one real ``processes=True`` LocalCluster per module) and
+``client`` (a fresh client on it per test) fixtures come from tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import pytest
+
+from shoal import Client, LocalCluster
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., bool]:
+    """``wait_until(predicate, timeout=10)``: poll until true; returns the last answer."""
+    return _wait_until
+
+
+@pytest.fixture
+def forgotten(client: Client) -> Callable[..., bool]:
+    """``forgotten(keys, timeout=10)``: True once the scheduler has no record of
+    any of ``keys`` and no worker holds their data (after a ``gc.collect()``)."""
+
+    def check(keys: Iterable[str], timeout: float = 10.0) -> bool:
+        keys = set(keys)
+        gc.collect()
+
+        def gone() -> bool:
+            states = client.task_states()
+            held = {k for ks in client.has_what().values() for k in ks}
+            return not (keys & set(states)) and not (keys & held)
+
+        return _wait_until(gone, timeout, 0.02)
+
+    return check
+
+
+@pytest.fixture
+def released(client: Client) -> Callable[..., bool]:
+    """``released(keys, timeout=10)``: True once no worker holds the data of ``keys``
+    and the scheduler keeps at most a ``released`` record of them (as dask does for a
+    key that finished dependents still point at)."""
+
+    def check(keys: Iterable[str], timeout: float = 10.0) -> bool:
+        keys = set(keys)
+        gc.collect()
+
+        def gone() -> bool:
+            states = client.task_states()
+            held = {k for ks in client.has_what().values() for k in ks}
+            return not (keys & held) and all(states.get(k, "released") == "released" for k in keys)
+
+        return _wait_until(gone, timeout, 0.02)
+
+    return check
+
+
+@pytest.fixture
+def own_client() -> Iterator[Callable[[], Client]]:
+    """``own_client()``: a client on a cluster of its own (2 worker processes, 1 thread
+    each), for examples whose tasks block on each other (queues, events, tasks that
+    submit tasks): if they deadlock, they do not take the module's cluster with them.
+    Called after the example's imports, so a missing feature costs no cluster start."""
+    made: list[tuple[LocalCluster, Client]] = []
+
+    def make() -> Client:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1)
+        client = Client(cluster, timeout=10)
+        made.append((cluster, client))
+        return client
+
+    yield make
+    for cluster, client in reversed(made):
+        client.close()
+        cluster.close()
