@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-nanny", dest="nanny", action="store_false")
     w.add_argument("--connect-timeout", type=float, default=30.0)
     w.add_argument("--parent-watch", action="store_true", help=argparse.SUPPRESS)
+    w.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     w.add_argument("--validate", action="store_true")
     w.add_argument("--log-level", default="WARNING")
 
@@ -101,7 +102,7 @@ def _worker(args: Any) -> int:
 
         return run_worker(scheduler, args.nthreads, args.name, host, args.port, memory_limit,
                           _resources(args.resources), args.parent_watch, args.validate,
-                          args.connect_timeout)
+                          args.connect_timeout, args.ready_fd)
     return _supervise(args, scheduler, host, memory_limit)
 
 

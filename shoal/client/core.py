@@ -263,29 +263,21 @@ class Client:
         await self._close()
 
     def _set_dask_scheduler(self) -> None:
-        """Make ``dask.compute()`` run on this client, as dask.distributed does,
-        when dask is already imported (shoal never imports it for this)."""
-        import sys
+        if not self.asynchronous:
+            from shoal.client import dask_scheduler
 
-        dask = sys.modules.get("dask")
-        self._dask_config = None
-        if dask is None or self.asynchronous:
-            return
-        self._dask_config = dask.config.set(scheduler=self.get)
+            dask_scheduler.client_started(self)
 
     def _restore_dask_scheduler(self) -> None:
-        cfg = getattr(self, "_dask_config", None)
-        if cfg is not None:
-            self._dask_config = None
-            try:
-                cfg.__exit__(None, None, None)
-            except Exception:
-                pass
+        from shoal.client import dask_scheduler
+
+        dask_scheduler.client_closed(self)
 
     def _on_closed(self, comm: Comm, exc: BaseException | None) -> None:
         if self.status == "running":
             logger.warning("lost the connection to the scheduler at %s: %s", self.scheduler_address, exc)
             self.status = "closed"
+            self._restore_dask_scheduler()
             err = CommClosedError(f"lost the connection to the scheduler: {exc}")
             for fut in self._requests.values():
                 if not fut.done():
@@ -566,6 +558,8 @@ class Client:
         """Send ``specs`` (skipping keys this client already follows) and return a
         future per spec.  Keys in ``release`` are sent but not kept: they are
         intermediate results the scheduler may drop once their dependents ran."""
+        if self.status in ("closing", "closed"):
+            raise CommClosedError(f"the client is {self.status}")
         with self._lock:
             futures: list[Future[Any]] = []
             new_specs = []

@@ -260,7 +260,7 @@ class Future(Generic[T]):
     def _repr_html_(self) -> str:
         st = self._state
         color = {FINISHED: "green", ERROR: "red", CANCELLED: "gray", LOST: "orange"}.get(st.status, "black")
-        type_part = f", <b>type:</b> {html.escape(_short_type(st.type_name))}" if st.type_name else ""
+        type_part = f", <b>type:</b> {html.escape(_short_type(st.type_name))}"
         return (
             f"<b>Future: {html.escape(_key_name(self.key))}</b> "
             f'<span style="color: var(--jp-ui-font-color2, {color})">status: {st.status}</span>'

@@ -66,6 +66,7 @@ class LocalCluster:
         resources: dict[str, float] | None = None,
         validate: bool = False,
         name: str | None = None,
+        start_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
         unknown = set(kwargs) - _IGNORED
@@ -81,6 +82,7 @@ class LocalCluster:
         self.resources = resources
         self.validate = validate
         self.asynchronous = asynchronous
+        self.start_timeout = start_timeout
         self.name = name or f"LocalCluster-{next(_ids)}"
         self.status = "created"
         self.scheduler_address = ""
@@ -143,14 +145,25 @@ class LocalCluster:
         finally:
             sock.close()
         self._supervisor = Supervisor()
-        for _ in range(self.n_workers):
-            self._add_worker_process()
+        self._start_workers(self.n_workers)
 
-    def _add_worker_process(self) -> str:
+    def _start_workers(self, n: int) -> list[str]:
+        """Start ``n`` worker processes and wait until they registered."""
         assert self._supervisor is not None
-        name = str(next(self._worker_ids))
-        self._supervisor.add(name, self._worker_args(name), self.memory_limit)
-        return name
+        read_end, write_end = os.pipe()
+        names = []
+        try:
+            for _ in range(n):
+                name = str(next(self._worker_ids))
+                self._supervisor.add(name, self._worker_args(name), self.memory_limit, write_end)
+                names.append(name)
+        finally:
+            os.close(write_end)
+        try:
+            _wait_ready(read_end, n, self.start_timeout, self.scheduler_address)
+        finally:
+            os.close(read_end)
+        return names
 
     async def _start_in_process(self) -> None:
         from shoal.scheduler.server import SchedulerServer
@@ -182,8 +195,8 @@ class LocalCluster:
         if self.processes:
             assert self._supervisor is not None
             names = sorted(self._supervisor.workers, key=int)
-            while len(names) < n:
-                names.append(self._add_worker_process())
+            if len(names) < n:
+                names += self._start_workers(n - len(names))
             for name in names[n:]:
                 self._supervisor.remove(name)
         else:
@@ -266,3 +279,24 @@ class LocalCluster:
         kind = "processes" if self.processes else "threads"
         return (f"LocalCluster({self.name!r}, {self.scheduler_address!r}, workers={self.n_workers}, "
                 f"threads={self.n_workers * self.threads_per_worker}, {kind}, status={self.status})")
+
+
+def _wait_ready(fd: int, n: int, timeout: float, scheduler: str) -> None:
+    """Read one byte per worker from the readiness pipe."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    got = 0
+    while got < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"only {got} of {n} workers joined the scheduler at {scheduler} "
+                               f"within {timeout} s")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        data = os.read(fd, n - got)
+        if not data:  # every worker exited or closed the pipe: some failed
+            raise RuntimeError(f"{n - got} of {n} workers failed to start (see their log above)")
+        got += len(data)

@@ -95,9 +95,15 @@ class Supervisor:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, name: str, args: list[str], memory_limit: int = 0) -> WorkerProcess:
+    def add(self, name: str, args: list[str], memory_limit: int = 0, ready_fd: int | None = None
+            ) -> WorkerProcess:
+        """Start a worker process; ``ready_fd`` (first start only) is a pipe it
+        writes a byte to once registered."""
         wp = WorkerProcess(name, args, memory_limit)
-        wp.proc = spawn(args)
+        if ready_fd is None:
+            wp.proc = spawn(args)
+        else:
+            wp.proc = spawn([*args, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,))
         with self._lock:
             self.workers[name] = wp
         if self._thread is None:

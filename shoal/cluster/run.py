@@ -80,7 +80,9 @@ def run_scheduler(host: str = "127.0.0.1", port: int = 8786, fd: int | None = No
 def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "127.0.0.1",
                port: int = 0, memory_limit: int = 0, resources: dict[str, float] | None = None,
                parent_watch: bool = False, validate: bool = False,
-               connect_timeout: float | None = None) -> int:
+               connect_timeout: float | None = None, ready_fd: int | None = None) -> int:
+    """Run one worker until it is closed.  ``ready_fd``: a pipe to write one
+    byte to once registered with the scheduler (how LocalCluster waits)."""
     from shoal.worker.server import WorkerServer
 
     exit_code = 0
@@ -115,6 +117,11 @@ def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "1
             logger.error("worker could not join the scheduler at %s: %s", scheduler, e)
             exit_code = 1
             return
+        finally:
+            if ready_fd is not None and not starting.cancelled() and starting.exception() is None:
+                os.write(ready_fd, b"1")
+            if ready_fd is not None:
+                os.close(ready_fd)
         await server.finished()
 
     _run(main)

@@ -223,13 +223,6 @@ client.close()
 """
 
 
-@pytest.mark.xfail(
-    reason="shoal bug: dask.compute() uses the client only if dask was imported before the "
-    "Client was created; in the notebook's order (Client in In [1], import dask in In [7]) "
-    "z.compute() runs locally",
-    strict=True,
-    raises=AssertionError,
-)
 def test_cells1_and_7_dask_compute_after_client_runs_on_the_cluster(cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(
         [sys.executable, "-c", NOTEBOOK_ORDER, cluster.scheduler_address],

@@ -126,12 +126,6 @@ def test_cells3_to_6_submit_and_result(client: Client) -> None:
     assert "status: finished" in repr(future)
 
 
-@pytest.mark.xfail(
-    reason="shoal bug: the HTML repr of a pending future omits 'type: NoneType' that the "
-    "notebook (dask) shows",
-    strict=True,
-    raises=AssertionError,
-)
 def test_cell4_pending_future_html_repr_as_in_the_notebook(client: Client) -> None:
     # seed 001, [4]/[5] output:
     #   Future: inc status: pending, type: NoneType, key: inc-cdc8a98879bc6d18bd017529d9015f70

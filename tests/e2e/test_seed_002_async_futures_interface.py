@@ -74,13 +74,6 @@ def test_make_cluster_client_and_clean_up() -> None:
         Client(cluster.scheduler_address, timeout=0.5)
 
 
-@pytest.mark.xfail(
-    reason="shoal bug: LocalCluster(n_workers=2) returns before its workers have registered, "
-    "so Client(cluster) right after often shows 0 or 1 workers (dask.distributed shows 2)",
-    # not strict: a race with the worker processes' start-up; it passes in about 1 run in 3
-    strict=False,
-    raises=AssertionError,
-)
 def test_make_cluster_then_client_shows_the_workers() -> None:
     # seed 002: cluster = make_cluster(); cluster; c = Client(cluster); c
     # The cells display the cluster and the client with their workers, as dask does
@@ -102,12 +95,6 @@ def test_after_clean_up_the_closed_client_refuses_work(cluster) -> None:  # type
         c.gather(c.scatter([1]))
 
 
-@pytest.mark.xfail(
-    reason="shoal bug: client.compute() on a closed client returns a future that never "
-    "finishes (submit/map raise CommClosedError)",
-    strict=True,
-    raises=TimeoutError,
-)
 def test_after_clean_up_compute_on_the_closed_client_fails_clearly(cluster) -> None:  # type: ignore[no-untyped-def]
     # seed 002, last cell "# clean up": client.close(), then the delayed `total` again
     from dask import delayed

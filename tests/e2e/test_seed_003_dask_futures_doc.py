@@ -90,13 +90,6 @@ def _where() -> int:
     return os.getpid()
 
 
-@pytest.mark.xfail(
-    reason="shoal bug: each Client saves and restores dask's 'scheduler' setting as a "
-    "context; closing clients in creation order leaves dask.compute() running locally "
-    "while a client is still open, then pointing at a closed client, where it hangs",
-    strict=True,
-    raises=AssertionError,
-)
 def test_setting_up_several_clients_then_closing_them(cluster) -> None:  # type: ignore[no-untyped-def]
     # seed 003, "Setting Up Client": the document makes one client after the other
     # (client = Client(); client = Client(...); client = Client('scheduler-address:8786')).
