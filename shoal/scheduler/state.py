@@ -66,10 +66,10 @@ class SchedulerState:
         # released or cancelled meanwhile): they err until those keys are
         # known again, checked whenever they would run (see released_waiting)
         self.unknown_deps: dict[TaskRecord, list[str]] = {}
-        # address -> keys whose run there the scheduler took back (FreeKeys)
-        # since it last sent them there: a TaskFinished for one of these may
-        # have been sent before the worker dropped the result (see revoke)
-        self.revoked: dict[str, dict[str, None]] = {}
+        # address -> key -> runs there the scheduler took back (FreeKeys) and
+        # no report has come for since: a report about one of them may have
+        # been sent before the worker dropped the run (see revoke)
+        self.revoked: dict[str, dict[str, int]] = {}
         # workers that lost a processing task while tasks were queued: they
         # get queued tasks when the transitions are done (see transitions())
         self.freed: dict[WorkerRecord, None] = {}
@@ -173,9 +173,6 @@ class SchedulerState:
             deps.append(m.DependencyLocation(dep.key, [h.address for h in holders], dep.nbytes, value))
         actor = ts.restrictions is not None and ts.restrictions.actor
         self.send_worker(w, m.ExecuteTask(ts.key, func, ts.args, ts.priority, deps, actor))
-        revoked = self.revoked.get(w.address)
-        if revoked:
-            revoked.pop(ts.key, None)  # what w reports from now on is about this run
 
     def revoke(self, w: WorkerRecord, ts: TaskRecord) -> None:
         """Tell ``w`` to drop its run of ``ts``, which the scheduler has taken
@@ -189,17 +186,30 @@ class SchedulerState:
         keys = self.revoked.get(w.address)
         if keys is None:
             keys = self.revoked[w.address] = {}
-        keys[ts.key] = None
+        keys[ts.key] = keys.get(ts.key, 0) + 1
         if len(keys) > REVOKED_PER_WORKER:  # a report in flight is never that old
             del keys[next(iter(keys))]
 
     def _stale_report(self, w: WorkerRecord, ts: TaskRecord | None, key: str) -> bool:
-        """Is this report from ``w`` about a run the scheduler took back?"""
+        """Is this report from ``w`` about a run the scheduler took back?
+
+        A revoked run is followed by at most one report sent before ``w``
+        dropped it (none if ``w`` was still running it: it cancels silently),
+        so each report uses up one revocation.  A report while ``w`` is asked
+        to run the key again is accepted (it may be about the new run); one
+        sent too early then makes ``w`` a holder a little before the new run
+        ends, which the new run's own report confirms."""
         keys = self.revoked.get(w.address)
-        if keys is None or key not in keys or (ts is not None and ts.processing_on is w):
+        if keys is None:
             return False
-        del keys[key]
-        return True
+        n = keys.get(key, 0)
+        if n == 0:
+            return False
+        if n == 1:
+            del keys[key]
+        else:
+            keys[key] = n - 1
+        return ts is None or ts.processing_on is not w
 
     def forget(self, ts: TaskRecord) -> None:
         self.tasks.pop(ts.key, None)
@@ -569,7 +579,13 @@ class SchedulerState:
     def task_finished(self, w: WorkerRecord, msg: m.TaskFinished) -> None:
         ts = self.tasks.get(msg.key)
         if self._stale_report(w, ts, msg.key):
-            return  # w has dropped that result: counting it as a copy would be a lie
+            # w has dropped that result (counting it as a copy would be a
+            # lie), or, should the report be about a later run nobody asked
+            # for, is told to drop it; w is not running the key for us, and
+            # cannot have fetched it unless it is in memory
+            if ts is None or ts.state is not MEMORY:
+                self.send_worker(w, m.FreeKeys([msg.key]))
+            return
         if ts is None or ts.state is RELEASED or ts.state is ERRED:
             self.send_worker(w, m.FreeKeys([msg.key]))  # nobody wants it any more
             return

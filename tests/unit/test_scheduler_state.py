@@ -231,6 +231,30 @@ def test_a_result_from_a_run_taken_back_is_not_counted() -> None:
     assert ts.state is MEMORY and [w.address for w in ts.who_has] == ["w1"]
 
 
+def test_each_run_taken_back_may_send_one_late_report() -> None:
+    """x is released and submitted again twice while w0 runs it, then runs
+    on w1; both of w0's runs may report after being taken back, and neither
+    report may make w0 a holder.  A run asked for again on the same worker
+    is still accepted when it reports.  (Seed 2554.)"""
+    s = make_state(2)
+    for _ in range(2):
+        submit(s, "c", spec("x-1", workers=["w0"]))
+        s.handle_client("c", [m.ReleaseKeys(["x-1"])], 2.0)
+    submit(s, "c", spec("x-1", workers=["w1"]))
+    finished(s, "w0", "x-1")
+    finished(s, "w0", "x-1")
+    ts = s.tasks["x-1"]
+    assert ts.state is PROCESSING and ts.processing_on is s.workers["w1"] and not ts.who_has
+    finished(s, "w1", "x-1")
+    assert [w.address for w in ts.who_has] == ["w1"]
+
+    submit(s, "c", spec("y-1", workers=["w0"]))
+    s.handle_client("c", [m.ReleaseKeys(["y-1"])], 3.0)  # w0 cancels its run silently...
+    submit(s, "c", spec("y-1", workers=["w0"]))  # ...and takes it up again
+    finished(s, "w0", "y-1")
+    assert s.tasks["y-1"].state is MEMORY
+
+
 def test_a_copy_announced_by_the_worker_now_computing_it_is_kept() -> None:
     """w1 fetched x from w0 for its task y; w0 dies before the scheduler hears
     of w1's copy, so x is recomputed, on w1.  w1's ``ReplicasAdded`` then
