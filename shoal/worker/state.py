@@ -206,7 +206,14 @@ class WorkerState:
                     dts.nbytes = dep.nbytes
                     dts.who_has = [w for w in dep.workers if w != self.address]
                     self.tasks[dep.key] = dts
-                    self.to_fetch[dep.key] = None
+                    if dts.who_has:
+                        self.to_fetch[dep.key] = None
+                    else:
+                        # the scheduler believes the only copy is here, but it
+                        # is not (dropped meanwhile): say so rather than wait
+                        # for a fetch that has nowhere to go
+                        dts.state = MISSING
+                        self.to_scheduler.append(m.DataMissing(dep.key, list(dep.workers)))
             elif dts.state in (FETCH, FLIGHT, MISSING):
                 for w in dep.workers:
                     if w != self.address and w not in dts.who_has and w not in dts.tried:

@@ -90,3 +90,18 @@ def test_key_needed_again_while_its_old_fetch_is_in_flight() -> None:
     msgs, instructions = ws.take()
     assert instructions == [Execute("z")]
     assert not of_type(msgs, m.DataMissing)
+
+
+def test_dependency_said_to_be_here_but_missing_is_reported() -> None:
+    """The scheduler believes this worker holds x (its copy was dropped after
+    a report that crossed a ``FreeKeys``, e.g. equal data scattered twice
+    under one key) and sends y, which needs x, here.  The worker must say
+    that x is missing rather than wait for a fetch with no peer to ask.
+    Before the fix y waited forever.  (Seed 20 with shared scatter keys.)"""
+    ws = WorkerState("w", 1, validate=True)
+    ws.handle_scheduler([execute("y", x=["w"])])
+    msgs, instructions = ws.take()
+    assert msgs == [m.DataMissing("x", ["w"])]
+    assert not instructions
+    ws.handle_scheduler([m.FreeKeys(["y"])])  # what the scheduler answers
+    assert not ws.tasks
