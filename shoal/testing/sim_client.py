@@ -57,6 +57,7 @@ ACTIONS = [
     ("fire_and_forget", 5),
     ("scatter", 8),
     ("adopt", 4),
+    ("resubmit", 6),
 ]
 #: (function name, weight) for a new task
 OPS = [
@@ -264,8 +265,9 @@ class SimClient:
             if rng.random() < 0.08:  # workers=[name], as a worker restarted under its name
                 workers = [sim.restriction_name()]
                 loose = rng.random() < 0.5
-            specs.append(m.TaskSpec(key, func_id, payload, sorted(deps), priority, retries,
-                                    workers, loose))
+            spec = m.TaskSpec(key, func_id, payload, sorted(deps), priority, retries, workers, loose)
+            specs.append(spec)
+            sim.specs[key] = (spec, m.FunctionDef(func_id, blob))
             self._hold(key, PENDING)
             {"int": ints, "blob": blobs, "opaque": opaques}[sim.kinds[key]].append(key)
         if specs:
@@ -277,11 +279,39 @@ class SimClient:
             for k in keys:
                 self._let_go(k)
             self._send([m.ReleaseKeys(keys)])
+            self._race_resubmit()
+
+    def _race_resubmit(self) -> None:
+        """Sometimes another client asks at once for what this one let go:
+        the scheduler may still be running it (and a worker may get it back
+        while its cancelled run is still going)."""
+        sim = self.sim
+        others = [c for c in sim.clients.values() if c is not self and c.connected]
+        if others and sim.let_go and sim.rng.random() < 0.3:
+            sim.rng.choice(others).act_resubmit(latest=True)
 
     def _let_go(self, key: str) -> None:
         del self.futures[key]
         if self.sim.expect[key].scattered:
             self.sim.scatter_released.add(key)
+        elif key in self.sim.specs:
+            self.sim.let_go.append(key)
+
+    def act_resubmit(self, latest: bool = False) -> None:
+        """Submit again a task another client let go of lately: it may still
+        be running, be kept as lineage, or be forgotten."""
+        sim = self.sim
+        usable = {k: None for k, f in self.futures.items() if f.status not in (CANCELLED, UNKNOWN)}
+        keys = [k for k in sim.let_go[-30:] if k not in self.ever
+                and all(d in usable for d in sim.specs[k][0].deps)]
+        if not keys:
+            return
+        key = keys[-1] if latest or sim.rng.random() < 0.5 else sim.rng.choice(keys)
+        spec, function = sim.specs[key]
+        functions = [] if function.id in self.functions_sent else [function]
+        self.functions_sent.add(function.id)
+        self._hold(spec.key, PENDING)
+        self._send([m.SubmitTasks([spec], functions)])
 
     def act_cancel(self) -> None:
         keys = self._pick([k for k, f in self.futures.items() if f.status != CANCELLED], 2)
@@ -290,10 +320,13 @@ class SimClient:
         force = self.sim.rng.random() < 0.15
         for k in keys:
             self.futures[k].status = CANCELLED
+            if k in self.sim.specs:
+                self.sim.let_go.append(k)
             if self.sim.expect[k].scattered:
                 self.sim.scatter_released.add(k)
             self.sim.cancelled.add(k)
         self._send([m.CancelKeys(keys, force)])
+        self._race_resubmit()
 
     def act_retry(self) -> None:
         keys = self._pick([k for k, f in self.futures.items() if f.status == ERROR], 3)

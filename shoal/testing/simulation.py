@@ -40,33 +40,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.errors import SerializationError
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import (
-    dumps,
-    dumps_exception,
-    loads,
-    loads_function,
-    loads_task_args,
-)
-from shoal.scheduler.invariants import check_invariants
-from shoal.scheduler.records import ERRED, MEMORY, RELEASED
-from shoal.scheduler.state import FIRE_AND_FORGET, SchedulerState
-from shoal.testing import sim_tasks
-from shoal.testing.sim_client import (
-    CANCELLED,
-    ERROR,
-    FINISHED,
-    UNKNOWN,
-    Expect,
-    SimClient,
-    describe,
-    error_acceptable,
-)
-from shoal.worker import state as ws
-from shoal.worker.sizeof import sizeof
-
-SCHEDULER = "scheduler"
+from shoal.scheduler.state import SchedulerState
+from shoal.testing import sim_checks, sim_tasks
+from shoal.testing.sim_client import Expect, SimClient, describe, error_acceptable
+from shoal.testing.sim_worker import SCHEDULER, SimWorker, short
 
 
 @dataclass(frozen=True)
@@ -116,23 +94,6 @@ class _Event:
         self.dst = dst
         self.data = data
         self.link = link
-
-
-class SimWorker:
-    """A worker: its state machine plus the values a real worker would hold."""
-
-    def __init__(self, address: str, nthreads: int) -> None:
-        self.address = address
-        self.nthreads = nthreads
-        self.state = ws.WorkerState(address, nthreads, validate=True)
-        self.data: dict[str, Any] = {}
-        self.functions: dict[bytes, Any] = {}
-        self.alive = True
-
-
-def short(key: str) -> str:
-    name, _, token = key.rpartition("-")
-    return f"{name}-{token[:6]}" if name else key
 
 
 def summary(msg: Any) -> str:
@@ -196,16 +157,19 @@ class Simulation:
         self.scatter_released: set[str] = set()
         self.scatter_keys: set[str] = set()
         self.fired: list[str] = []
+        self.specs: dict[str, tuple[m.TaskSpec, m.FunctionDef]] = {}  # as first submitted
+        self.let_go: list[str] = []  # submitted keys released or fired, oldest first
         self.stats: dict[str, int] = {}
         rng = self.rng
         p = self.profile
         self.allowed_failures = rng.choice([1, 2, 3])
-        self.max_delay = rng.choice([0, 1, 2, 5, 10])
-        self.task_time = rng.choice([1, 2, 5, 15])
-        self.inline_limit = rng.choice([0, 12, 64, 1 << 20])
+        self.max_delay = rng.choice([0, 1, 2, 5, 10, 30])
+        self.task_time = rng.choice([1, 2, 5, 15, 40])
+        self.inline_limit = rng.choice([0, 0, 12, 64, 1 << 20])
         self.p_client = rng.choice([0.08, 0.15, 0.3])
         self.p_kill = rng.choice([0.0, 0.005, 0.02, 0.05])
         self.p_churn = rng.choice([0.0, 0.01])
+        self.p_coalesce = rng.choice([0.0, 0.5])
         self.scheduler = SchedulerState(validate=True, allowed_failures=self.allowed_failures)
         self.initial_workers = rng.randint(1, p.max_workers)
         self.initial_clients = rng.randint(1, p.max_clients)
@@ -216,11 +180,12 @@ class Simulation:
         """Run the whole scenario; raise ``SimulationFailure`` on the first problem."""
         try:
             with sim_tasks.attempts(self.attempts):
-                self._log(
+                self.log(
                     f"seed={self.seed} profile={self.profile_name} workers={self.initial_workers} "
                     f"clients={self.initial_clients} delay<={self.max_delay} task<={self.task_time} "
                     f"inline<={self.inline_limit} p_client={self.p_client} p_kill={self.p_kill} "
-                    f"allowed_failures={self.allowed_failures}"
+                    f"p_churn={self.p_churn} p_coalesce={self.p_coalesce} "
+                    f"allowed_failures={self.allowed_failures} shared_keys={self.shared_scatter_keys}"
                 )
                 for _ in range(self.initial_workers):
                     self.add_worker()
@@ -229,10 +194,10 @@ class Simulation:
                 for _ in range(self.profile.steps):
                     self._active_step()
                 self._drain("drain")
-                self.check_quiescent()
+                sim_checks.check_quiescent(self)
                 self._teardown()
                 self._drain("teardown")
-                self.check_empty()
+                sim_checks.check_empty(self)
         except SimulationFailure:
             raise
         except Exception as e:
@@ -254,14 +219,14 @@ class Simulation:
     def _options(self) -> str:
         return " --shared-scatter-keys" if self.shared_scatter_keys else ""
 
-    def _log(self, line: str) -> None:
+    def log(self, line: str) -> None:
         line = f"{self.step:6d} t={self.now:<6d} {line}"
         self.trace.append(line)
         self._digest.update(line.encode())
         if self.verbose:
             print(line)
 
-    def _count(self, what: str, n: int = 1) -> None:
+    def count(self, what: str, n: int = 1) -> None:
         self.stats[what] = self.stats.get(what, 0) + n
 
     def _active_step(self) -> None:
@@ -278,7 +243,7 @@ class Simulation:
             self._client_churn()
         else:
             self._deliver_one()
-        self.check()
+        sim_checks.check_step(self)
 
     def _chaos(self) -> None:
         alive = self.alive_workers()
@@ -307,7 +272,7 @@ class Simulation:
             self.step += 1
             self.now += 1
             self._deliver_one()
-            self.check()
+            sim_checks.check_step(self)
             if self.step - start > self.profile.drain_limit:
                 self.fail(f"no quiescence within {self.profile.drain_limit} steps ({phase}): livelock")
 
@@ -325,15 +290,22 @@ class Simulation:
 
     # ------------------------------------------------------------------ the network
 
-    def _push(self, src: str, dst: str, channel: str, kind: str, data: Any) -> None:
+    def push(self, src: str, dst: str, channel: str, kind: str, data: Any) -> None:
         link = (src, dst, channel)
         q = self.links.get(link)
         if q is None:
             q = self.links[link] = deque()
+        if kind == "msgs" and q and q[-1].kind == "msgs" and self.rng.random() < self.p_coalesce:
+            q[-1].data = q[-1].data + data  # sent in the same tick: one batch, as the servers do
+            return
         ready = self.now + self.rng.randint(0, self.max_delay)
         if q and q[-1].ready_at > ready:
             ready = q[-1].ready_at  # FIFO: never overtake what was sent before
         q.append(_Event(ready, kind, src, dst, data, link))
+
+    def timer(self, delay: int, worker: str, data: Any) -> None:
+        """A task run on ``worker`` ends after ``delay``; dropped if it dies."""
+        self.timers.append(_Event(self.now + delay, "done", worker, worker, data, None))
 
     def _deliver_one(self) -> None:
         ready = [q[0] for q in self.links.values() if q[0].ready_at <= self.now]
@@ -357,14 +329,14 @@ class Simulation:
         getattr(self, "_on_" + ev.kind.replace("-", "_"))(ev)
 
     def client_send(self, client_id: str, msgs: list[Any]) -> None:
-        self._log(f"{client_id} sends {', '.join(summary(x) for x in msgs)}")
-        self._push(client_id, SCHEDULER, "ctl", "msgs", msgs)
+        self.log(f"{client_id} sends {', '.join(summary(x) for x in msgs)}")
+        self.push(client_id, SCHEDULER, "ctl", "msgs", msgs)
 
     def put_data(self, client_id: str, worker: str, key: str, value: Any, payload: Any) -> None:
-        self._log(f"{client_id} puts {short(key)} on {worker}")
-        self._count("scatters")
+        self.log(f"{client_id} puts {short(key)} on {worker}")
+        self.count("scatters")
         self.scatter_keys.add(key)
-        self._push(client_id, worker, "data", "put-data", (key, value, payload))
+        self.push(client_id, worker, "data", "put-data", (key, value, payload))
 
     def alive_workers(self) -> list[str]:
         return [a for a, w in self.workers.items() if w.alive]
@@ -374,7 +346,7 @@ class Simulation:
     def _on_msgs(self, ev: _Event) -> None:
         msgs = ev.data
         if ev.dst == SCHEDULER:
-            self._log(f"{ev.src} -> scheduler: {', '.join(summary(x) for x in msgs)}")
+            self.log(f"{ev.src} -> scheduler: {', '.join(summary(x) for x in msgs)}")
             if ev.src in self.clients:
                 unhandled = self.scheduler.handle_client(ev.src, msgs, float(self.now))
             else:
@@ -386,29 +358,22 @@ class Simulation:
             w = self.workers[ev.dst]
             if not w.alive:
                 return
-            self._log(f"scheduler -> {ev.dst}: {', '.join(summary(x) for x in msgs)}")
-            for msg in msgs:
-                if type(msg) is m.DefineFunctions:
-                    for f in msg.functions:
-                        w.functions.setdefault(f.id, f.blob)
-            unhandled = w.state.handle_scheduler(msgs)
-            if any(type(x) is not m.DefineFunctions for x in unhandled):
-                self.fail(f"{w.address} did not handle {[summary(x) for x in unhandled]}")
-            self._flush_worker(w)
+            self.log(f"scheduler -> {ev.dst}: {', '.join(summary(x) for x in msgs)}")
+            w.receive(msgs)
         else:
             c = self.clients.get(ev.dst)
             if c is None or not c.connected:
                 return
-            self._log(f"scheduler -> {ev.dst}: {', '.join(summary(x) for x in msgs)}")
+            self.log(f"scheduler -> {ev.dst}: {', '.join(summary(x) for x in msgs)}")
             c.receive(msgs)
 
     def _on_closed(self, ev: _Event) -> None:
         if ev.src in self.clients:
-            self._log(f"scheduler notices that {ev.src} disconnected")
+            self.log(f"scheduler notices that {ev.src} disconnected")
             self.scheduler.remove_client(ev.src, float(self.now))
             del self.clients[ev.src]
         else:
-            self._log(f"scheduler notices that {ev.src} died")
+            self.log(f"scheduler notices that {ev.src} died")
             self._remove_worker(ev.src)
         self._flush_scheduler()
 
@@ -417,136 +382,32 @@ class Simulation:
         for address, msgs in to_workers.items():
             w = self.workers.get(address)
             if w is not None and w.alive:
-                self._push(SCHEDULER, address, "ctl", "msgs", msgs)
+                self.push(SCHEDULER, address, "ctl", "msgs", msgs)
         for client_id, msgs in to_clients.items():
             c = self.clients.get(client_id)
             if c is not None and c.connected:
-                self._push(SCHEDULER, client_id, "ctl", "msgs", msgs)
-
-    def _flush_worker(self, w: SimWorker) -> None:
-        msgs, instructions = w.state.take()
-        for ins in instructions:
-            t = type(ins)
-            if t is ws.Execute:
-                self._execute(w, ins.key)
-            elif t is ws.GatherDep:
-                self._log(f"{w.address} fetches {[short(k) for k in ins.keys]} from {ins.worker}")
-                self._count("fetches")
-                self._push(w.address, ins.worker, "data", "get-data", ins.keys)
-            elif t is ws.StoreInline:
-                w.data[ins.key] = loads(ins.value)
-            elif t is ws.DropData:
-                for key in ins.keys:
-                    w.data.pop(key, None)
-            else:
-                self.fail(f"unknown instruction {ins!r}")
-        if msgs:
-            self._push(w.address, SCHEDULER, "ctl", "msgs", msgs)
-
-    def _execute(self, w: SimWorker, key: str) -> None:
-        """Start a task: resolve its arguments and call it now, as a thread
-        of a real worker would; the outcome arrives after a random time."""
-        ts = w.state.tasks[key]
-        func_id, payload = ts.func, ts.args
-        if func_id is None or func_id not in w.functions or payload is None:
-            self.fail(f"{w.address} was told to run {key!r} without its function or arguments")
-            return
-        func = w.functions[func_id]
-        if type(func) is bytes:
-            func = w.functions[func_id] = loads_function(func)
-        try:
-            args, kwargs = loads_task_args(payload, w.data)
-            value = func(*args, **kwargs)
-        except Exception as e:
-            outcome: tuple[Any, ...] = ("err", *dumps_exception(e))
-            self._log(f"{w.address} runs {short(key)}: raises {describe(e)}")
-        else:
-            nbytes = sizeof(value)
-            inline = None
-            if nbytes <= 4 * self.inline_limit:  # as executor.py decides
-                try:
-                    payload = dumps(value)
-                except SerializationError:
-                    payload = None  # stays on the worker
-                if payload is not None and payload.nbytes <= self.inline_limit:
-                    inline = payload
-            outcome = ("ok", value, nbytes, type(value).__name__, inline)
-            self._log(f"{w.address} runs {short(key)}: returns {str(value)[:20]}")
-        self._count("executions")
-        done = self.now + self.rng.randint(1, self.task_time)
-        self.timers.append(_Event(done, "done", w.address, w.address, (key, self.now, outcome), None))
+                self.push(SCHEDULER, client_id, "ctl", "msgs", msgs)
 
     def _on_done(self, ev: _Event) -> None:
-        w = self.workers[ev.src]
-        key, started, outcome = ev.data
-        duration = float(self.now - started)
-        ts = w.state.tasks.get(key)
-        self._log(f"{w.address} finished {short(key)} ({outcome[0]}, {ts})")
-        if outcome[0] == "ok":
-            _, value, nbytes, type_name, inline = outcome
-            if ts is not None and ts.state is ws.EXECUTING:
-                w.data[key] = value
-            w.state.execute_done(key, nbytes, type_name, duration, inline)
-        else:
-            _, exc, tb, text = outcome
-            w.state.execute_failed(key, exc, tb, text, duration)
-        self._flush_worker(w)
+        self.workers[ev.src].done(*ev.data)
 
     def _on_get_data(self, ev: _Event) -> None:
         peer = self.workers.get(ev.dst)
-        keys = ev.data
-        if peer is None or not peer.alive:
-            self._push(ev.dst, ev.src, "data", "data-reply", None)
-            return
-        data, missing, errors = {}, [], {}
-        for key in keys:  # as WorkerServer._get_data
-            if key not in peer.data:
-                missing.append(key)
-                continue
-            try:
-                data[key] = dumps(peer.data[key])
-            except SerializationError as e:
-                errors[key] = str(e)
-        self._push(ev.dst, ev.src, "data", "data-reply", (data, missing, errors))
+        reply = peer.get_data(ev.data) if peer is not None and peer.alive else None
+        self.push(ev.dst, ev.src, "data", "data-reply", reply)
 
     def _on_data_reply(self, ev: _Event) -> None:
         w = self.workers[ev.dst]
-        if not w.alive:
-            return
-        if ev.data is None:
-            self._log(f"{w.address} could not reach {ev.src}")
-            self._count("fetch_failures")
-            w.state.gather_failed(ev.src)
-        else:
-            data, missing, errors = ev.data
-            self._log(f"{w.address} got {[short(k) for k in data]} missing {[short(k) for k in missing]} "
-                      f"unusable {[short(k) for k in errors]} from {ev.src}")
-            if missing:
-                self._count("fetch_missing")
-            for key, message in errors.items():  # as WorkerServer._gather_dep
-                self._count("fetch_unusable")
-                exc, tb, text = dumps_exception(
-                    SerializationError(f"could not fetch {key!r} from {ev.src}: {message}")
-                )
-                w.state.dependency_unusable(key, exc, tb, text)
-            received = {}
-            for key, payload in data.items():
-                if w.state.wants_data(key):
-                    w.data[key] = loads(payload)
-                    received[key] = w.state.tasks[key].nbytes or payload.nbytes
-            w.state.gather_done(ev.src, received, missing)
-        self._flush_worker(w)
+        if w.alive:
+            w.got_data(ev.src, ev.data)
 
     def _on_put_data(self, ev: _Event) -> None:
         key, value, payload = ev.data
         w = self.workers.get(ev.dst)
         ok = w is not None and w.alive
         if w is not None and ok:
-            self._log(f"{w.address} stores scattered {short(key)}")
-            w.data[key] = loads(payload)
-            w.state.data_put({key: sizeof(value)}, {key: type(value).__name__})
-            self._flush_worker(w)
-        self._push(ev.dst, ev.src, "data", "put-ack", (key, ok))
+            w.put_data(key, value, payload)
+        self.push(ev.dst, ev.src, "data", "put-ack", (key, ok))
 
     def _on_put_ack(self, ev: _Event) -> None:
         key, ok = ev.data
@@ -565,10 +426,10 @@ class Simulation:
             dead = [n for a, n in self.names.items() if n not in alive]
             # a worker restarted under its old name, as a nanny restarts it
             name = self.rng.choice(dead) if dead and self.rng.random() < 0.3 else f"w{self.n_workers_made}"
-        self.workers[address] = SimWorker(address, nthreads)
+        self.workers[address] = SimWorker(self, address, nthreads)
         self.names[address] = name
-        self._log(f"{address} ({name}) joins with {nthreads} threads")
-        self._count("workers_added")
+        self.log(f"{address} ({name}) joins with {nthreads} threads")
+        self.count("workers_added")
         self.scheduler.add_worker(m.RegisterWorker(address, name, nthreads), float(self.now))
         self._flush_scheduler()
 
@@ -583,9 +444,9 @@ class Simulation:
         w = self.workers[address]
         w.alive = False
         self.n_kills += 1
-        self._count("kills")
+        self.count("kills")
         graceful = self.rng.random() < 0.5
-        self._log(f"{address} dies ({'connection closes' if graceful else 'abruptly'}) "
+        self.log(f"{address} dies ({'connection closes' if graceful else 'abruptly'}) "
                   f"executing {sorted(w.state.executing)}")
         self.timers = [e for e in self.timers if e.src != address]
         for key in w.data:
@@ -594,7 +455,7 @@ class Simulation:
         w.data = {}
         self.links.pop((SCHEDULER, address, "ctl"), None)
         if graceful:
-            self._push(address, SCHEDULER, "ctl", "closed", None)
+            self.push(address, SCHEDULER, "ctl", "closed", None)
         else:
             self.links.pop((address, SCHEDULER, "ctl"), None)
             self._remove_worker(address)
@@ -612,15 +473,15 @@ class Simulation:
         client_id = f"client-{self.n_clients_made}"
         self.clients[client_id] = SimClient(self, client_id)
         self.scheduler.add_client(client_id, float(self.now))
-        self._log(f"{client_id} connects")
+        self.log(f"{client_id} connects")
 
     def disconnect_client(self, c: SimClient) -> None:
         c.connected = False
-        self._log(f"{c.id} disconnects")
+        self.log(f"{c.id} disconnects")
         for key in c.futures:
             if self.expect[key].scattered:
                 self.scatter_released.add(key)
-        self._push(c.id, SCHEDULER, "ctl", "closed", None)
+        self.push(c.id, SCHEDULER, "ctl", "closed", None)
 
     # ------------------------------------------------------------------ expectations
 
@@ -638,92 +499,14 @@ class Simulation:
             self.fail(f"{key!r} produced a value ({where}) but can only fail with {sorted(exp.errors)}")
         if value != exp.value:
             self.fail(f"{key!r} has the wrong value ({where}): {str(value)[:60]} != {str(exp.value)[:60]}")
-        self._count("values_checked")
+        self.count("values_checked")
 
     def check_error(self, key: str, exc: BaseException) -> None:
-        self._count("errors_checked")
+        self.count("errors_checked")
         if not error_acceptable(self, key, exc):
             exp = self.expect[key]
             self.fail(f"{key!r} failed with {describe(exc)!r}; expected "
                       f"{'a value or ' if exp.has_value else ''}{sorted(exp.errors)}")
-
-    # ------------------------------------------------------------------ checks
-
-    def check(self) -> None:
-        """After every step: every machine's invariants, and each worker's
-        values match what its state machine says it holds."""
-        check_invariants(self.scheduler)
-        for w in self.workers.values():
-            if not w.alive:
-                continue
-            w.state.check_invariants()
-            in_memory = [k for k, t in w.state.tasks.items() if t.state is ws.MEMORY]
-            if len(in_memory) != len(w.data) or any(k not in w.data for k in in_memory):
-                self.fail(f"{w.address} holds values {sorted(w.data)} but its state has {sorted(in_memory)}")
-
-    def check_quiescent(self) -> None:
-        """Nothing in flight: every held future has its final, correct state,
-        and the scheduler and the workers agree on who holds what."""
-        sched = self.scheduler
-        for c in self.clients.values():
-            wanted = sorted(ts.key for ts in sched.clients[c.id].wants)
-            held = sorted(k for k, f in c.futures.items() if f.status not in (CANCELLED, UNKNOWN))
-            if wanted != held:
-                self.fail(f"{c.id}: the scheduler thinks it wants {wanted}, it holds {held}")
-            for key, f in c.futures.items():
-                if f.status in (CANCELLED, UNKNOWN):
-                    continue
-                ts = sched.tasks[key]
-                if f.status == FINISHED and ts.state is MEMORY:
-                    self._check_stored_value(key)
-                elif f.status == ERROR and ts.state is ERRED:
-                    self._count("final_errors")
-                else:
-                    self.fail(f"{c.id}: {key!r} is {f.status} at quiescence; the scheduler has it "
-                              f"{ts.state.value}\nstory: {sched.story(key)[-10:]}")
-        faf = sched.clients[FIRE_AND_FORGET]
-        if faf.wants:
-            self.fail(f"fire-and-forget tasks never finished: {sorted(ts.key for ts in faf.wants)}")
-        for ts in sched.tasks.values():
-            if ts.state not in (MEMORY, ERRED, RELEASED):
-                self.fail(f"{ts.key!r} stuck in {ts.state.value} at quiescence\nstory: {sched.story(ts.key)[-10:]}")
-        if sorted(sched.workers) != sorted(self.alive_workers()):
-            self.fail(f"the scheduler knows workers {sorted(sched.workers)}, alive are {self.alive_workers()}")
-        for address, wr in sched.workers.items():
-            w = self.workers[address]
-            expected = sorted(ts.key for ts in wr.has_what)
-            held = sorted(w.state.tasks)
-            if expected != held or wr.processing or w.state.executing or w.state.in_flight:
-                self.fail(f"{address} holds {held}, the scheduler thinks {expected} "
-                          f"(processing {list(wr.processing)}, executing {sorted(w.state.executing)})")
-
-    def _check_stored_value(self, key: str) -> None:
-        ts = self.scheduler.tasks[key]
-        if ts.value is not None:
-            self.check_value(key, loads(ts.value), "scheduler's inline copy")
-        for wr in ts.who_has:
-            w = self.workers[wr.address]
-            if key not in w.data:
-                self.fail(f"{key!r}: the scheduler says {wr.address} holds it; it does not")
-            self.check_value(key, w.data[key], f"stored on {wr.address}")
-
-    def check_empty(self) -> None:
-        """Every client let go: nothing may be left anywhere."""
-        sched = self.scheduler
-        if sched.tasks:
-            left = [(k, ts.state.value) for k, ts in sched.tasks.items()][:10]
-            self.fail(f"the scheduler still holds {len(sched.tasks)} tasks after every client let go: {left}")
-        if sched.unrunnable or any(e[2].state.value == "queued" for e in sched.queued):
-            self.fail("the scheduler still has queued or unrunnable tasks")
-        for address, wr in sched.workers.items():
-            if wr.has_what or wr.processing or wr.nbytes or abs(wr.occupancy) > 1e-9:
-                self.fail(f"the scheduler's record of {address} is not empty: has_what="
-                          f"{list(wr.has_what)} processing={list(wr.processing)} nbytes={wr.nbytes} "
-                          f"occupancy={wr.occupancy}")
-        for w in self.workers.values():
-            if w.alive and (w.state.tasks or w.data or w.state.nbytes):
-                self.fail(f"{w.address} leaks {sorted(w.state.tasks)} / {sorted(w.data)}")
-
 
 def run_simulation(seed: int, profile: str = "default", verbose: bool = False) -> dict[str, int]:
     """Run one seed; raise ``SimulationFailure`` if anything goes wrong."""

@@ -95,6 +95,11 @@ def test_a_wrong_value_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
             run_simulation(seed)
 
 
+#: a seed that hits the known race below (after a change to the harness that
+#: moves it, find another: scripts/simulate.py --seeds 0:1000 --shared-scatter-keys)
+RACE_SEED = 195
+
+
 @pytest.mark.xfail(strict=True, raises=SimulationFailure, reason=(
     "known race, outside the state machines: with content-hashed scatter keys "
     "(scatter(hash=True), the default) a release of one copy can free data that a "
@@ -102,7 +107,7 @@ def test_a_wrong_value_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     "reaches the scheduler; the scheduler then counts a copy the worker dropped"
 ))
 def test_shared_scatter_keys_race() -> None:
-    Simulation(10, shared_scatter_keys=True).run()
+    Simulation(RACE_SEED, shared_scatter_keys=True).run()
 
 
 def test_the_script_reports_failing_seeds_and_exits_non_zero() -> None:
@@ -110,6 +115,6 @@ def test_the_script_reports_failing_seeds_and_exits_non_zero() -> None:
     ok = subprocess.run([sys.executable, str(script), "--seeds", "0:3"], capture_output=True,
                         text=True, timeout=60)
     assert ok.returncode == 0 and "3 seeds" in ok.stdout and "0 failed" in ok.stdout
-    bad = subprocess.run([sys.executable, str(script), "--seeds", "10:11", "--shared-scatter-keys"],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "FAIL seed 10" in bad.stdout
+    bad = subprocess.run([sys.executable, str(script), "--seeds", f"{RACE_SEED}:{RACE_SEED + 1}",
+                          "--shared-scatter-keys"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and f"FAIL seed {RACE_SEED}" in bad.stdout
