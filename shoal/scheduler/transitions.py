@@ -69,6 +69,13 @@ def _priority(ts: TaskRecord) -> int:
     return ts.priority
 
 
+def _unneeded(ts: TaskRecord) -> bool:
+    """Nobody wants ``ts`` and no runnable dependent needs it.  A transition
+    that would (re)start a task checks this: the recommendation may be stale,
+    or may have overwritten, in the same batch, the one to release it (e.g.
+    its last dependent erred because another input was lost with a worker)."""
+    return ts.n_wanted == 0 and ts.n_waiters == 0
+
 
 def _deps_lose_waiter(ts: TaskRecord, recs: Recs) -> None:
     """``ts`` left the RUNNABLE states: its deps may no longer be needed."""
@@ -143,14 +150,6 @@ def released_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
         recs[ts] = ERRED
     elif ts.n_waiting == 0:
         recs[ts] = PROCESSING
-
-
-def _unneeded(ts: TaskRecord) -> bool:
-    """Nobody wants ``ts`` and no runnable dependent needs it.  A transition
-    that would (re)start a task checks this: the recommendation may be stale,
-    or may have overwritten, in the same batch, the one to release it (e.g.
-    its last dependent erred because another input was lost with a worker)."""
-    return ts.n_wanted == 0 and ts.n_waiters == 0
 
 
 def waiting_processing(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
