@@ -73,7 +73,9 @@ def summarize(runs: list[dict], impls: Iterable[str]) -> list[dict]:
                     if v is not None:
                         vals.append(v)
                         continue
-                    err = (r.get("errors") or {}).get(m.name) or r.get("error")
+                    err = (r.get("errors") or {}).get(m.name)
+                    if not err and not m.optional:
+                        err = r.get("error")  # the scenario failed as a whole
                     if err:
                         errs.append(err)
                     elif not m.optional:
@@ -140,7 +142,7 @@ def cell_text(cell: dict | None, unit: str, notes: Notes, spread: bool) -> str:
 def side_by_side(doc: dict, spread: bool = False) -> str:
     """The markdown table of one results document."""
     impls = doc["impls"]
-    rows = doc.get("summary") or summarize(doc["runs"], impls)
+    rows = summarize(doc["runs"], impls)  # recomputed: the saved summary is for other tools
     sizes = doc["config"]["sizes"]
     notes = Notes()
     both = "shoal" in impls and "dask" in impls
@@ -179,7 +181,7 @@ def side_by_side(doc: dict, spread: bool = False) -> str:
 
 # ---------------------------------------------------------------- compare
 def _index(doc: dict) -> dict[tuple[str, str], dict]:
-    rows = doc.get("summary") or summarize(doc["runs"], doc["impls"])
+    rows = summarize(doc["runs"], doc["impls"])
     out = {}
     for row in rows:
         for impl, cell in row["impls"].items():

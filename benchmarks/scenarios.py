@@ -133,9 +133,11 @@ class Cluster:
     def remaining(self) -> float:
         return self.deadline - time.time()
 
-    def wait_all(self, futs: list, what: str = "tasks") -> None:
-        """Wait for every future, up to the scenario's deadline."""
+    def wait_all(self, futs: list, what: str = "tasks", since: float | None = None) -> None:
+        """Wait for every future, up to the scenario's deadline; ``since`` is when
+        the work was submitted (for the rate in the timeout message)."""
         t0 = time.perf_counter()
+        since = t0 if since is None else since
         try:
             self.wait(futs, timeout=max(1.0, self.remaining()))
         except Exception as e:
@@ -144,8 +146,10 @@ class Cluster:
             done = sum(1 for f in futs if f.done())
             dt = time.perf_counter() - t0
             self.skip_close = True
+            rate = done / (time.perf_counter() - since)
             raise ScenarioTimeout(
-                f"timed out: {done} of {len(futs)} {what} done after {dt:.0f}s of waiting") from None
+                f"timed out: {done} of {len(futs)} {what} done after {dt:.0f}s of waiting "
+                f"(~{rate:,.0f}/s since submission)") from None
 
     def sched_pid(self) -> int:
         return int(self.client.run_on_scheduler(T.sched_pid))
@@ -221,7 +225,7 @@ def _map(impl: str, cfg: dict, res: Result, n: int) -> None:
         t0 = time.perf_counter()
         futs = c.map(T.noop, range(n), pure=False)
         t_sub = time.perf_counter()
-        h.wait_all(futs)
+        h.wait_all(futs, since=t0)
         out = c.gather(futs)
         t1 = time.perf_counter()
         res.extra["cpu_s"] = h.cpu_delta(c0, h.cpu())
@@ -506,7 +510,7 @@ def sc_map_1m(impl: str, cfg: dict, res: Result) -> None:
             futs = c.map(T.noop, range(n), pure=False)
             t_sub = time.perf_counter()
             res.extra["submit_s"] = round(t_sub - t0, 3)
-            h.wait_all(futs)
+            h.wait_all(futs, since=t0)
             out = c.gather(futs)
             t1 = time.perf_counter()
         except ScenarioTimeout as e:
