@@ -110,6 +110,16 @@ def test_shared_scatter_keys_race() -> None:
     Simulation(RACE_SEED, shared_scatter_keys=True).run()
 
 
+@pytest.mark.xfail(strict=True, raises=SimulationFailure, reason=(
+    "known limit, needs a protocol change: a report sent just before a worker got "
+    "FreeKeys cannot be told from the report of a new run of the same key on the "
+    "same worker; if the key is released and freed in between, the later report is "
+    "counted for yet another run there (ExecuteTask/TaskFinished need a run id)"
+))
+def test_report_of_a_run_taken_back_and_asked_again_on_the_same_worker() -> None:
+    Simulation(330, "large").run()
+
+
 def test_the_script_reports_failing_seeds_and_exits_non_zero() -> None:
     script = Path(__file__).parents[2] / "scripts" / "simulate.py"
     ok = subprocess.run([sys.executable, str(script), "--seeds", "0:3"], capture_output=True,
