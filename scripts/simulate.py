@@ -4,8 +4,10 @@
     python scripts/simulate.py --seeds 0:5000            # report failing seeds
     python scripts/simulate.py --seeds 0:5000 --jobs 4   # in 4 processes
     python scripts/simulate.py --seed 17 --verbose       # replay one, with its trace
+    python scripts/simulate.py --seeds 0:500 --profile large
 
-Exits non-zero when any seed fails.  A seed replays exactly, in any process.
+Profiles: small, default (the suite's), large.  Exits non-zero when any seed
+fails.  A seed replays exactly, in any process.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import multiprocessing
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from shoal.testing.simulation import PROFILES, Simulation, SimulationFailure
 
