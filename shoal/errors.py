@@ -22,6 +22,7 @@ in for it, carrying the original type name, message and traceback text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import CancelledError
 
 __all__ = [
@@ -124,13 +125,13 @@ class RemoteTraceback(Exception):
 class InvalidTransition(ShoalError):
     """A state machine was asked for a transition its table does not allow."""
 
-    def __init__(self, key: str, start: str, finish: str, story: list[tuple[object, ...]]) -> None:
+    def __init__(self, key: str, start: str, finish: str, story: Sequence[tuple[object, ...]]) -> None:
         lines = "\n".join(f"  {entry}" for entry in story[-20:])
         super().__init__(f"{key!r}: no transition {start} -> {finish}\nstory:\n{lines}")
         self.key = key
         self.start = start
         self.finish = finish
-        self.story = story
+        self.story = list(story)
 
     def __reduce__(self) -> tuple[type, tuple[str, str, str, list[tuple[object, ...]]]]:
         return (InvalidTransition, (self.key, self.start, self.finish, self.story))

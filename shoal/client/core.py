@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shoal.client import future as fmod
+from shoal.client import transfer
 from shoal.client.future import (
     CANCELLED,
     ERROR,
@@ -43,11 +43,10 @@ from shoal.client.future import (
     Waiter,
 )
 from shoal.client.loop import LoopRunner, get_loop_runner
-from shoal.client.structure import futures_in, replace_futures
+from shoal.client.structure import futures_in
 from shoal.comm.core import DEFAULT_CONNECT_TIMEOUT, Comm, connect_and_greet
 from shoal.comm.pool import ConnectionPool
 from shoal.errors import (
-    CancelledError,
     CommClosedError,
     FutureLost,
     SchedulerError,
@@ -55,7 +54,6 @@ from shoal.errors import (
 )
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, dumps_function, dumps_task_args, loads
-from shoal.worker.sizeof import sizeof
 
 logger = logging.getLogger("shoal.client")
 
@@ -120,6 +118,11 @@ class Client:
         self._outgoing: list[Any] = []
         self._flush_pending = False
         self._functions_sent: set[bytes] = set()
+        # scatter(hash=True): content digest <-> key of data this client holds
+        self._scattered: dict[str, str] = {}
+        self._scattered_digest: dict[str, str] = {}
+        # keys this client asked to cancel whose TasksCancelled has not come back
+        self._cancelling: dict[str, int] = {}
         self._workers: list[str] = []
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._request_ids = iter(range(1, 1 << 62))
@@ -359,10 +362,20 @@ class Client:
                         if st.waiters:
                             self._wake(st)
                 elif t is m.TasksCancelled:
+                    cancelling = self._cancelling
                     for key in msg.keys:
+                        n = cancelling.get(key, 0)
+                        if n:  # the answer to our own cancel: the state says so already
+                            if n == 1:
+                                del cancelling[key]
+                            else:
+                                cancelling[key] = n - 1
+                            continue
                         st = futures.get(key)
-                        if st is not None and not st.done():
+                        if st is not None and st.status != CANCELLED:
+                            # finished ones too: the scheduler dropped our claim
                             st.status = CANCELLED
+                            st.value = None
                             self._wake(st)
                 elif t is m.TasksLost:
                     for key in msg.keys:
@@ -435,6 +448,9 @@ class Client:
                 return
             self.refcount.pop(key, None)
             self.futures.pop(key, None)
+            digest = self._scattered_digest.pop(key, None)
+            if digest is not None:
+                self._scattered.pop(digest, None)
             if self.status == "running" or self.status == "newly-created":
                 self._send(m.ReleaseKeys([key]))
 
@@ -695,91 +711,24 @@ class Client:
     # ------------------------------------------------------------------ results
 
     def _exception_of(self, st: FutureState) -> BaseException:
-        if st.status == CANCELLED:
-            return st.exception if isinstance(st.exception, BaseException) else CancelledError(st.key)
-        return fmod.exception_of_state(st)
+        return transfer.exception_of(st)
 
     def _raise_for(self, st: FutureState) -> None:
-        if st.status == CANCELLED:
-            raise self._exception_of(st)
-        exc = fmod.exception_of_state(st)
-        raise exc.with_traceback(st.traceback)
+        transfer.raise_for(st)
 
     def _value_of(self, st: FutureState, timeout: float | None = None) -> Any:
-        if st.status == FINISHED:
-            if st.value is not None:
-                return loads(st.value)
-            payloads = self._runner.run_sync(self._fetch, [st], timeout=timeout) if self._runner else None
-            assert payloads is not None
-            return loads(payloads[st.key])
-        self._raise_for(st)
+        return transfer.value_of(self, st, timeout)
 
     async def _value_of_async(self, st: FutureState) -> Any:
-        if st.status == FINISHED:
-            if st.value is not None:
-                return loads(st.value)
-            payloads = await self._fetch([st])
-            return loads(payloads[st.key])
-        self._raise_for(st)
+        return await transfer.value_of_async(self, st)
 
-    async def _fetch(self, states: list[FutureState], attempts: int = 20) -> dict[str, Payload]:
-        """Payloads of finished states whose data is on workers (not inline)."""
-        out: dict[str, Payload] = {}
-        todo = [st for st in states if st.value is None]
-        for st in states:
-            if st.value is not None:
-                out[st.key] = st.value
-        for _ in range(attempts):
-            if not todo:
-                return out
-            by_worker: dict[str, list[FutureState]] = {}
-            unknown = []
-            for st in todo:
-                if st.workers:
-                    by_worker.setdefault(st.workers[0], []).append(st)
-                else:
-                    unknown.append(st)
-            results = await asyncio.gather(
-                *(self._get_from(w, sts) for w, sts in by_worker.items()), return_exceptions=True
-            )
-            failed: list[FutureState] = list(unknown)
-            for (worker, sts), res in zip(by_worker.items(), results):
-                if isinstance(res, BaseException):
-                    if isinstance(res, SerializationError):
-                        raise res
-                    logger.info("could not gather from %s: %s; asking the scheduler", worker, res)
-                    failed.extend(sts)
-                    continue
-                for st in sts:
-                    if st.key in res:
-                        out[st.key] = res[st.key]
-                    else:
-                        failed.append(st)
-            todo = failed
-            if todo:
-                who_has = await self._request("who_has", keys=[st.key for st in todo])
-                for st in todo:
-                    st.workers = who_has.get(st.key, [])
-                lost = [st for st in todo if not st.workers]
-                if lost:
-                    # being recomputed: wait until it is done again
-                    await asyncio.sleep(0.05)
-                    await self._wait_states_async(lost, None)
-                    for st in lost:
-                        if st.status != FINISHED:
-                            self._raise_for(st)
-                        if st.value is not None:
-                            out[st.key] = st.value
-                    todo = [st for st in todo if st.key not in out]
-        raise FutureLost(f"could not gather {[st.key for st in todo][:5]} after {attempts} attempts")
-
-    async def _get_from(self, worker: str, states: list[FutureState]) -> dict[str, Payload]:
-        keys = [st.key for st in states]
-        reply = await self.pool.request(worker, m.GetData(self.pool.next_id(), keys))
-        if reply.errors:
-            key, message = next(iter(reply.errors.items()))
-            raise SerializationError(f"the result of {key!r} could not be sent from {worker}: {message}")
-        return reply.data  # type: ignore[no-any-return]
+    def _future_if_finished(self, key: str) -> Future[Any] | None:
+        """A new future for ``key`` if this client holds a finished one."""
+        with self._lock:
+            st = self.futures.get(key)
+            if st is None or st.status != FINISHED or not self.refcount.get(key):
+                return None
+            return Future(key, self, inform=False)
 
     def gather(self, futures: Any, errors: str = "raise", direct: bool | None = None,
                asynchronous: bool | None = None) -> Any:
@@ -790,147 +739,16 @@ class Client:
         if hasattr(futures, "__next__"):
             futures = list(futures)
         if self.asynchronous or asynchronous:
-            return self._gather(futures, errors)
-        found = list(futures_in(futures))
-        states = [f._state for f in found]
-        self._wait_states(states, None)
-        remote = [st for st in states if st.status == FINISHED and st.value is None]
-        payloads: dict[str, Payload] = {}
-        if remote:
-            assert self._runner is not None
-            payloads = self._runner.run_sync(self._fetch, remote)
-        return self._assemble(futures, payloads, errors)
-
-    async def _gather(self, futures: Any, errors: str = "raise") -> Any:
-        found = list(futures_in(futures))
-        states = [f._state for f in found]
-        await self._wait_states_async(states, None)
-        remote = [st for st in states if st.status == FINISHED and st.value is None]
-        payloads = await self._fetch(remote) if remote else {}
-        return self._assemble(futures, payloads, errors)
-
-    def _assemble(self, futures: Any, payloads: dict[str, Payload], errors: str) -> Any:
-        cache: dict[str, Any] = {}
-
-        def value_of(f: Future[Any]) -> Any:
-            st = f._state
-            key = st.key
-            if key in cache:
-                return cache[key]
-            if st.status == FINISHED:
-                p = st.value if st.value is not None else payloads[key]
-                v = cache[key] = loads(p)
-                return v
-            if errors == "skip":
-                return _SKIP
-            self._raise_for(st)
-
-        if type(futures) is list and all(type(f) is Future for f in futures):
-            out = []
-            for f in futures:
-                v = value_of(f)
-                if v is not _SKIP:
-                    out.append(v)
-            return out
-        return replace_futures(futures, value_of, _SKIP)
-
-    # ------------------------------------------------------------------ scatter
+            return transfer.gather_async(self, futures, errors)
+        return transfer.gather_sync(self, futures, errors)
 
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False,
                 direct: bool | None = None, hash: bool = True, timeout: float | None = None,
                 asynchronous: bool | None = None) -> Any:
         """Put local data on workers; return futures pointing at it."""
         if self.asynchronous or asynchronous:
-            return self._scatter(data, workers, broadcast, hash, timeout)
-        return self._sync(self._scatter, data, workers, broadcast, hash, timeout)
-
-    async def _scatter(self, data: Any, workers: Any, broadcast: bool, hash: bool,
-                       timeout: float | None) -> Any:
-        if isinstance(data, dict):
-            items = list(data.items())
-        elif isinstance(data, (list, tuple, set, frozenset)) or hasattr(data, "__next__"):
-            items = [(None, x) for x in data]
-        else:
-            items = [(None, data)]
-        keyed = []
-        for k, value in items:
-            payload = dumps(value)
-            if k is None:
-                name = type(value).__name__
-                if hash:
-                    h = hashlib.blake2b(payload.data, digest_size=16)
-                    for b in payload.buffers:
-                        h.update(b)
-                    k = f"{name}-{h.hexdigest()}"
-                else:
-                    k = f"{name}-{uuid.uuid4().hex}"
-            keyed.append((str(k), value, payload))
-        targets = await self._scatter_targets(workers, timeout)
-        placement: dict[str, dict[str, tuple[Any, Payload]]] = {}
-        holders: dict[str, list[str]] = {}
-        for i, (k, value, payload) in enumerate(keyed):
-            chosen = targets if broadcast else [targets[i % len(targets)]]
-            holders[k] = chosen
-            for w in chosen:
-                placement.setdefault(w, {})[k] = (value, payload)
-
-        async def put(w: str, entries: dict[str, tuple[Any, Payload]]) -> None:
-            msg = m.PutData(
-                self.pool.next_id(),
-                {k: p for k, (_, p) in entries.items()},
-                {k: sizeof(v) for k, (v, _) in entries.items()},
-                {k: fmod_type_name(v) for k, (v, _) in entries.items()},
-            )
-            ack = await self.pool.request(w, msg, timeout)
-            if ack.error:
-                raise SchedulerError(f"{w} refused scattered data: {ack.error}")
-
-        await asyncio.gather(*(put(w, e) for w, e in placement.items()))
-        scattered = []
-        futures: dict[str, Future[Any]] = {}
-        with self._lock:
-            for k, value, payload in keyed:
-                st = self.futures.get(k)
-                if st is None or st.status in (CANCELLED, ERROR, LOST):
-                    st = self.futures[k] = FutureState(k)
-                st.status = FINISHED
-                st.type_name = fmod_type_name(value)
-                st.nbytes = sizeof(value)
-                st.workers = holders[k]
-                if payload.nbytes <= 16 * 1024 and not payload.buffers:
-                    st.value = payload
-                scattered.append(m.ScatteredKey(k, holders[k], st.nbytes, st.type_name))
-                futures[k] = Future(k, self, inform=False)
-            self._send(m.DataScattered(scattered))
-        if isinstance(data, dict):
-            return {k: futures[str(k)] for k in data}
-        result = [futures[k] for k, _, _ in keyed]
-        if isinstance(data, (list, tuple, set, frozenset)) or hasattr(data, "__next__"):
-            return type(data)(result) if isinstance(data, (list, tuple)) else result
-        return result[0]
-
-    async def _scatter_targets(self, workers: Any, timeout: float | None) -> list[str]:
-        if workers is not None:
-            if isinstance(workers, str):
-                workers = [workers]
-            known = await self._request("scheduler_info")
-            by_name = {info["name"]: a for a, info in known["workers"].items()}
-            resolved = []
-            for w in workers:
-                if w in known["workers"]:
-                    resolved.append(w)
-                elif w in by_name:
-                    resolved.append(by_name[w])
-                else:
-                    resolved.extend(a for a, info in known["workers"].items() if info["host"] == w)
-            if not resolved:
-                raise ValueError(f"no workers match {workers!r}")
-            return resolved
-        if not self._workers:
-            await self._request("wait_for_workers", n=1, timeout=timeout)
-            info = await self._request("scheduler_info")
-            self._workers = list(info["workers"])
-        return list(self._workers)
+            return transfer.scatter(self, data, workers, broadcast, hash, timeout)
+        return self._sync(transfer.scatter, self, data, workers, broadcast, hash, timeout)
 
     # ------------------------------------------------------------------ control
 
@@ -938,15 +756,16 @@ class Client:
         """Cancel futures (and what depends on them); running tasks finish but
         their results are dropped."""
         found = list(futures_in(futures))
-        keys = []
+        keys = list(dict.fromkeys(f.key for f in found))
         with self._lock:
             for f in found:
                 st = f._state
-                keys.append(f.key)
                 if st.status != CANCELLED:
                     st.status = CANCELLED
                     st.value = None
                     self._wake(st)
+            for key in keys:  # the scheduler answers each with TasksCancelled
+                self._cancelling[key] = self._cancelling.get(key, 0) + 1
         if keys:
             self._send(m.CancelKeys(keys, force))
         if self.asynchronous or asynchronous:

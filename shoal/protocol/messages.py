@@ -196,6 +196,7 @@ class TaskFinished(_Msg, tag="finished"):
     type_name: str
     duration: float
     value: Payload | None = None  # inline copy of a small result
+    run_id: int = 0  # the ExecuteTask this answers
 
 
 class TaskFailed(_Msg, tag="failed"):
@@ -204,6 +205,7 @@ class TaskFailed(_Msg, tag="failed"):
     traceback: Payload
     text: str
     duration: float = 0.0
+    run_id: int = 0  # the ExecuteTask this answers
 
 
 class ReplicasAdded(_Msg, tag="replicas-added"):
@@ -229,12 +231,17 @@ class DependencyLocation(msgspec.Struct, array_like=True, omit_defaults=True):
 
 
 class ExecuteTask(_Msg, tag="execute"):
+    """Run ``key``.  Every ExecuteTask has a fresh ``run_id``, which the
+    worker's report repeats: a report about a run the scheduler has since
+    taken back is recognised as such, whatever happened to the key since."""
+
     key: str
     func: bytes
     args: Payload
     priority: int
     deps: list[DependencyLocation] = []
     actor: bool = False
+    run_id: int = 0
 
 
 class DefineFunctions(_Msg, tag="functions"):

@@ -96,11 +96,12 @@ def choose_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | str |
     running = state.running_workers()
     if not running:
         return None
-    candidates: set[WorkerRecord] = set()
+    candidates: dict[WorkerRecord, None] = {}  # ordered: ties go the same way every time
     nbytes = 0
     for dep in ts.deps:
         nbytes += dep.nbytes
-        candidates.update(dep.who_has)
+        for w in dep.who_has:
+            candidates[w] = None
     if nbytes < SMALL_INPUT_BYTES or not candidates:
         return best(ts, running)
     return best(ts, (w for w in candidates if w.status == "running")) or best(ts, running)

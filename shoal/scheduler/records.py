@@ -77,6 +77,7 @@ class TaskRecord:
         "processing_on",  # WorkerRecord | None
         "restrictions",  # Restrictions | None
         "retries",
+        "run_id",  # of the current ExecuteTask while processing, else 0
         "state",
         "suspicious",  # workers that died while running it
         "type_name",
@@ -99,6 +100,7 @@ class TaskRecord:
         self.who_has: tuple[WorkerRecord, ...] = ()
         self.processing_on: WorkerRecord | None = None
         self.retries = 0
+        self.run_id = 0
         self.nbytes = 0
         self.type_name = ""
         self.value: Payload | None = None

@@ -50,8 +50,6 @@ UNKNOWN_DURATION = 0.5
 #: priorities: user priority first, then submission order
 _PRIORITY_SCALE = 1 << 48
 FIRE_AND_FORGET = "fire-and-forget"
-#: revoked runs remembered per worker (see SchedulerState.revoke)
-REVOKED_PER_WORKER = 10_000
 
 
 class SchedulerState:
@@ -66,10 +64,6 @@ class SchedulerState:
         # released or cancelled meanwhile): they err until those keys are
         # known again, checked whenever they would run (see released_waiting)
         self.unknown_deps: dict[TaskRecord, list[str]] = {}
-        # address -> key -> runs there the scheduler took back (FreeKeys) and
-        # no report has come for since: a report about one of them may have
-        # been sent before the worker dropped the run (see revoke)
-        self.revoked: dict[str, dict[str, int]] = {}
         # workers that lost a processing task while tasks were queued: they
         # get queued tasks when the transitions are done (see transitions())
         self.freed: dict[WorkerRecord, None] = {}
@@ -83,6 +77,7 @@ class SchedulerState:
         self.stimulus = ""
         self.transition_counter = 0
         self._seq = 0
+        self._run_seq = 0
         self._running: list[WorkerRecord] | None = None
 
     # ------------------------------------------------------------------ outbox
@@ -172,44 +167,18 @@ class SchedulerState:
             value = dep.value if w not in holders else None
             deps.append(m.DependencyLocation(dep.key, [h.address for h in holders], dep.nbytes, value))
         actor = ts.restrictions is not None and ts.restrictions.actor
-        self.send_worker(w, m.ExecuteTask(ts.key, func, ts.args, ts.priority, deps, actor))
+        self._run_seq += 1
+        ts.run_id = self._run_seq
+        self.send_worker(w, m.ExecuteTask(ts.key, func, ts.args, ts.priority, deps, actor, ts.run_id))
 
     def revoke(self, w: WorkerRecord, ts: TaskRecord) -> None:
         """Tell ``w`` to drop its run of ``ts``, which the scheduler has taken
-        back, and remember it: should ``w`` have finished just before, its
-        ``TaskFinished`` is already on its way, about a result ``w`` no longer
-        has by the time it arrives (the key may be running elsewhere by then,
-        or even be a new task under the same key)."""
+        back.  Should ``w`` have finished just before, its report is already
+        on its way; it carries that run's id, which is no longer current
+        (``ts.run_id`` was reset when the task left ``w``), so it is ignored."""
         if w.status == "closed":
             return  # dead: it sends nothing more
         self.send_worker(w, m.FreeKeys([ts.key]))
-        keys = self.revoked.get(w.address)
-        if keys is None:
-            keys = self.revoked[w.address] = {}
-        keys[ts.key] = keys.get(ts.key, 0) + 1
-        if len(keys) > REVOKED_PER_WORKER:  # a report in flight is never that old
-            del keys[next(iter(keys))]
-
-    def _stale_report(self, w: WorkerRecord, ts: TaskRecord | None, key: str) -> bool:
-        """Is this report from ``w`` about a run the scheduler took back?
-
-        A revoked run is followed by at most one report sent before ``w``
-        dropped it (none if ``w`` was still running it: it cancels silently),
-        so each report uses up one revocation.  A report while ``w`` is asked
-        to run the key again is accepted (it may be about the new run); one
-        sent too early then makes ``w`` a holder a little before the new run
-        ends, which the new run's own report confirms."""
-        keys = self.revoked.get(w.address)
-        if keys is None:
-            return False
-        n = keys.get(key, 0)
-        if n == 0:
-            return False
-        if n == 1:
-            del keys[key]
-        else:
-            keys[key] = n - 1
-        return ts is None or ts.processing_on is not w
 
     def forget(self, ts: TaskRecord) -> None:
         self.tasks.pop(ts.key, None)
@@ -302,6 +271,8 @@ class SchedulerState:
                 self.want_keys(self.clients[FIRE_AND_FORGET], msg.keys, report=False)
             elif t is m.DataScattered:
                 self.data_scattered(c, msg.keys)
+            elif t is m.DataMissing:
+                self.data_missing(None, msg)
             elif t is m.Heartbeat:
                 pass
             else:
@@ -440,14 +411,17 @@ class SchedulerState:
             seen[ts] = None
             if ts.dependents:
                 stack.extend(by_priority(ts.dependents))
-        told: dict[str, list[str]] = {}
+        # the canceller hears back about every key it named (it counts on it)
+        named = dict.fromkeys(keys)
+        told: dict[str, list[str]] = {c.client_id: list(named)}
         recs: Recs = {}
         clients = list(self.clients.values()) if force else [c]
         for ts in seen:
             for cl in clients:
                 if ts in cl.wants:
                     cl.wants.discard(ts)
-                    told.setdefault(cl.client_id, []).append(ts.key)
+                    if cl is not c or ts.key not in named:
+                        told.setdefault(cl.client_id, []).append(ts.key)
                     self._unwant(ts, recs)
         for client_id, cancelled in told.items():
             self.send_client(client_id, m.TasksCancelled(cancelled, "cancelled"))
@@ -543,7 +517,6 @@ class SchedulerState:
                 recs[ts] = WAITING if (ts.n_wanted or ts.n_waiters) else RELEASED
         w.has_what = set()
         self.transitions(recs)
-        self.revoked.pop(address, None)
         for other in self.running_workers():
             self.fill_worker(other)
         for client_id in self.clients:
@@ -578,26 +551,14 @@ class SchedulerState:
 
     def task_finished(self, w: WorkerRecord, msg: m.TaskFinished) -> None:
         ts = self.tasks.get(msg.key)
-        if self._stale_report(w, ts, msg.key):
-            # w has dropped that result (counting it as a copy would be a
-            # lie), or, should the report be about a later run nobody asked
-            # for, is told to drop it; w is not running the key for us, and
-            # cannot have fetched it unless it is in memory
-            if ts is None or ts.state is not MEMORY:
-                self.send_worker(w, m.FreeKeys([msg.key]))
+        if ts is None or ts.processing_on is not w or msg.run_id != ts.run_id:
+            # about a run taken back since: w was told to drop it, so it is no
+            # copy, whatever became of the key (forgotten, running elsewhere,
+            # submitted again); an answer to a current run carries its id
             return
-        if ts is None or ts.state is RELEASED or ts.state is ERRED:
-            self.send_worker(w, m.FreeKeys([msg.key]))  # nobody wants it any more
-            return
-        if ts.state is MEMORY:
-            self._add_replica(ts, w)
-            return
-        if ts.processing_on is w:
-            old = self.durations.get(ts.prefix)
-            d = msg.duration
-            self.durations[ts.prefix] = d if old is None else 0.7 * old + 0.3 * d
-        elif ts.processing_on is not None:
-            self.revoke(ts.processing_on, ts)
+        old = self.durations.get(ts.prefix)
+        d = msg.duration
+        self.durations[ts.prefix] = d if old is None else 0.7 * old + 0.3 * d
         ts.nbytes = msg.nbytes
         ts.type_name = msg.type_name
         ts.value = msg.value
@@ -606,10 +567,8 @@ class SchedulerState:
 
     def task_failed(self, w: WorkerRecord, msg: m.TaskFailed) -> None:
         ts = self.tasks.get(msg.key)
-        if self._stale_report(w, ts, msg.key):
-            return
-        if ts is None or ts.state is not PROCESSING or ts.processing_on is not w:
-            return  # a stale report: the task was released or moved meanwhile
+        if ts is None or ts.processing_on is not w or msg.run_id != ts.run_id:
+            return  # about a run taken back since
         if ts.retries > 0:
             ts.retries -= 1
             self.transitions({ts: WAITING})
@@ -636,7 +595,9 @@ class SchedulerState:
         if unwanted:
             self.send_worker(w, m.FreeKeys(unwanted))
 
-    def data_missing(self, w: WorkerRecord, msg: m.DataMissing) -> None:
+    def data_missing(self, w: WorkerRecord | None, msg: m.DataMissing) -> None:
+        """A worker (``w``) or a client (``None``) asked ``msg.workers`` for
+        ``msg.key`` and they did not have it: they are no holders."""
         ts = self.tasks.get(msg.key)
         if ts is None:
             return
@@ -647,7 +608,7 @@ class SchedulerState:
                 holder.has_what.discard(ts)
                 holder.nbytes -= ts.nbytes
         recs: Recs = {}
-        if ts.dependents:
+        if ts.dependents and w is not None:
             for d in by_priority(ts.dependents):
                 if d.state is PROCESSING and d.processing_on is w:
                     self.revoke(w, d)

@@ -92,6 +92,7 @@ def _maybe_forget(ts: TaskRecord, recs: Recs) -> None:
 
 def _leave_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | None:
     w = ts.processing_on
+    ts.run_id = 0  # any report about that run is stale from now on
     if w is not None:
         est = w.processing.pop(ts, 0.0)
         w.occupancy = max(0.0, w.occupancy - est)

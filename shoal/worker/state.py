@@ -89,6 +89,7 @@ class WorkerTask:
         "nbytes",
         "priority",
         "reported",
+        "run_id",
         "state",
         "tried",
         "type_name",
@@ -110,6 +111,7 @@ class WorkerTask:
         self.who_has: list[str] = []
         self.tried: list[str] = []
         self.reported = False
+        self.run_id = 0  # of the ExecuteTask asking for it here
 
     def __repr__(self) -> str:
         return f"<WorkerTask {self.key!r} {self.state.value}>"
@@ -169,9 +171,12 @@ class WorkerState:
         key = msg.key
         ts = self.tasks.get(key)
         if ts is not None:
+            ts.run_id = msg.run_id  # reports now answer this request
             if ts.state is MEMORY:
                 ts.reported = True
-                self.to_scheduler.append(m.TaskFinished(key, ts.nbytes, ts.type_name, 0.0))
+                self.to_scheduler.append(
+                    m.TaskFinished(key, ts.nbytes, ts.type_name, 0.0, run_id=msg.run_id)
+                )
                 return
             if ts.state is CANCELLED:
                 ts.state = EXECUTING  # asked again while still running: keep the run
@@ -183,6 +188,7 @@ class WorkerState:
             ts.func, ts.args, ts.priority, ts.actor = msg.func, msg.args, msg.priority, msg.actor
             return
         ts = WorkerTask(key, WAITING)
+        ts.run_id = msg.run_id
         ts.func, ts.args, ts.priority, ts.actor = msg.func, msg.args, msg.priority, msg.actor
         self.tasks[key] = ts
         self._add_deps(ts, msg.deps)
@@ -303,7 +309,7 @@ class WorkerState:
             ts.nbytes, ts.type_name = nbytes, type_name
             ts.reported = True
             self.nbytes += nbytes
-            self.to_scheduler.append(m.TaskFinished(key, nbytes, type_name, duration, value))
+            self.to_scheduler.append(m.TaskFinished(key, nbytes, type_name, duration, value, ts.run_id))
             self._release_deps(ts)
             self._dependents_gain(ts)
         self._advance()
@@ -315,7 +321,7 @@ class WorkerState:
         self.executing.discard(key)
         if ts is not None:
             if ts.state is not CANCELLED:
-                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration))
+                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration, ts.run_id))
             if ts.state is CANCELLED and ts.dependents:
                 self._refetch(ts)
             else:
@@ -364,7 +370,7 @@ class WorkerState:
             announce_nbytes.append(nbytes)
             if ts.func is not None:  # we were also asked to compute it
                 ts.func = ts.args = None
-                self.to_scheduler.append(m.TaskFinished(key, nbytes, ts.type_name, 0.0))
+                self.to_scheduler.append(m.TaskFinished(key, nbytes, ts.type_name, 0.0, run_id=ts.run_id))
             self._dependents_gain(ts)
         if announce_keys:
             self.to_scheduler.append(m.ReplicasAdded(announce_keys, announce_nbytes))
@@ -387,7 +393,7 @@ class WorkerState:
         for dk in list(ts.dependents):
             d = self.tasks.get(dk)
             if d is not None and d.state is WAITING:
-                self.to_scheduler.append(m.TaskFailed(dk, exception, traceback, text, 0.0))
+                self.to_scheduler.append(m.TaskFailed(dk, exception, traceback, text, 0.0, d.run_id))
                 self._forget(d)
         self._advance()
 

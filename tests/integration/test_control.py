@@ -177,3 +177,29 @@ def test_progress_draws_a_bar_and_returns_when_done(client: Client) -> None:
     assert all(f.done() for f in futures)
     last = out.getvalue().strip().split("\r")[-1]
     assert "100% Completed | 30/30" in last
+
+
+def test_cancel_then_submit_the_same_pure_call_again(client: Client, tmp_path: Path) -> None:
+    """The late answer to the cancel must not cancel the new future."""
+    gate = str(tmp_path / "gate")
+    first = client.submit(wait_for_file, gate)
+    first.cancel()
+    again = client.submit(wait_for_file, gate)
+    assert again.key == first.key and again.status == "pending"
+    Path(gate).touch()
+    assert again.result(timeout=10) == 1
+    assert first.status == "cancelled"  # the old handle stays cancelled
+
+
+def test_scatter_dedupes_only_against_data_still_held(client: Client) -> None:
+    import gc
+
+    a = client.scatter(12345)
+    b = client.scatter(12345)
+    assert a.key == b.key  # equal data, one copy
+    old = a.key
+    del a, b
+    gc.collect()
+    c = client.scatter(12345)
+    assert c.key != old  # never reuse a released key: its release may still be in flight
+    assert c.result(timeout=10) == 12345

@@ -42,8 +42,14 @@ def submit(s: SchedulerState, client: str, *specs: m.TaskSpec) -> None:
     s.handle_client(client, [m.SubmitTasks(list(specs), [m.FunctionDef(FUNC_ID, FUNC_BLOB)])], 1.0)
 
 
-def finished(s: SchedulerState, worker: str, key: str) -> None:
-    s.handle_worker(worker, [m.TaskFinished(key, 28, "int", 0.1)], 1.0)
+def finished(s: SchedulerState, worker: str, key: str, run_id: int | None = None) -> None:
+    """``worker`` reports ``key`` done: for its current run there, or, when
+    it runs nothing under that key any more, for a run taken back before."""
+    if run_id is None:
+        ts = s.tasks.get(key)
+        current = ts is not None and ts.processing_on is not None and ts.processing_on.address == worker
+        run_id = ts.run_id if current and ts is not None else -1
+    s.handle_worker(worker, [m.TaskFinished(key, 28, "int", 0.1, run_id=run_id)], 1.0)
 
 
 def scattered(s: SchedulerState, client: str, key: str, workers: list[str]) -> None:
