@@ -278,7 +278,9 @@ class Client:
 
     def _on_closed(self, comm: Comm, exc: BaseException | None) -> None:
         if self.status == "running":
-            logger.warning("lost the connection to the scheduler at %s: %s", self.scheduler_address, exc)
+            # a worker's own client loses it whenever the cluster shuts down
+            log = logger.info if self.name.startswith("worker-") else logger.warning
+            log("lost the connection to the scheduler at %s: %s", self.scheduler_address, exc)
             self.status = "closed"
             self._restore_dask_scheduler()
             err = CommClosedError(f"lost the connection to the scheduler: {exc}")

@@ -208,6 +208,14 @@ class TaskFailed(_Msg, tag="failed"):
     run_id: int = 0  # the ExecuteTask this answers
 
 
+class TaskSeceded(_Msg, tag="seceded"):
+    """The task left its worker's thread pool to wait on other tasks: it no
+    longer takes one of the worker's slots."""
+
+    key: str
+    run_id: int = 0
+
+
 class ReplicasAdded(_Msg, tag="replicas-added"):
     """The worker fetched copies of these keys from peers."""
 
@@ -329,6 +337,7 @@ Message = Union[
     RegisterWorker,
     TaskFinished,
     TaskFailed,
+    TaskSeceded,
     ReplicasAdded,
     DataMissing,
     ExecuteTask,

@@ -58,6 +58,8 @@ def check_invariants(state: SchedulerState) -> None:
         for ts in w.processing:
             if ts.state is not PROCESSING or ts.processing_on is not w:
                 _fail(state, ts, f"in processing of {address} but processing_on={ts.processing_on}")
+        if not w.long_running <= w.processing.keys():
+            _fail(state, None, f"worker {address} has long-running tasks it is not processing")
         for ts in w.has_what:
             if w not in ts.who_has:
                 _fail(state, ts, f"in has_what of {address} but not in who_has")

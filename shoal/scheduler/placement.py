@@ -73,7 +73,7 @@ def _objective(w: WorkerRecord, ts: TaskRecord) -> tuple[float, int]:
     for dep in ts.deps:
         if w not in dep.who_has and dep.value is None:
             missing += dep.nbytes
-    return (w.occupancy / w.nthreads + missing / BANDWIDTH, len(w.processing))
+    return (w.occupancy / w.nthreads + missing / BANDWIDTH, w.busy)
 
 
 def best(ts: TaskRecord, candidates: Iterable[WorkerRecord]) -> WorkerRecord | None:
@@ -111,7 +111,7 @@ def least_busy_with_room(state: SchedulerState, duration: float) -> WorkerRecord
     chosen: WorkerRecord | None = None
     chosen_load = 0.0
     for w in state.running_workers():
-        n = len(w.processing)
+        n = w.busy
         if n >= worker_slots(w, duration):
             continue
         load = n / w.nthreads

@@ -120,6 +120,7 @@ class WorkerRecord:
         "functions",  # ids of the functions this worker was sent
         "has_what",  # set[TaskRecord]
         "host",
+        "long_running",  # processing tasks that seceded: they take no slot
         "last_seen",
         "memory",
         "memory_limit",
@@ -154,6 +155,7 @@ class WorkerRecord:
         self.processing: dict[TaskRecord, float] = {}
         self.has_what: set[TaskRecord] = set()
         self.functions: set[bytes] = set()
+        self.long_running: set[TaskRecord] = set()
         self.occupancy = 0.0
         self.nbytes = 0
         self.executing = 0
@@ -161,6 +163,11 @@ class WorkerRecord:
         self.metrics: dict[str, Any] = {}
         self.last_seen = 0.0
         self.status = "running"
+
+    @property
+    def busy(self) -> int:
+        """Tasks taking one of this worker's slots."""
+        return len(self.processing) - len(self.long_running)
 
     def __repr__(self) -> str:
         return f"<WorkerRecord {self.address} {self.name!r} processing={len(self.processing)}>"

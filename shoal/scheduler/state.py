@@ -538,6 +538,8 @@ class SchedulerState:
                 self.replicas_added(w, msg)
             elif t is m.DataMissing:
                 self.data_missing(w, msg)
+            elif t is m.TaskSeceded:
+                self.task_seceded(w, msg)
             elif t is m.Heartbeat:
                 w.metrics = msg.metrics
                 w.memory = int(msg.metrics.get("memory", 0))
@@ -576,6 +578,16 @@ class SchedulerState:
             ts.exception = (msg.exception, msg.traceback, msg.text)
             ts.erred_on = w.address
             self.transitions({ts: ERRED})
+
+    def task_seceded(self, w: WorkerRecord, msg: m.TaskSeceded) -> None:
+        """A task waits on other tasks without a slot: give the slot away."""
+        ts = self.tasks.get(msg.key)
+        if ts is None or ts.processing_on is not w or msg.run_id != ts.run_id:
+            return
+        if ts not in w.long_running:
+            w.long_running.add(ts)
+            w.occupancy = max(0.0, w.occupancy - w.processing[ts])
+            w.processing[ts] = 0.0
 
     def replicas_added(self, w: WorkerRecord, msg: m.ReplicasAdded) -> None:
         unwanted = []
@@ -629,7 +641,7 @@ class SchedulerState:
         if not queued:
             return
         limit = worker_slots(w, self.expected_duration(queued[0][2].prefix))
-        while queued and len(w.processing) < limit:
+        while queued and w.busy < limit:
             ts = heapq.heappop(queued)[2]
             if ts.state is QUEUED:
                 self.assign(ts, w)

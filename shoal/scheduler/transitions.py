@@ -95,6 +95,7 @@ def _leave_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | None:
     ts.run_id = 0  # any report about that run is stale from now on
     if w is not None:
         est = w.processing.pop(ts, 0.0)
+        w.long_running.discard(ts)
         w.occupancy = max(0.0, w.occupancy - est)
         ts.processing_on = None
         if state.queued:

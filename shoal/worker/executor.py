@@ -137,7 +137,8 @@ class TaskExecutor:
         with self._lock:
             self._threads_wanted += 1
         self._start_thread()
-        self._slots_changed(+1)
+        task = current_task()
+        self._slots_changed(+1, task[1] if task else None)
 
     def rejoin(self) -> None:
         """The calling task counts against the pool's threads again."""
@@ -148,11 +149,11 @@ class TaskExecutor:
             self._threads_wanted -= 1
         self._slots_changed(-1)
 
-    def _slots_changed(self, delta: int) -> None:
+    def _slots_changed(self, delta: int, seceded_key: str | None = None) -> None:
         worker = self.worker
         if worker is not None:
             try:
-                self.loop.call_soon_threadsafe(worker._slots_changed, delta)
+                self.loop.call_soon_threadsafe(worker._slots_changed, delta, seceded_key)
             except RuntimeError:
                 pass
 

@@ -201,9 +201,13 @@ class WorkerServer:
         except CommClosedError:
             pass
 
-    def _slots_changed(self, delta: int) -> None:
+    def _slots_changed(self, delta: int, seceded_key: str | None = None) -> None:
         """A task seceded from (+1) or rejoined (-1) the thread pool."""
         self.state.nthreads += delta
+        if seceded_key is not None:
+            ts = self.state.tasks.get(seceded_key)
+            if ts is not None:  # the scheduler stops counting it against our slots
+                self.state.to_scheduler.append(m.TaskSeceded(seceded_key, ts.run_id))
         self.state.handle_scheduler([])  # start what the new slot allows
         self._carry_out()
 

@@ -550,13 +550,6 @@ def test_embarrassingly_parallel_tasks(client: Client) -> None:
     assert results == [i * i + 1 for i in range(300)]
 
 
-@pytest.mark.xfail(
-    reason="shoal bug: tasks that wait inside worker_client() (seceded) still count against "
-    "their worker's thread slots in the scheduler, so with 2 one-thread workers the "
-    "depth-3 recursion leaves its subtasks 'queued' forever (dask: 0.1 s)",
-    strict=True,
-    raises=TimeoutError,
-)
 def test_dynamic_task_submission(own_client) -> None:
     # seed 003, "Dynamic Task Submission".  The document's function uses `client` inside
     # a task; with dask that is the worker's client, and a task that waits on the tasks it
