@@ -40,6 +40,16 @@ def _watch_parent(loop: asyncio.AbstractEventLoop, on_gone: Any) -> None:
 
 
 def _run(main: Any) -> None:
+    """Run ``main()`` on a new event loop.  With ``SHOAL_CPROFILE_DIR`` set, the
+    event loop thread is profiled and the stats written there on exit (for
+    the performance work: ``pstats`` reads them)."""
+    profile_dir = os.environ.get("SHOAL_CPROFILE_DIR")
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -47,6 +57,10 @@ def _run(main: Any) -> None:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+        if profiler is not None and profile_dir:
+            profiler.disable()
+            role = "scheduler" if "scheduler" in sys.argv else "worker"
+            profiler.dump_stats(os.path.join(profile_dir, f"{role}-{os.getpid()}.pstats"))
 
 
 def run_scheduler(host: str = "127.0.0.1", port: int = 8786, fd: int | None = None,

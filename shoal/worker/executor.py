@@ -76,6 +76,15 @@ class Success:
         self.inline = inline
 
 
+class Skipped:
+    """A task freed while it waited in the executor's queue: not run."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
 class Failure:
     __slots__ = ("duration", "exception", "key", "text", "traceback")
 
@@ -102,7 +111,9 @@ class TaskExecutor:
         data: Store,
         worker: Any = None,
         inline_limit: int = INLINE_LIMIT,
+        is_cancelled: Callable[[str], bool] | None = None,
     ) -> None:
+        self.is_cancelled = is_cancelled
         self.loop = loop
         self.on_results = on_results
         self.functions = functions
@@ -187,6 +198,10 @@ class TaskExecutor:
             if item is None:
                 return
             key, func_id, args, actor = item
+            if self.is_cancelled is not None and self.is_cancelled(key):
+                self._done.append(Skipped(key))
+                self._wake()
+                continue
             _local.task = (self.worker, key)
             _local.seceded = False
             start = time.perf_counter()
@@ -207,14 +222,8 @@ class TaskExecutor:
                 _local.task = None
             self._done.append(result)
             del result, item, args
-            with self._lock:
-                wake = not self._wake_pending
-                self._wake_pending = True
-            if wake:
-                try:
-                    self.loop.call_soon_threadsafe(self._deliver)
-                except RuntimeError:  # the loop is closed: we are shutting down
-                    return
+            if not self._wake():
+                return
             if _local.seceded:
                 _local.seceded = None
                 with self._lock:
@@ -224,6 +233,19 @@ class TaskExecutor:
                 if self._threads_alive > self._threads_wanted:
                     self._threads_alive -= 1
                     return  # the pool has a thread too many since a secede
+
+    def _wake(self) -> bool:
+        """Have the loop collect the done deque (once per batch); False if the
+        loop is gone."""
+        with self._lock:
+            if self._wake_pending:
+                return True
+            self._wake_pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: we are shutting down
+            return False
+        return True
 
     def _success(self, key: str, value: Any, duration: float) -> Success:
         nbytes = sizeof(value)
@@ -265,4 +287,4 @@ def _type_name(value: Any) -> str:
     return f"{mod}.{t.__qualname__}"
 
 
-__all__ = ["Failure", "LazyValue", "Store", "Success", "TaskExecutor", "current_task"]
+__all__ = ["Failure", "LazyValue", "Skipped", "Store", "Success", "TaskExecutor", "current_task"]

@@ -28,7 +28,7 @@ from shoal.errors import CommClosedError, RemoteProtocolError, SerializationErro
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import state as ws
-from shoal.worker.executor import LazyValue, Store, Success, TaskExecutor
+from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
 
 logger = logging.getLogger("shoal.worker")
 
@@ -68,6 +68,8 @@ class WorkerServer:
         self.actors: dict[str, Any] = {}
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._outbox: list[Any] = []
+        self._flush_scheduled = False
         self._actor_executor: Any = None
         self.status = "created"
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -85,7 +87,8 @@ class WorkerServer:
             self.name = self.address
         self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate)
         self.executor = TaskExecutor(
-            self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self
+            self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self,
+            is_cancelled=self._is_cancelled,
         )
         self.pool = ConnectionPool("peer", self.name, self.connect_timeout)
         register = m.RegisterWorker(
@@ -194,12 +197,23 @@ class WorkerServer:
         self._send_scheduler([reply])
 
     def _send_scheduler(self, msgs: list[Any]) -> None:
+        """Queue messages for the scheduler; they leave together at the end of
+        this loop tick (one write for everything that happened meanwhile)."""
         if self.status != "running":
             return
-        try:
-            self.scheduler.send(msgs)
-        except CommClosedError:
-            pass
+        self._outbox.extend(msgs)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        msgs, self._outbox = self._outbox, []
+        if msgs and self.status == "running":
+            try:
+                self.scheduler.send(msgs)
+            except CommClosedError:
+                pass
 
     def _slots_changed(self, delta: int, seceded_key: str | None = None) -> None:
         """A task seceded from (+1) or rejoined (-1) the thread pool."""
@@ -243,10 +257,18 @@ class WorkerServer:
         if msgs:
             self._send_scheduler(msgs)
 
+    def _is_cancelled(self, key: str) -> bool:
+        """Called from a task thread before it starts ``key``."""
+        ts = self.state.tasks.get(key)
+        return ts is None or ts.state is ws.CANCELLED
+
     def _on_results(self, results: list[Any]) -> None:
         state = self.state
         for r in results:
             ts = state.tasks.get(r.key)
+            if type(r) is Skipped:
+                state.execute_skipped(r.key)
+                continue
             if type(r) is Success:
                 if ts is not None and ts.state is ws.EXECUTING:
                     if ts.actor:

@@ -77,6 +77,14 @@ class DropData(msgspec.Struct):
     keys: list[str]
 
 
+#: tasks shorter than this (on average) are queued in the executor ahead
+PREFETCH_BELOW = 0.002
+#: ...enough of them to cover this many seconds...
+PREFETCH_WINDOW = 0.010
+#: ...but at most this many per thread
+PREFETCH_MAX = 128
+
+
 class WorkerTask:
     __slots__ = (
         "actor",
@@ -139,6 +147,7 @@ class WorkerState:
         self.flight_bytes = 0
         self.to_fetch: dict[str, None] = {}  # keys in FETCH, oldest first
         self.nbytes = 0  # bytes of values in memory
+        self.mean_duration: float | None = None  # of recent tasks (seconds)
         self.to_scheduler: list[Any] = []
         self.instructions: list[Any] = []
         self._seq = 0
@@ -293,6 +302,7 @@ class WorkerState:
     ) -> None:
         ts = self.tasks.get(key)
         self.executing.discard(key)
+        self._record_duration(duration)
         if ts is None:
             self._advance()
             return
@@ -319,6 +329,7 @@ class WorkerState:
     ) -> None:
         ts = self.tasks.get(key)
         self.executing.discard(key)
+        self._record_duration(duration)
         if ts is not None:
             if ts.state is not CANCELLED:
                 self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration, ts.run_id))
@@ -454,7 +465,8 @@ class WorkerState:
     def _advance(self) -> None:
         """Start what can start: tasks on free threads, fetches on free peers."""
         ready = self.ready
-        while ready and len(self.executing) < self.nthreads:
+        limit = self.execution_slots()
+        while ready and len(self.executing) < limit:
             _, _, key = heapq.heappop(ready)
             ts = self.tasks.get(key)
             if ts is None or ts.state is not READY:
@@ -466,6 +478,33 @@ class WorkerState:
             self._start_fetches()
         if self.validate:
             self.check_invariants()
+
+    def execution_slots(self) -> int:
+        """Tasks handed to the executor at once: one per thread, plus, when
+        tasks are tiny, a queue of them, so a thread runs the next one as soon
+        as one ends instead of waiting a round trip through the event loop
+        for each (that round trip costs more than a millisecond-long task)."""
+        mean = self.mean_duration
+        if mean is None or mean >= PREFETCH_BELOW:
+            return self.nthreads
+        extra = min(PREFETCH_MAX, int(PREFETCH_WINDOW / max(mean, 1e-6)))
+        return self.nthreads * (1 + extra)
+
+    def _record_duration(self, duration: float) -> None:
+        mean = self.mean_duration
+        self.mean_duration = duration if mean is None else 0.8 * mean + 0.2 * duration
+
+    def execute_skipped(self, key: str) -> None:
+        """The executor did not run ``key``: it was freed while queued there."""
+        ts = self.tasks.get(key)
+        self.executing.discard(key)
+        if ts is not None and ts.state is CANCELLED:
+            if ts.dependents:
+                self._refetch(ts)
+            else:
+                ts.state = WAITING  # nothing to drop
+                self._forget(ts)
+        self._advance()
 
     def _start_fetches(self) -> None:
         by_peer: dict[str, tuple[list[str], int]] = {}

@@ -105,3 +105,40 @@ def test_dependency_said_to_be_here_but_missing_is_reported() -> None:
     assert not instructions
     ws.handle_scheduler([m.FreeKeys(["y"])])  # what the scheduler answers
     assert not ws.tasks
+
+
+# ---------------------------------------------------------------------------
+# tiny tasks: queued in the executor ahead
+# ---------------------------------------------------------------------------
+
+
+def test_tiny_tasks_are_handed_to_the_executor_ahead() -> None:
+    """A one-thread worker running 10 µs tasks: waiting for the event loop
+    between tasks would cost more than the tasks, so once tasks are known to
+    be tiny it hands the executor a queue of them; long tasks go one per
+    thread, so that the scheduler can still move work between workers."""
+    ws = WorkerState("w", 1, validate=True)
+    ws.handle_scheduler([execute(f"t{i}") for i in range(50)])
+    assert ws.take()[1] == [Execute("t0")]  # durations unknown: one per thread
+    ws.execute_done("t0", 28, "int", 1e-5, None)
+    started = of_type(ws.take()[1], Execute)
+    assert len(started) == 49  # everything ready, in priority order
+    assert [e.key for e in started] == [f"t{i}" for i in range(1, 50)]
+
+    slow = WorkerState("w", 2, validate=True)
+    slow.handle_scheduler([execute(f"s{i}") for i in range(10)])
+    slow.take()
+    slow.execute_done("s0", 28, "int", 0.5, None)
+    assert of_type(slow.take()[1], Execute) == [Execute("s2")]  # one slot freed, one started
+
+
+def test_a_task_freed_while_queued_in_the_executor_is_skipped_silently() -> None:
+    ws = WorkerState("w", 1, validate=True)
+    ws.mean_duration = 1e-5
+    ws.handle_scheduler([execute("a"), execute("b")])
+    assert of_type(ws.take()[1], Execute) == [Execute("a"), Execute("b")]
+    ws.handle_scheduler([m.FreeKeys(["b"])])
+    ws.execute_skipped("b")
+    msgs, instructions = ws.take()
+    assert not msgs and not instructions
+    assert "b" not in ws.tasks and "b" not in ws.executing
