@@ -269,12 +269,19 @@ def read_reference(path: str) -> dict[tuple[str, str], dict]:
                 e["errors"].append(rec["error"])
             else:
                 e["samples"] += rec.get("samples") or [rec["value"]]
+            if rec.get("name") != "scheduler_bytes_per_task":
+                continue
             for x in rec.get("extra") or []:  # the reference's cancel drain time
-                if isinstance(x, dict) and "cancel_drain_s" in x:
-                    c = out.setdefault(("cancel_drain_s", rec["impl"]), {
-                        "samples": [], "errors": [], "unit": "s", "hib": False,
-                        "scenario": rec.get("scenario")})
+                if not isinstance(x, dict):
+                    continue
+                c = out.setdefault(("cancel_drain_s", rec["impl"]), {
+                    "samples": [], "errors": [], "unit": "s", "hib": False,
+                    "scenario": rec.get("scenario")})
+                if "cancel_drain_s" in x:
                     c["samples"].append(x["cancel_drain_s"])
+                elif "cancel_not_drained_after_s" in x:
+                    c["errors"].append(f"not drained after {x['cancel_not_drained_after_s']} s"
+                                       + (f" ({x['cancel_note']})" if x.get("cancel_note") else ""))
     return out
 
 
