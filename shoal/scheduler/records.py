@@ -120,8 +120,8 @@ class WorkerRecord:
         "functions",  # ids of the functions this worker was sent
         "has_what",  # set[TaskRecord]
         "host",
-        "long_running",  # processing tasks that seceded: they take no slot
         "last_seen",
+        "long_running",  # processing tasks that seceded: they take no slot
         "memory",
         "memory_limit",
         "metrics",

@@ -121,7 +121,7 @@ class TaskExecutor:
         self.worker = worker
         self.inline_limit = inline_limit
         self._queue: queue.SimpleQueue[tuple[str, bytes, Payload, bool] | None] = queue.SimpleQueue()
-        self._done: deque[Success | Failure] = deque()
+        self._done: deque[Success | Failure | Skipped] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
         self._func_lock = threading.Lock()

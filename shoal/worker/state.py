@@ -267,9 +267,7 @@ class WorkerState:
                 ts.reported = False
                 if not ts.dependents:
                     self._forget(ts)
-            elif st in (WAITING, READY):
-                self._forget(ts)
-            elif not ts.dependents:  # fetch, flight, missing
+            elif st in (WAITING, READY) or not ts.dependents:
                 self._forget(ts)
             else:
                 ts.func = ts.args = None  # no longer to be computed here
@@ -290,9 +288,9 @@ class WorkerState:
             if dts is None:
                 continue
             dts.dependents.discard(ts.key)
-            if not dts.dependents and not dts.reported and dts.state is not EXECUTING:
-                if dts.func is None or dts.state is MEMORY:
-                    self._forget(dts)
+            unneeded = not dts.dependents and not dts.reported and dts.state is not EXECUTING
+            if unneeded and (dts.func is None or dts.state is MEMORY):
+                self._forget(dts)
         ts.deps = ()
 
     # ------------------------------------------------------------------ from the server

@@ -138,8 +138,9 @@ def test_wrong_protocol_version_is_rejected() -> None:
                 except RemoteProtocolError as e:
                     got.append(e)
 
-            asyncio.ensure_future(greet())
+            greeting.append(asyncio.ensure_future(greet()))
 
+        greeting: list[Any] = []
         listener = listen("tcp://127.0.0.1:0", on_connection)
         await listener.start()
         from shoal.comm.core import connect

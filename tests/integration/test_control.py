@@ -72,7 +72,7 @@ def test_as_completed_with_add_update_and_results(client: Client) -> None:
     assert ac.count() == 5
     seen = []
     added = False
-    for future, result in ac:
+    for _future, result in ac:
         seen.append(result)
         if not added:
             ac.add(client.submit(inc, 100))

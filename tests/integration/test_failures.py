@@ -102,13 +102,13 @@ def fragile_cluster():  # type: ignore[no-untyped-def]
 
 
 def test_a_dead_worker_s_tasks_are_rescheduled(fragile_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cluster, client = fragile_cluster
+    _, client = fragile_cluster
     assert client.submit(kill_once, str(tmp_path / "flag")).result(timeout=30) == 42
     client.wait_for_workers(2, timeout=30)  # the nanny restarted the dead one
 
 
 def test_results_lost_with_a_worker_are_recomputed(fragile_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster, client = fragile_cluster
+    _, client = fragile_cluster
     big = client.submit(lambda: list(range(100_000)), pure=False)  # too big to travel inline
     big.result(timeout=10)
     holder = client.who_has([big])[big.key][0]
@@ -121,7 +121,7 @@ def test_results_lost_with_a_worker_are_recomputed(fragile_cluster) -> None:  # 
 
 
 def test_a_task_that_keeps_killing_workers_raises_killed_worker(fragile_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster, client = fragile_cluster
+    _, client = fragile_cluster
     f = client.submit(always_kill)
     with pytest.raises(KilledWorker, match="always_kill"):
         f.result(timeout=60)
