@@ -106,7 +106,7 @@ class TaskExecutor:
         self,
         nthreads: int,
         loop: asyncio.AbstractEventLoop,
-        on_results: Callable[[list[Success | Failure]], None],
+        on_results: Callable[[list[Success | Failure | Skipped]], None],
         functions: MutableMapping[bytes, Any],
         data: Store,
         worker: Any = None,
