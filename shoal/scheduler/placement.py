@@ -92,6 +92,10 @@ def choose_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | str |
     if r is not None and (r.workers is not None or r.resources):
         return best(ts, valid_workers(state, r))
     if not ts.deps:
+        if state.queued:
+            # others already wait for a slot (the end of the batch hands out
+            # any that freed): join them rather than scan for room per task
+            return QUEUE
         return least_busy_with_room(state, state.expected_duration(ts.prefix)) or QUEUE
     running = state.running_workers()
     if not running:

@@ -185,14 +185,17 @@ class ClientRecord:
         return f"<ClientRecord {self.client_id} wants={len(self.wants)}>"
 
 
-_HEX = frozenset("0123456789abcdef")
+
+
+_HEX_CHARS = "0123456789abcdef"
 
 
 def key_prefix(key: str) -> str:
     """``"inc-8d0a..."`` -> ``"inc"``: the part of a key that names the function
     (keys are ``<name>-<token>`` or ``<name>-<uuid>-<i>``).  Interned, so a
     million tasks of one function share one string."""
-    parts = key.split("-")
-    while len(parts) > 1 and parts[-1] and _HEX.issuperset(parts[-1]):
-        parts.pop()
-    return sys.intern("-".join(parts))
+    head, sep, tail = key.rpartition("-")
+    while sep and tail and not tail.strip(_HEX_CHARS):
+        key = head
+        head, sep, tail = key.rpartition("-")
+    return sys.intern(key)

@@ -70,7 +70,7 @@ class SchedulerState:
         self.durations: dict[str, float] = {}
         self.to_workers: dict[str, list[Any]] = {}
         self.to_clients: dict[str, list[Any]] = {}
-        self.log: deque[tuple[str, str, str, str, float]] = deque(maxlen=log_size)
+        self.log: deque[tuple[str, Any, Any, str, float]] = deque(maxlen=log_size)
         self.validate = validate
         self.allowed_failures = allowed_failures
         self.now = 0.0
@@ -107,36 +107,42 @@ class SchedulerState:
     # ------------------------------------------------------------------ the loop
 
     def transitions(self, recs: Recs) -> None:
-        log = self.log
+        log_append = self.log.append
         stimulus, now = self.stimulus, self.now
+        table = TRANSITIONS
+        n = 0
         while recs:
             ts, finish = recs.popitem()
             start = ts.state
             if start is finish or start is FORGOTTEN:
                 continue
-            func = TRANSITIONS.get((start, finish))
+            func = table.get((start, finish))
             if func is None:
                 via = ROUTES.get((start, finish))
                 if via is None:
-                    raise InvalidTransition(ts.key, start.value, finish.value, self.story(ts.key))
+                    raise InvalidTransition(ts.key, str(start), str(finish), self.story(ts.key))
                 recs[ts] = finish  # after the intermediate step
-                finish = via
-                func = TRANSITIONS[(start, via)]
+                func = table[(start, via)]
             func(self, ts, recs)
-            self.transition_counter += 1
-            log.append((ts.key, start.value, ts.state.value, stimulus, now))
+            n += 1
+            log_append((ts.key, start, ts.state, stimulus, now))
+        self.transition_counter += n
+
+    def fill_freed(self) -> None:
+        """A slot freed by a release or a cancel goes to a queued task now:
+        otherwise it would wait for that worker's next message, which may
+        never come (nothing else running there).  Once per handled batch."""
         if self.freed:
-            # a slot freed by a release or a cancel: without this, a queued
-            # task would wait for that worker's next message, which may never
-            # come (nothing else running there)
             freed, self.freed = self.freed, {}
             for w in freed:
                 if w.status == "running":
                     self.fill_worker(w)
 
     def story(self, *keys: str) -> list[tuple[str, str, str, str, float]]:
+        """The transitions of these keys still in the log, oldest first:
+        ``(key, start, finish, stimulus, time)``."""
         wanted = set(keys)
-        return [entry for entry in self.log if entry[0] in wanted]
+        return [(k, str(a), str(b), s, t) for k, a, b, s, t in self.log if k in wanted]
 
     # ------------------------------------------------------------------ used by transitions
 
@@ -246,7 +252,7 @@ class SchedulerState:
             self._unwant(ts, recs)
         c.wants.clear()
         self.transitions(recs)
-        self._end()
+        self._finish()
 
     def handle_client(self, client_id: str, msgs: Iterable[Any], now: float) -> list[Any]:
         """Apply a batch from a client; return the messages it did not handle
@@ -277,7 +283,12 @@ class SchedulerState:
                 pass
             else:
                 unhandled.append(msg)
-            self._end()
+            if self.validate:
+                self._end()
+        if self.queued:
+            for w in self.running_workers():
+                self.fill_worker(w)
+        self._finish()
         return unhandled
 
     def submit_tasks(self, c: ClientRecord, msg: m.SubmitTasks) -> None:
@@ -492,7 +503,7 @@ class SchedulerState:
         self.fill_worker(w)
         for client_id in self.clients:
             self.send_client(client_id, m.WorkersChanged(added=[w.address]))
-        self._end()
+        self._finish()
         return w
 
     def remove_worker(self, address: str, now: float = 0.0, reason: str = "") -> None:
@@ -521,7 +532,7 @@ class SchedulerState:
             self.fill_worker(other)
         for client_id in self.clients:
             self.send_client(client_id, m.WorkersChanged(removed=[address]))
-        self._end()
+        self._finish()
 
     def handle_worker(self, address: str, msgs: Iterable[Any], now: float) -> list[Any]:
         w = self.workers[address]
@@ -546,9 +557,11 @@ class SchedulerState:
                 w.executing = int(msg.metrics.get("executing", 0))
             else:
                 unhandled.append(msg)
-            self._end()
+            if self.validate:
+                self._end()
         if w.status == "running":
             self.fill_worker(w)
+        self._finish()
         return unhandled
 
     def task_finished(self, w: WorkerRecord, msg: m.TaskFinished) -> None:
@@ -683,6 +696,11 @@ class SchedulerState:
             from shoal.scheduler.invariants import check_invariants
 
             check_invariants(self)
+
+    def _finish(self) -> None:
+        """At the end of every handled batch or event."""
+        self.fill_freed()
+        self._end()
 
 
 def _by_priority(ts: TaskRecord) -> int:
