@@ -57,6 +57,9 @@ from shoal.protocol.serialize import Payload, dumps, dumps_function, dumps_task_
 
 logger = logging.getLogger("shoal.client")
 
+#: tasks per SubmitTasks message
+SUBMIT_CHUNK = 4096
+
 _default_client: Client | None = None
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _SKIP = object()
@@ -334,11 +337,24 @@ class Client:
             msgs, self._outgoing = self._outgoing, []
             self._flush_pending = False
         comm = self.scheduler_comm
-        if msgs and comm is not None and not comm.closed:
-            try:
-                comm.send(msgs)
-            except CommClosedError:
-                pass
+        if not msgs or comm is None or comm.closed:
+            return
+        try:
+            # one wire message per SUBMIT_CHUNK tasks: the scheduler decodes a
+            # wire message at once, and a big map should not sit decoded there
+            batch: list[Any] = []
+            ntasks = 0
+            for msg in msgs:
+                batch.append(msg)
+                if type(msg) is m.SubmitTasks:
+                    ntasks += len(msg.tasks)
+                    if ntasks >= SUBMIT_CHUNK:
+                        comm.send(batch)
+                        batch, ntasks = [], 0
+            if batch:
+                comm.send(batch)
+        except CommClosedError:
+            pass
 
     def _on_messages(self, msgs: list[Any]) -> None:
         futures = self.futures
@@ -597,7 +613,10 @@ class Client:
                 if func_id not in self._functions_sent:
                     self._functions_sent.add(func_id)
                     functions.append(m.FunctionDef(func_id, blob))
-                self._send(m.SubmitTasks(new_specs, functions))
+                # in chunks: the scheduler decodes one message at a time, so a
+                # million-task map never sits decoded in its memory all at once
+                for i in range(0, len(new_specs), SUBMIT_CHUNK):
+                    self._send(m.SubmitTasks(new_specs[i : i + SUBMIT_CHUNK], functions if i == 0 else []))
                 unwanted = [s.key for s in new_specs if s.key in keep]
                 if unwanted:
                     self._send(m.ReleaseKeys(unwanted))

@@ -61,7 +61,7 @@ class Restrictions:
 
 class TaskRecord:
     __slots__ = (
-        "args",  # Payload of (args, kwargs), or None for scattered data
+        "args",  # pickled (args, kwargs): Payload, or its bytes; None if scattered
         "dependents",  # set[TaskRecord] | None
         "deps",  # tuple[TaskRecord, ...]
         "erred_on",  # address of the worker whose failure this is, for messages
@@ -85,7 +85,7 @@ class TaskRecord:
         "who_has",  # tuple[WorkerRecord, ...]
     )
 
-    def __init__(self, key: str, func: bytes | None, args: Payload | None, priority: int) -> None:
+    def __init__(self, key: str, func: bytes | None, args: Payload | bytes | None, priority: int) -> None:
         self.key = key
         self.prefix = key_prefix(key)
         self.func = func

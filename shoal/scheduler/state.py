@@ -53,7 +53,7 @@ FIRE_AND_FORGET = "fire-and-forget"
 
 
 class SchedulerState:
-    def __init__(self, *, validate: bool = False, allowed_failures: int = 3, log_size: int = 100_000):
+    def __init__(self, *, validate: bool = False, allowed_failures: int = 3, log_size: int = 20_000):
         self.tasks: dict[str, TaskRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self.clients: dict[str, ClientRecord] = {FIRE_AND_FORGET: ClientRecord(FIRE_AND_FORGET)}
@@ -78,6 +78,7 @@ class SchedulerState:
         self.transition_counter = 0
         self._seq = 0
         self._run_seq = 0
+        self._last_deps: tuple[TaskRecord, ...] = ()
         self._running: list[WorkerRecord] | None = None
 
     # ------------------------------------------------------------------ outbox
@@ -175,7 +176,8 @@ class SchedulerState:
         actor = ts.restrictions is not None and ts.restrictions.actor
         self._run_seq += 1
         ts.run_id = self._run_seq
-        self.send_worker(w, m.ExecuteTask(ts.key, func, ts.args, ts.priority, deps, actor, ts.run_id))
+        args = ts.args if isinstance(ts.args, Payload) else Payload(ts.args)
+        self.send_worker(w, m.ExecuteTask(ts.key, func, args, ts.priority, deps, actor, ts.run_id))
 
     def revoke(self, w: WorkerRecord, ts: TaskRecord) -> None:
         """Tell ``w`` to drop its run of ``ts``, which the scheduler has taken
@@ -313,7 +315,10 @@ class SchedulerState:
         if spec.func not in self.functions:
             raise SchedulerError(f"task {spec.key!r} refers to a function that was never sent")
         self._seq += 1
-        ts = TaskRecord(spec.key, spec.func, spec.args, -spec.priority * _PRIORITY_SCALE + self._seq)
+        # arguments without out-of-band buffers are kept as their bytes alone
+        # (a Payload wrapper per waiting task is 48 bytes of a budget of 800)
+        args = spec.args if spec.args.buffers else bytes(spec.args.data)
+        ts = TaskRecord(spec.key, spec.func, args, -spec.priority * _PRIORITY_SCALE + self._seq)
         ts.retries = spec.retries
         if spec.workers is not None or spec.resources or spec.actor:
             ts.restrictions = Restrictions(
@@ -336,7 +341,10 @@ class SchedulerState:
                     dts.dependents = {ts}
                 else:
                     dts.dependents.add(ts)
-            ts.deps = tuple(deps)
+            deps_t = tuple(deps)
+            if deps_t == self._last_deps:
+                deps_t = self._last_deps  # many tasks share their inputs: share the tuple
+            self._last_deps = ts.deps = deps_t
             if missing:  # released_waiting turns this into an error
                 self.unknown_deps[ts] = missing
         return ts
