@@ -26,6 +26,7 @@ from shoal.client.structure import futures_in, replace_futures
 from shoal.errors import CancelledError, FutureLost, SchedulerError, SerializationError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.worker import shm
 from shoal.worker.sizeof import sizeof
 
 if TYPE_CHECKING:
@@ -144,11 +145,25 @@ async def _relocate(client: Client, todo: list[FutureState], out: dict[str, Payl
 async def _get_from(client: Client, worker: str, states: list[FutureState]
                     ) -> tuple[dict[str, Payload], list[str]]:
     keys = [st.key for st in states]
-    reply = await client.pool.request(worker, m.GetData(client.pool.next_id(), keys))
+    reply = await client.pool.request(worker, m.GetData(client.pool.next_id(), keys, shm.host_identity()))
     if reply.errors:
         key, message = next(iter(reply.errors.items()))
         raise SerializationError(f"the result of {key!r} could not be sent from {worker}: {message}")
-    return reply.data, reply.missing
+    data = dict(reply.data)
+    unreachable = []
+    for key, desc in reply.shared.items():
+        attached = shm.attach(desc)  # same host: map the worker's memory, no copy
+        if attached is None:
+            unreachable.append(key)
+            continue
+        payload, record = attached
+        record.close()  # the mapping keeps the memory alive as long as the value lives
+        data[key] = payload
+    if unreachable:
+        again = await client.pool.request(worker, m.GetData(client.pool.next_id(), unreachable))
+        data.update(again.data)
+        return data, [*reply.missing, *again.missing]
+    return data, reply.missing
 
 
 # ---------------------------------------------------------------------------
@@ -278,13 +293,30 @@ async def _put_and_register(client: Client, keyed: list[tuple[str, Any, Payload]
             placement.setdefault(w, {})[k] = (value, payload)
 
     async def put(w: str, entries: dict[str, tuple[Any, Payload]]) -> None:
-        msg = m.PutData(
-            client.pool.next_id(),
-            {k: p for k, (_, p) in entries.items()},
-            {k: sizeof(v) for k, (v, _) in entries.items()},
-            {k: type_name(v) for k, (v, _) in entries.items()},
-        )
-        ack = await client.pool.request(w, msg, timeout)
+        nbytes = {k: sizeof(v) for k, (v, _) in entries.items()}
+        types = {k: type_name(v) for k, (v, _) in entries.items()}
+        payloads = {k: p for k, (_, p) in entries.items()}
+        shared: dict[str, m.SharedData] = {}
+        records = []
+        conn = await client.pool.connection(w)
+        if conn.info.get("shm_host") and conn.info["shm_host"] == shm.host_identity():
+            for k, p in list(payloads.items()):  # same host: hand over memory, not bytes
+                written = shm.write_shared(p)
+                if written is not None:
+                    record, _ = written
+                    records.append(record)
+                    shared[k] = record.describe()
+                    del payloads[k]
+        try:
+            ack = await client.pool.request(w, m.PutData(client.pool.next_id(), payloads, nbytes, types,
+                                                         shared), timeout)
+            if ack.unreachable:  # could not map them there after all: send the bytes
+                again = {k: entries[k][1] for k in ack.unreachable}
+                ack = await client.pool.request(w, m.PutData(client.pool.next_id(), again, nbytes, types),
+                                                timeout)
+        finally:
+            for record in records:
+                record.close()  # the worker holds the memory by now (or never will)
         if ack.error:
             raise SchedulerError(f"{w} refused scattered data: {ack.error}")
 

@@ -21,8 +21,9 @@ logger = logging.getLogger("shoal.comm")
 
 
 class PeerConnection:
-    def __init__(self, comm: Comm) -> None:
+    def __init__(self, comm: Comm, info: dict[str, Any] | None = None) -> None:
         self.comm = comm
+        self.info = info or {}  # what the peer said about itself in its Welcome
         self.pending: dict[int, asyncio.Future[Any]] = {}
         comm.start(self._on_messages, self._on_close)
 
@@ -65,8 +66,8 @@ class ConnectionPool:
             fut = asyncio.get_running_loop().create_future()
             self._connecting[address] = fut
             try:
-                comm, _ = await connect_and_greet(address, self.role, self.name, self.connect_timeout)
-                conn = PeerConnection(comm)
+                comm, welcome = await connect_and_greet(address, self.role, self.name, self.connect_timeout)
+                conn = PeerConnection(comm, welcome.info)
                 self._conns[address] = conn
                 fut.set_result(conn)
             except BaseException as e:

@@ -271,9 +271,22 @@ class CloseWorker(_Msg, tag="close-worker"):
 # ---------------------------------------------------------------------------
 
 
+class SharedData(msgspec.Struct, array_like=True):
+    """Where a value lives in shared memory on this host (see worker/shm.py)."""
+
+    pid: int
+    fd: int
+    name: str
+    size: int
+    pickled: bytes
+    offsets: list[int]
+    lengths: list[int]
+
+
 class GetData(_Msg, tag="get-data"):
     id: int
     keys: list[str]
+    shm_host: str = ""  # the asker's host identity: same host, shared memory may answer
 
 
 class DataReply(_Msg, tag="data"):
@@ -281,6 +294,7 @@ class DataReply(_Msg, tag="data"):
     data: dict[str, Payload]
     missing: list[str] = []
     errors: dict[str, str] = {}
+    shared: dict[str, SharedData] = {}
 
 
 class PutData(_Msg, tag="put-data"):
@@ -288,11 +302,13 @@ class PutData(_Msg, tag="put-data"):
     data: dict[str, Payload]
     nbytes: dict[str, int] = {}
     types: dict[str, str] = {}
+    shared: dict[str, SharedData] = {}  # same host: where to map them from
 
 
 class PutDataAck(_Msg, tag="put-ack"):
     id: int
     error: str = ""
+    unreachable: list[str] = []  # shared keys this worker could not map: send them again
 
 
 class ActorCall(_Msg, tag="actor-call"):

@@ -34,6 +34,7 @@ from shoal.protocol.serialize import (
     loads_function,
     loads_task_args,
 )
+from shoal.worker import shm
 from shoal.worker.sizeof import sizeof
 
 #: results whose pickle is at most this big travel inline with the "finished" notice
@@ -64,10 +65,11 @@ class Store(dict):  # type: ignore[type-arg]
 
 
 class Success:
-    __slots__ = ("duration", "inline", "key", "nbytes", "type_name", "value")
+    __slots__ = ("duration", "inline", "key", "nbytes", "shared", "type_name", "value")
 
     def __init__(self, key: str, value: Any, nbytes: int, type_name: str, duration: float,
-                 inline: Payload | None) -> None:
+                 inline: Payload | None, shared: Any = None) -> None:
+        self.shared = shared  # shm.SharedRecord when the value lives in shared memory
         self.key = key
         self.value = value
         self.nbytes = nbytes
@@ -250,6 +252,11 @@ class TaskExecutor:
     def _success(self, key: str, value: Any, duration: float) -> Success:
         nbytes = sizeof(value)
         inline = None
+        if nbytes >= shm.SHM_MIN_BYTES:
+            moved = shm.share(value)
+            if moved is not None:
+                value, record = moved
+                return Success(key, value, nbytes, _type_name(value), duration, None, record)
         if nbytes <= 4 * self.inline_limit:
             try:
                 payload = dumps(value)

@@ -27,6 +27,7 @@ from shoal.comm.pool import ConnectionPool
 from shoal.errors import CommClosedError, RemoteProtocolError, SerializationError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
+from shoal.worker import shm
 from shoal.worker import state as ws
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
 
@@ -66,6 +67,7 @@ class WorkerServer:
         self.data = Store()
         self.functions: dict[bytes, Any] = {}
         self.actors: dict[str, Any] = {}
+        self.shared: dict[str, shm.SharedRecord] = {}  # values held in shared memory
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._outbox: list[Any] = []
@@ -137,6 +139,9 @@ class WorkerServer:
             await self.loop.run_in_executor(None, client.close)
         self.actors.clear()
         self.data.clear()
+        for record in self.shared.values():
+            record.close()
+        self.shared.clear()
         self.status = "closed"
         self._closed.set()
 
@@ -252,6 +257,7 @@ class WorkerServer:
                 for key in ins.keys:
                     self.data.pop(key, None)
                     self.actors.pop(key, None)
+                    self._drop_shared(key)
             elif t is ws.GatherDep:
                 self._spawn(self._gather_dep(ins.worker, ins.keys))
         if msgs:
@@ -278,14 +284,44 @@ class WorkerServer:
                         self.data[r.key] = LazyValue(r.inline)
                     else:
                         self.data[r.key] = r.value
+                        if r.shared is not None:
+                            self._drop_shared(r.key)
+                            self.shared[r.key] = r.shared
+                elif r.shared is not None:
+                    r.shared.close()  # cancelled meanwhile: nobody will ask
                 state.execute_done(r.key, r.nbytes, r.type_name, r.duration, r.inline)
             else:
                 state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
         self._carry_out()
 
+    async def _fetch(self, worker: str, keys: list[str]) -> m.DataReply:
+        """Ask ``worker`` for ``keys``; values it holds in shared memory on this
+        host are mapped here (no copy), the rest come over TCP."""
+        reply = await self.pool.request(worker, m.GetData(self.pool.next_id(), keys, shm.host_identity()))
+        if not reply.shared:
+            return reply  # type: ignore[no-any-return]
+        unreachable = []
+        for key, desc in reply.shared.items():
+            attached = shm.attach(desc)
+            if attached is None:
+                unreachable.append(key)
+                continue
+            payload, record = attached
+            reply.data[key] = payload
+            old = self.shared.pop(key, None)
+            if old is not None:
+                old.close()
+            self.shared[key] = record  # keeps the memory alive; we can share it on
+        if unreachable:  # e.g. another pid namespace: the same keys over TCP
+            again = await self.pool.request(worker, m.GetData(self.pool.next_id(), unreachable))
+            reply.data.update(again.data)
+            reply.missing.extend(again.missing)
+            reply.errors.update(again.errors)
+        return reply  # type: ignore[no-any-return]
+
     async def _gather_dep(self, worker: str, keys: list[str]) -> None:
         try:
-            reply = await self.pool.request(worker, m.GetData(self.pool.next_id(), keys))
+            reply = await self._fetch(worker, keys)
         except (OSError, TimeoutError) as e:
             logger.warning("worker %s: could not fetch %d keys from %s: %s", self.address, len(keys), worker, e)
             if self.status == "running":
@@ -303,6 +339,8 @@ class WorkerServer:
             if state.wants_data(key):
                 self.data[key] = LazyValue(payload)
                 received[key] = state.tasks[key].nbytes or payload.nbytes
+            else:
+                self._drop_shared(key)
         state.gather_done(worker, received, reply.missing)
         self._carry_out()
 
@@ -321,7 +359,7 @@ class WorkerServer:
             logger.warning("worker %s: rejected a connection from %s: %s", self.address, comm.peer_address, e)
             comm.abort(e)
             return
-        comm.send([m.Welcome(m.PROTOCOL_VERSION, self.address)])
+        comm.send([m.Welcome(m.PROTOCOL_VERSION, self.address, {"shm_host": shm.host_identity()})])
         self._data_comms.add(comm)
         comm.start(lambda msgs: self._on_data_messages(comm, msgs), self._on_data_closed)
 
@@ -347,11 +385,17 @@ class WorkerServer:
         data = {}
         missing = []
         errors = {}
+        shared = {}
+        same_host = bool(msg.shm_host) and msg.shm_host == shm.host_identity()
         for key in msg.keys:
             try:
                 value = dict.__getitem__(self.data, key)
             except KeyError:
                 missing.append(key)
+                continue
+            record = self.shared.get(key) if same_host else None
+            if record is not None:
+                shared[key] = record.describe()
                 continue
             if type(value) is LazyValue:
                 data[key] = value.payload
@@ -360,7 +404,7 @@ class WorkerServer:
                 data[key] = dumps(value)
             except SerializationError as e:
                 errors[key] = str(e)
-        return m.DataReply(msg.id, data, missing, errors)
+        return m.DataReply(msg.id, data, missing, errors, shared)
 
     def _actor_call(self, comm: Comm, msg: m.ActorCall) -> None:
         """Run an actor method on the actor thread; answer from the loop."""
@@ -406,13 +450,28 @@ class WorkerServer:
             answer = m.ActorReply(id, False, None, exc, tb, text)
         reply(answer)
 
+    def _drop_shared(self, key: str) -> None:
+        record = self.shared.pop(key, None)
+        if record is not None:
+            record.close()
+
     def _put_data(self, msg: m.PutData) -> m.PutDataAck:
-        for key, payload in msg.data.items():
+        payloads = dict(msg.data)
+        unreachable = []
+        for key, desc in msg.shared.items():
+            attached = shm.attach(desc)  # a client on this host: map its memory
+            if attached is None:
+                unreachable.append(key)
+                continue
+            payloads[key], record = attached
+            self._drop_shared(key)
+            self.shared[key] = record
+        for key, payload in payloads.items():
             self.data[key] = LazyValue(payload)
-        sizes = {k: msg.nbytes.get(k, v.nbytes) for k, v in msg.data.items()}
+        sizes = {k: msg.nbytes.get(k, v.nbytes) for k, v in payloads.items()}
         self.state.data_put(sizes, msg.types)
         self._carry_out()
-        return m.PutDataAck(msg.id)
+        return m.PutDataAck(msg.id, unreachable=unreachable)
 
 
 def _reachable_address(listening: str, scheduler: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 from operator import add
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,31 @@ def test_future_misuse_has_clear_errors(client: Client) -> None:
     with pytest.raises(TypeError, match="callable"):
         client.submit(1)
     assert isinstance(f, Future)
+
+
+def make_big(n: int) -> Any:
+    import numpy as np
+
+    return np.arange(n, dtype="f8")
+
+
+def total(a: Any) -> float:
+    return float(a.sum())
+
+
+@pytest.mark.parametrize("shm_setting", ["on", "off"])
+def test_large_values_between_workers_and_to_the_client(shm_setting: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same host: shared memory (or TCP with SHOAL_SHM=off); the values and
+    the isolation between copies are the same either way."""
+    np = pytest.importorskip("numpy")
+    monkeypatch.setenv("SHOAL_SHM", shm_setting)  # the cluster's processes inherit it
+    n = 2_000_000  # 16 MB, above the shared-memory threshold
+    with Client(n_workers=2, threads_per_worker=1) as c:
+        a, b = sorted(c.scheduler_info()["workers"])
+        big = c.submit(make_big, n, workers=[a], pure=False)
+        assert c.submit(total, big, workers=[b], pure=False).result(timeout=30) == np.arange(n).sum()
+        local = c.gather(big)
+        local[0] = 12345.0  # the client's copy is its own
+        assert c.submit(lambda x: float(x[0]), big, workers=[a], pure=False).result(timeout=30) == 0.0
+        scattered = c.scatter(np.ones(n), hash=False)
+        assert c.submit(total, scattered, workers=[b], pure=False).result(timeout=30) == n
