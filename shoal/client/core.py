@@ -46,6 +46,7 @@ from shoal.client.loop import LoopRunner, get_loop_runner
 from shoal.client.structure import futures_in
 from shoal.comm.core import DEFAULT_CONNECT_TIMEOUT, Comm, connect_and_greet
 from shoal.comm.pool import ConnectionPool
+from shoal.comm.tcp import SocketComm
 from shoal.errors import (
     CommClosedError,
     FutureLost,
@@ -120,6 +121,8 @@ class Client:
         self._lock = threading.RLock()
         self._outgoing: list[Any] = []
         self._flush_pending = False
+        # SocketComm.send is thread-safe; the in-process transport is not
+        self._direct_send = False
         self._functions_sent: set[bytes] = set()
         # scatter(hash=True): content digest <-> key of data this client holds
         self._scattered: dict[str, str] = {}
@@ -185,6 +188,7 @@ class Client:
         self.scheduler_address = address
         comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout, retry=True)
         self.scheduler_comm = comm
+        self._direct_send = isinstance(comm, SocketComm)
         self.id = welcome.id
         self._workers = list(welcome.info.get("workers", []))
         self.pool = ConnectionPool("client", self.id, self.timeout)
@@ -313,14 +317,23 @@ class Client:
 
     # ------------------------------------------------------------------ messaging
 
-    def _send(self, msg: Any) -> None:
+    def _send(self, msg: Any, now: bool = False) -> None:
+        """Queue ``msg`` for the scheduler, in order.  With ``now`` (the API's
+        own calls, never a garbage collector's ``__del__``), a thread other
+        than the loop's writes it to the socket itself: one thread hand-off
+        less on every submit."""
         with self._lock:
             out = self._outgoing
             if type(msg) is m.ReleaseKeys and out and type(out[-1]) is m.ReleaseKeys:
                 out[-1].keys.extend(msg.keys)
             else:
                 out.append(msg)
-            if self._flush_pending or self.loop is None or self.status != "running":
+            if self.loop is None or self.status != "running":
+                return
+            if now and self._direct_send and not self._in_loop_thread():
+                self._flush_locked()
+                return
+            if self._flush_pending:
                 return
             self._flush_pending = True
         loop = self.loop
@@ -334,8 +347,12 @@ class Client:
 
     def _flush(self) -> None:
         with self._lock:
-            msgs, self._outgoing = self._outgoing, []
             self._flush_pending = False
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        """With the lock held (so sends keep their order): write out the queue."""
+        msgs, self._outgoing = self._outgoing, []
         comm = self.scheduler_comm
         if not msgs or comm is None or comm.closed:
             return
@@ -425,8 +442,9 @@ class Client:
         assert self.loop is not None
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._requests[rid] = fut
-        self._flush()  # keep the order with what was submitted before
-        self.scheduler_comm.send([m.Request(rid, method, args)])
+        with self._lock:  # after what was submitted before; lock order: client, then comm
+            self._flush_locked()
+            self.scheduler_comm.send([m.Request(rid, method, args)])
         try:
             reply = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
@@ -616,7 +634,8 @@ class Client:
                 # in chunks: the scheduler decodes one message at a time, so a
                 # million-task map never sits decoded in its memory all at once
                 for i in range(0, len(new_specs), SUBMIT_CHUNK):
-                    self._send(m.SubmitTasks(new_specs[i : i + SUBMIT_CHUNK], functions if i == 0 else []))
+                    self._send(m.SubmitTasks(new_specs[i : i + SUBMIT_CHUNK], functions if i == 0 else []),
+                               now=True)
                 unwanted = [s.key for s in new_specs if s.key in keep]
                 if unwanted:
                     self._send(m.ReleaseKeys(unwanted))

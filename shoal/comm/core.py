@@ -47,6 +47,7 @@ class Comm:
     def __init__(self) -> None:
         self.codec = MessageCodec()
         self.closed = False
+        self._close_handled = False
         self.close_reason: BaseException | None = None
         self._on_messages: MessageHandler | None = None
         self._on_close: CloseHandler | None = None
@@ -102,9 +103,10 @@ class Comm:
             self.abort(e)
 
     def _closed(self, exc: BaseException | None) -> None:
-        """Called once by the transport when the connection is gone."""
-        if self.closed:
+        """Called by the transport when the connection is gone (acts once)."""
+        if self._close_handled:
             return
+        self._close_handled = True
         self.closed = True
         self.close_reason = exc
         if self._waiter is not None and not self._waiter.done():

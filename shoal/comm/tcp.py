@@ -22,6 +22,7 @@ import logging
 import mmap
 import socket
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +80,8 @@ class SocketComm(Comm):
         self._out_bytes = 0
         self._writing = False
         self._drain_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._lock = threading.Lock()  # send() may be called from other threads
+        self._loop_thread = threading.get_ident()  # made on its loop's thread
         try:
             self.local_address = _format_addr(sock.getsockname())
             self.peer_address = _format_addr(sock.getpeername())
@@ -117,21 +120,38 @@ class SocketComm(Comm):
     # -- writing --------------------------------------------------------------------
 
     def send(self, msgs: list[Any]) -> None:
-        if self.closed:
-            raise CommClosedError(f"connection to {self.peer_address} is closed") from self.close_reason
-        frames = encode_frames(self.codec.encode(msgs))
-        out = self._out
-        for f in frames:
-            mv = memoryview(f)
-            if mv.format != "B" or mv.ndim != 1:
-                mv = mv.cast("B")
-            if mv.nbytes:
-                out.append(mv)
-                self._out_bytes += mv.nbytes
-        if not self._writing:
-            self._flush()
+        """Queue ``msgs`` and write what the socket takes now.  Callable from
+        any thread (a client's calling thread sends without waking its event
+        loop); only the loop thread waits for the socket to become writable."""
+        with self._lock:
+            if self.closed:
+                raise CommClosedError(f"connection to {self.peer_address} is closed") from self.close_reason
+            frames = encode_frames(self.codec.encode(msgs))
+            out = self._out
+            for f in frames:
+                mv = memoryview(f)
+                if mv.format != "B" or mv.ndim != 1:
+                    mv = mv.cast("B")
+                if mv.nbytes:
+                    out.append(mv)
+                    self._out_bytes += mv.nbytes
+            if self._writing:
+                return  # the writable callback will take it from here
+            error = self._push()
+            pending = bool(self._out)
+        in_loop = threading.get_ident() == self._loop_thread
+        if error is not None:
+            self._abort_soon(error, in_loop)
+        elif pending:
+            if in_loop:
+                self._start_writing()
+            else:
+                self._loop.call_soon_threadsafe(self._start_writing)
+        elif in_loop and self._drain_waiters:
+            self._resolve_waiters()
 
-    def _flush(self) -> None:
+    def _push(self) -> BaseException | None:
+        """With the lock held: hand the kernel what it takes now."""
         out = self._out
         sendmsg = self._sock.sendmsg
         try:
@@ -150,23 +170,42 @@ class SocketComm(Comm):
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as e:
-            self.abort(CommClosedError(f"connection to {self.peer_address} lost: {e}"))
-            return
-        if out and not self._writing:
-            self._writing = True
-            self._loop.add_writer(self._fd, self._flush)
-        elif not out and self._writing:
-            self._writing = False
-            self._loop.remove_writer(self._fd)
-        if self._drain_waiters:
-            still = []
-            for threshold, w in self._drain_waiters:
-                if self._out_bytes <= threshold:
-                    if not w.done():
-                        w.set_result(None)
-                else:
-                    still.append((threshold, w))
-            self._drain_waiters = still
+            return CommClosedError(f"connection to {self.peer_address} lost: {e}")
+        return None
+
+    def _abort_soon(self, error: BaseException, in_loop: bool) -> None:
+        if in_loop:
+            self.abort(error)
+        else:
+            self._loop.call_soon_threadsafe(self.abort, error)
+
+    def _start_writing(self) -> None:
+        """On the loop thread: wait for room in the socket's buffer."""
+        with self._lock:
+            if self._out and not self._writing and not self.closed:
+                self._writing = True
+                self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        with self._lock:
+            error = self._push()
+            if error is None and not self._out and self._writing:
+                self._writing = False
+                self._loop.remove_writer(self._fd)
+        if error is not None:
+            self.abort(error)
+        elif self._drain_waiters:
+            self._resolve_waiters()
+
+    def _resolve_waiters(self) -> None:
+        still = []
+        for threshold, w in self._drain_waiters:
+            if self._out_bytes <= threshold:
+                if not w.done():
+                    w.set_result(None)
+            else:
+                still.append((threshold, w))
+        self._drain_waiters = still
 
     async def _wait_below(self, threshold: int) -> None:
         if self.closed:
@@ -192,21 +231,25 @@ class SocketComm(Comm):
     # -- closing -------------------------------------------------------------------
 
     def abort(self, exc: BaseException | None = None) -> None:
+        """Close now, dropping what is unsent.  On the loop thread (others:
+        ``loop.call_soon_threadsafe(comm.abort)``)."""
         if self.closed:
             return
-        try:
-            self._loop.remove_reader(self._fd)
-            if self._writing:
-                self._loop.remove_writer(self._fd)
-        except Exception:  # the loop may already be closed
-            pass
-        self._writing = False
-        self._out.clear()
-        self._out_bytes = 0
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        with self._lock:
+            self.closed = True  # senders on other threads stop here
+            try:
+                self._loop.remove_reader(self._fd)
+                if self._writing:
+                    self._loop.remove_writer(self._fd)
+            except Exception:  # the loop may already be closed
+                pass
+            self._writing = False
+            self._out.clear()
+            self._out_bytes = 0
+            try:
+                self._sock.close()
+            except OSError:
+                pass
         for _, w in self._drain_waiters:
             if not w.done():
                 w.set_result(None)

@@ -155,3 +155,44 @@ def test_wrong_protocol_version_is_rejected() -> None:
         listener.stop()
 
     asyncio.run(main())
+
+
+def test_tcp_send_from_another_thread_keeps_order() -> None:
+    """A client's calling thread writes to the socket itself while the event
+    loop's thread writes too: every batch arrives whole, in each sender's
+    order."""
+    import threading
+
+    async def main() -> None:
+        listener = await echo_server("tcp://127.0.0.1:0")
+        comm, _ = await connect_and_greet(listener.address, "client", timeout=5)
+        got: list[Any] = []
+        done = asyncio.Event()
+        n = 300
+
+        def on_messages(msgs: list[Any]) -> None:
+            got.extend(msgs)
+            if len(got) >= 2 * n:
+                done.set()
+
+        comm.start(on_messages)
+
+        def from_thread() -> None:
+            for i in range(n):
+                comm.send([m.ReleaseKeys([f"t{i}"])])
+
+        t = threading.Thread(target=from_thread)
+        t.start()
+        for i in range(n):
+            comm.send([m.ReleaseKeys([f"l{i}"])])
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        await asyncio.to_thread(t.join)
+        await asyncio.wait_for(done.wait(), 10)
+        keys = [msg.keys[0] for msg in got]
+        assert [k for k in keys if k[0] == "t"] == [f"t{i}" for i in range(n)]
+        assert [k for k in keys if k[0] == "l"] == [f"l{i}" for i in range(n)]
+        await comm.close()
+        listener.stop()
+
+    asyncio.run(main())
