@@ -4,55 +4,80 @@
     client = Client()                     # a local cluster of real processes
     future = client.submit(sum, [1, 2])   # runs on a worker
     future.result()                       # 3
+
+The public names are imported on first use (PEP 562), so that scheduler and
+worker processes, which import ``shoal`` too, do not pay for the client.
 """
 
-from shoal.client.core import Client, default_client
-from shoal.client.future import Future
-from shoal.client.progress import progress
-from shoal.client.waiting import (
-    ALL_COMPLETED,
-    FIRST_COMPLETED,
-    FIRST_EXCEPTION,
-    as_completed,
-    fire_and_forget,
-    wait,
-)
-from shoal.cluster.local import LocalCluster
-from shoal.errors import (
-    CancelledError,
-    CommClosedError,
-    FutureLost,
-    KilledWorker,
-    RemoteException,
-    SerializationError,
-    ShoalError,
-)
-from shoal.worker.context import get_client, get_worker, rejoin, secede, worker_client
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ALL_COMPLETED",
-    "FIRST_COMPLETED",
-    "FIRST_EXCEPTION",
-    "CancelledError",
-    "Client",
-    "CommClosedError",
-    "Future",
-    "FutureLost",
-    "KilledWorker",
-    "LocalCluster",
-    "RemoteException",
-    "SerializationError",
-    "ShoalError",
-    "as_completed",
-    "default_client",
-    "fire_and_forget",
-    "get_client",
-    "get_worker",
-    "progress",
-    "rejoin",
-    "secede",
-    "wait",
-    "worker_client",
-]
+_EXPORTS = {
+    "Client": "shoal.client.core",
+    "default_client": "shoal.client.core",
+    "Future": "shoal.client.future",
+    "progress": "shoal.client.progress",
+    "ALL_COMPLETED": "shoal.client.waiting",
+    "FIRST_COMPLETED": "shoal.client.waiting",
+    "FIRST_EXCEPTION": "shoal.client.waiting",
+    "as_completed": "shoal.client.waiting",
+    "fire_and_forget": "shoal.client.waiting",
+    "wait": "shoal.client.waiting",
+    "LocalCluster": "shoal.cluster.local",
+    "CancelledError": "shoal.errors",
+    "CommClosedError": "shoal.errors",
+    "FutureLost": "shoal.errors",
+    "KilledWorker": "shoal.errors",
+    "RemoteException": "shoal.errors",
+    "SerializationError": "shoal.errors",
+    "ShoalError": "shoal.errors",
+    "get_client": "shoal.worker.context",
+    "get_worker": "shoal.worker.context",
+    "rejoin": "shoal.worker.context",
+    "secede": "shoal.worker.context",
+    "worker_client": "shoal.worker.context",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from shoal.client.core import Client, default_client
+    from shoal.client.future import Future
+    from shoal.client.progress import progress
+    from shoal.client.waiting import (
+        ALL_COMPLETED,
+        FIRST_COMPLETED,
+        FIRST_EXCEPTION,
+        as_completed,
+        fire_and_forget,
+        wait,
+    )
+    from shoal.cluster.local import LocalCluster
+    from shoal.errors import (
+        CancelledError,
+        CommClosedError,
+        FutureLost,
+        KilledWorker,
+        RemoteException,
+        SerializationError,
+        ShoalError,
+    )
+    from shoal.worker.context import get_client, get_worker, rejoin, secede, worker_client
