@@ -59,25 +59,72 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from shoal.client.core import Client, default_client
-    from shoal.client.future import Future
-    from shoal.client.progress import progress
+    from shoal.client.core import (
+        Client as Client,
+    )
+    from shoal.client.core import (
+        default_client as default_client,
+    )
+    from shoal.client.future import (
+        Future as Future,
+    )
+    from shoal.client.progress import (
+        progress as progress,
+    )
     from shoal.client.waiting import (
-        ALL_COMPLETED,
-        FIRST_COMPLETED,
-        FIRST_EXCEPTION,
-        as_completed,
-        fire_and_forget,
-        wait,
+        ALL_COMPLETED as ALL_COMPLETED,
     )
-    from shoal.cluster.local import LocalCluster
+    from shoal.client.waiting import (
+        FIRST_COMPLETED as FIRST_COMPLETED,
+    )
+    from shoal.client.waiting import (
+        FIRST_EXCEPTION as FIRST_EXCEPTION,
+    )
+    from shoal.client.waiting import (
+        as_completed as as_completed,
+    )
+    from shoal.client.waiting import (
+        fire_and_forget as fire_and_forget,
+    )
+    from shoal.client.waiting import (
+        wait as wait,
+    )
+    from shoal.cluster.local import (
+        LocalCluster as LocalCluster,
+    )
     from shoal.errors import (
-        CancelledError,
-        CommClosedError,
-        FutureLost,
-        KilledWorker,
-        RemoteException,
-        SerializationError,
-        ShoalError,
+        CancelledError as CancelledError,
     )
-    from shoal.worker.context import get_client, get_worker, rejoin, secede, worker_client
+    from shoal.errors import (
+        CommClosedError as CommClosedError,
+    )
+    from shoal.errors import (
+        FutureLost as FutureLost,
+    )
+    from shoal.errors import (
+        KilledWorker as KilledWorker,
+    )
+    from shoal.errors import (
+        RemoteException as RemoteException,
+    )
+    from shoal.errors import (
+        SerializationError as SerializationError,
+    )
+    from shoal.errors import (
+        ShoalError as ShoalError,
+    )
+    from shoal.worker.context import (
+        get_client as get_client,
+    )
+    from shoal.worker.context import (
+        get_worker as get_worker,
+    )
+    from shoal.worker.context import (
+        rejoin as rejoin,
+    )
+    from shoal.worker.context import (
+        secede as secede,
+    )
+    from shoal.worker.context import (
+        worker_client as worker_client,
+    )
