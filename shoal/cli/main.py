@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--validate", action="store_true")
     w.add_argument("--log-level", default="WARNING")
 
+    z = sub.add_parser("zygote", help=argparse.SUPPRESS)  # LocalCluster's fork server
+    z.add_argument("--fds", default="")
+
     d = sub.add_parser("demo", help="start a local cluster and run a small real workload")
     d.add_argument("--n-workers", type=int, default=None)
     d.add_argument("--threads-per-worker", type=int, default=None)
@@ -81,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         setup_logging(args.log_level)
         return _worker(args)
+    if args.command == "zygote":
+        from shoal.cluster.zygote import run_zygote
+
+        setup_logging("WARNING")
+        return run_zygote([int(x) for x in args.fds.split(",") if x])
     if args.command == "demo":
         from shoal.demo import run_demo
 

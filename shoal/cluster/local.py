@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import logging
 import os
-import subprocess
 import uuid
 from typing import Any
 
@@ -87,7 +86,8 @@ class LocalCluster:
         self.status = "created"
         self.scheduler_address = ""
         self.dashboard_link: str | None = None
-        self._scheduler_proc: subprocess.Popen[bytes] | None = None
+        self._scheduler_proc: Any = None
+        self._forkserver: Any = None
         self._supervisor: Supervisor | None = None
         self._scheduler: Any = None  # in-process SchedulerServer
         self._workers: list[Any] = []  # in-process WorkerServers
@@ -135,21 +135,33 @@ class LocalCluster:
 
         sock = bind_socket(self.host, self.scheduler_port)
         port = sock.getsockname()[1]
+        fd = sock.fileno()
         self.scheduler_address = f"tcp://{self.host}:{port}"
-        args = ["scheduler", "--host", self.host, "--port", str(port), "--fd", str(sock.fileno()),
+        args = ["scheduler", "--host", self.host, "--port", str(port), "--fd", str(fd),
                 "--log-level", "WARNING"]
         if self.validate:
             args.append("--validate")
         try:
-            self._scheduler_proc = spawn(args, pass_fds=(sock.fileno(),))
+            if hasattr(os, "fork") and os.environ.get("SHOAL_FORKSERVER", "1") != "0":
+                from shoal.cluster.zygote import ForkServer
+
+                self._forkserver = ForkServer(pass_fds=(fd,))
+                self._scheduler_proc = self._forkserver.spawn(args, inherit=(fd,))
+                self._forkserver.close_fd(fd)
+                forkserver = self._forkserver
+                self._supervisor = Supervisor(spawner=lambda a, ready: forkserver.spawn(a, ready=ready))
+            else:
+                self._scheduler_proc = spawn(args, pass_fds=(fd,))
+                self._supervisor = Supervisor()
         finally:
             sock.close()
-        self._supervisor = Supervisor()
         self._start_workers(self.n_workers)
 
     def _start_workers(self, n: int) -> list[str]:
         """Start ``n`` worker processes and wait until they registered."""
         assert self._supervisor is not None
+        if self._forkserver is not None:
+            return self._start_forked_workers(n)
         read_end, write_end = os.pipe()
         names = []
         try:
@@ -163,6 +175,23 @@ class LocalCluster:
             _wait_ready(read_end, n, self.start_timeout, self.scheduler_address)
         finally:
             os.close(read_end)
+        return names
+
+    def _start_forked_workers(self, n: int) -> list[str]:
+        assert self._supervisor is not None
+        import time
+
+        names = [str(next(self._worker_ids)) for _ in range(n)]
+        procs = [self._supervisor.add(name, self._worker_args(name), self.memory_limit).proc
+                 for name in names]
+        deadline = time.monotonic() + self.start_timeout
+        for name, proc in zip(names, procs):
+            if not proc.wait_ready(max(0.0, deadline - time.monotonic())):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker {name} exited with code {proc.poll()} while starting "
+                                       "(see its log above)")
+                raise TimeoutError(f"worker {name} did not join the scheduler at "
+                                   f"{self.scheduler_address} within {self.start_timeout} s")
         return names
 
     async def _start_in_process(self) -> None:
@@ -255,6 +284,9 @@ class LocalCluster:
             procs = self._supervisor.halt() + procs
         stop_processes(procs, timeout=5)
         self._scheduler_proc = None
+        if self._forkserver is not None:
+            self._forkserver.shutdown()
+            self._forkserver = None
 
     async def _close_in_process(self) -> None:
         for w in self._workers:

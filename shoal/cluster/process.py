@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("shoal.nanny")
@@ -46,7 +47,7 @@ def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[b
     )
 
 
-def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
+def stop_processes(procs: list[Any], timeout: float = 5.0) -> None:
     """Ask politely (close stdin), then terminate, then kill; always reap."""
     for p in procs:
         if p.poll() is None and p.stdin is not None:
@@ -80,14 +81,18 @@ class WorkerProcess:
         self.name = name
         self.args = args
         self.memory_limit = memory_limit
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Any = None  # a Popen, or a zygote.ForkedProcess
         self.deaths: list[float] = []
 
 
 class Supervisor:
     """Starts worker processes and keeps them alive until ``stop()``."""
 
-    def __init__(self, poll_interval: float = 0.1, memory_interval: float = 0.5) -> None:
+    def __init__(self, poll_interval: float = 0.1, memory_interval: float = 0.5,
+                 spawner: Callable[[list[str], bool], Any] | None = None) -> None:
+        """``spawner(args, ready)`` starts a worker process (default: a new
+        interpreter); ``ready`` asks it to signal its registration."""
+        self.spawner = spawner
         self.workers: dict[str, WorkerProcess] = {}
         self.poll_interval = poll_interval
         self.memory_interval = memory_interval
@@ -100,7 +105,9 @@ class Supervisor:
         """Start a worker process; ``ready_fd`` (first start only) is a pipe it
         writes a byte to once registered."""
         wp = WorkerProcess(name, args, memory_limit)
-        if ready_fd is None:
+        if self.spawner is not None:
+            wp.proc = self.spawner(args, True)
+        elif ready_fd is None:
             wp.proc = spawn(args)
         else:
             wp.proc = spawn([*args, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,))
@@ -174,13 +181,13 @@ class Supervisor:
                 wp.proc.stdin.close()
             except OSError:
                 pass
-        wp.proc = spawn(wp.args)
+        wp.proc = self.spawner(wp.args, False) if self.spawner is not None else spawn(wp.args)
 
-    def processes(self) -> list[subprocess.Popen[bytes]]:
+    def processes(self) -> list[Any]:
         with self._lock:
             return [wp.proc for wp in self.workers.values() if wp.proc is not None]
 
-    def halt(self) -> list[subprocess.Popen[bytes]]:
+    def halt(self) -> list[Any]:
         """Stop watching; return the worker processes (still running)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():

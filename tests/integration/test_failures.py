@@ -135,7 +135,8 @@ def test_close_leaves_no_process_or_thread_behind() -> None:
     before = {p.pid for p in me.children(recursive=True)}
     with Client(n_workers=2, threads_per_worker=1) as client:
         assert client.submit(inc, 1).result(timeout=10) == 2
-        assert len({p.pid for p in me.children(recursive=True)} - before) == 3
+        # a scheduler, two workers, and the fork server they came from
+        assert len({p.pid for p in me.children(recursive=True)} - before) == 4
     assert {p.pid for p in me.children(recursive=True)} - before == set()
     assert set(shoal_threads()) <= threads_before
 
@@ -147,13 +148,14 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         "import os, sys, time\n"
         "from shoal import LocalCluster\n"
         "c = LocalCluster(n_workers=2)\n"
-        "print(' '.join(str(p.pid) for p in __import__('psutil').Process().children()), flush=True)\n"
+        "print(' '.join(str(p.pid) for p in __import__('psutil').Process().children(recursive=True)),"
+        " flush=True)\n"
         "time.sleep(60)\n"
     )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 3
+    assert len(pids) == 4  # fork server, scheduler, two workers
     proc.kill()
     proc.wait()
     proc.stdout.close()
