@@ -172,6 +172,14 @@ def side_by_side(doc: dict, spread: bool = False) -> str:
                f"{', shoal/ modified' if m.get('git', {}).get('shoal_dirty') else ''}), "
                f"distributed {m.get('versions', {}).get('distributed', '—')}. "
                "↑ higher is better, ↓ lower is better; ±! = spread over 50 % of the median.")
+    commits = []
+    for r in doc["runs"]:
+        c = str((r.get("git") or {}).get("commit", ""))[:10]
+        if c and c not in commits:
+            commits.append(c)
+    if len(commits) > 1:
+        out.append(f"The repository changed during the run: children ran at commits "
+                   f"{', '.join(commits)} (per child in the JSON, `runs[].git`).")
     if notes.msgs:
         out.append("")
         out.append("Errors:")
@@ -348,7 +356,7 @@ def cross_check(ours: dict, ref_path: str, tolerance: float = 1.5) -> str:
             rt = va / vr if va is not None and vr else None
             ok = "—" if rt is None else ("yes" if 1 / tolerance <= rt <= tolerance else "NO")
             rcell = "" if r is None else (fmt(vr, unit) if vr is not None else
-                                          "error " + "".join(f"[{notes.ref(e)}]" for e in r["errors"]))
+                                          "error " + "".join(f"[{i}]" for i in sorted({notes.ref(e) for e in r["errors"]})))
             out.append(f"| {key} ({unit}) | {impl} | {cell_text(a, unit, notes, False)} | {rcell} | "
                        f"{fmt_ratio(rt)} | {ok} |")
     if notes.msgs:

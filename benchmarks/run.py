@@ -83,6 +83,7 @@ def run_child(impl: str, scenario: str, repeat: int, cfg: dict, opts: argparse.N
         busy, waited = None, 0.0  # we are the load: do not wait for ourselves
     else:
         busy, waited = machine.wait_idle(opts.idle_wait, opts.idle_threshold)
+    git = machine.git_state(ROOT)  # others may commit to shoal/ while we run
     sys0 = machine.busy_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -102,7 +103,7 @@ def run_child(impl: str, scenario: str, repeat: int, cfg: dict, opts: argparse.N
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     rec: dict = {"impl": impl, "scenario": scenario, "repeat": repeat, "started": started,
                  "wall_s": round(wall, 2), "returncode": proc.returncode, "timed_out": timed_out,
-                 "metrics": {}, "errors": {}, "extra": {}, "error": None}
+                 "git": git, "metrics": {}, "errors": {}, "extra": {}, "error": None}
     for line in out.splitlines():
         if line.startswith(RESULT_MARK):
             rec.update(json.loads(line[len(RESULT_MARK):]))

@@ -64,6 +64,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("scatter_gather", "scatter + gather of a numpy array", (
         M("scatter_MBps", "MB/s", True, label="scatter"),
         M("gather_MBps", "MB/s", True, label="gather"),
+        M("gather_read_MBps", "MB/s", True, label="gather, then read it all (sum)"),
         M("scatter_direct_MBps", "MB/s", True, optional=True, label="scatter direct=True"),
         M("gather_direct_MBps", "MB/s", True, optional=True, label="gather direct=True"),
     ), sizes=("array_mb",)),
