@@ -117,7 +117,7 @@ TINY_SIZES: dict[str, float] = {
     "array_mb": 1,
     "waiting_n": 1000,
     "cancel_wait": 20,
-    "map_1m_n": 2000,  # dask does ~300-500 tasks/s here: keep the smoke run short
+    "map_1m_n": 1000,  # dask does ~300-500 tasks/s here: keep the smoke run short
     "actor_n": 20,
     "rss_interval": 0.05,
 }
