@@ -25,6 +25,7 @@ import atexit
 import hashlib
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
@@ -60,6 +61,8 @@ logger = logging.getLogger("shoal.client")
 
 #: tasks per SubmitTasks message
 SUBMIT_CHUNK = 4096
+#: submissions closer together than this (seconds) are sent in batches
+BURST_GAP = 0.0005
 
 _default_client: Client | None = None
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -123,6 +126,7 @@ class Client:
         self._flush_pending = False
         # SocketComm.send is thread-safe; the in-process transport is not
         self._direct_send = False
+        self._last_submit = 0.0
         self._functions_sent: set[bytes] = set()
         # scatter(hash=True): content digest <-> key of data this client holds
         self._scattered: dict[str, str] = {}
@@ -320,8 +324,9 @@ class Client:
     def _send(self, msg: Any, now: bool = False) -> None:
         """Queue ``msg`` for the scheduler, in order.  With ``now`` (the API's
         own calls, never a garbage collector's ``__del__``), a thread other
-        than the loop's writes it to the socket itself: one thread hand-off
-        less on every submit."""
+        than the loop's writes it to the socket itself, one thread hand-off
+        less, unless submissions are coming in a burst: then the event loop
+        sends them together (one write, one message for the scheduler)."""
         with self._lock:
             out = self._outgoing
             if type(msg) is m.ReleaseKeys and out and type(out[-1]) is m.ReleaseKeys:
@@ -330,9 +335,13 @@ class Client:
                 out.append(msg)
             if self.loop is None or self.status != "running":
                 return
-            if now and self._direct_send and not self._in_loop_thread():
-                self._flush_locked()
-                return
+            if now and self._direct_send:
+                t = time.monotonic()
+                burst = t - self._last_submit < BURST_GAP
+                self._last_submit = t
+                if not burst and not self._in_loop_thread():
+                    self._flush_locked()
+                    return
             if self._flush_pending:
                 return
             self._flush_pending = True

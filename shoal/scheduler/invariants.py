@@ -106,7 +106,11 @@ def _check_task(state: SchedulerState, ts: TaskRecord, n_wanted: int, queued: se
         _fail(state, ts, f"processing_on={ts.processing_on} while {st.value}")
     if st in (PROCESSING, QUEUED, NO_WORKER):
         for dep in ts.deps:
-            if dep.state is not MEMORY:
+            if dep.state is MEMORY:
+                continue
+            pipelined = (st is PROCESSING and dep.state is PROCESSING
+                         and dep.processing_on is ts.processing_on)
+            if not pipelined:
                 _fail(state, ts, f"runnable while dependency {dep.key!r} is {dep.state.value}")
     if st is MEMORY:
         if not ts.who_has and ts.value is None:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
-from shoal.scheduler.records import Restrictions, TaskRecord, WorkerRecord
+from shoal.scheduler.records import MEMORY, PROCESSING, Restrictions, TaskRecord, WorkerRecord
 
 if TYPE_CHECKING:
     from shoal.scheduler.state import SchedulerState
@@ -84,6 +84,31 @@ def best(ts: TaskRecord, candidates: Iterable[WorkerRecord]) -> WorkerRecord | N
         if best_score is None or score < best_score:
             best_w, best_score = w, score
     return best_w
+
+
+def pipeline_worker(ts: TaskRecord) -> WorkerRecord | None:
+    """The worker to send ``ts`` to *before* its inputs are done, or None.
+
+    When every input not yet in memory is running on one worker, ``ts`` goes
+    there at once and starts as soon as they end, without a round trip
+    through the scheduler for each link of a chain.  Tasks with restrictions
+    wait as usual."""
+    if ts.restrictions is not None:
+        return None
+    target: WorkerRecord | None = None
+    for dep in ts.deps:
+        st = dep.state
+        if st is MEMORY:
+            continue
+        if st is not PROCESSING:
+            return None
+        if target is None:
+            target = dep.processing_on
+        elif dep.processing_on is not target:
+            return None
+    if target is None or target.status != "running":
+        return None
+    return target
 
 
 def choose_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | str | None:

@@ -103,6 +103,16 @@ def _leave_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | None:
     return w
 
 
+def _revoke_pipelined(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
+    """``ts`` left its worker without a result: the dependents pipelined onto
+    that worker (sent ahead, waiting there for ``ts``) are taken back."""
+    if ts.dependents:
+        for d in by_priority(ts.dependents):
+            if d.state is PROCESSING and d.processing_on is not None:
+                state.revoke(d.processing_on, d)
+                recs[d] = WAITING
+
+
 def _count_missing_deps(ts: TaskRecord, recs: Recs) -> bool:
     """Set ``ts.n_waiting``; recommend released deps to waiting.  False if a
     dep has failed (``ts`` should fail too)."""
@@ -150,11 +160,17 @@ def released_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
         dep.n_waiters += 1
     if not _count_missing_deps(ts, recs):
         recs[ts] = ERRED
-    elif ts.n_waiting == 0:
+    elif ts.n_waiting == 0 or placement.pipeline_worker(ts) is not None:
         recs[ts] = PROCESSING
 
 
 def waiting_processing(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
+    if ts.n_waiting:
+        # inputs still running: pipelined onto their worker, if still possible
+        target = placement.pipeline_worker(ts)
+        if target is not None:
+            state.assign(ts, target)
+        return
     choice = placement.choose_worker(state, ts)
     if choice is placement.QUEUE:
         ts.state = QUEUED
@@ -245,6 +261,8 @@ def _become_erred(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     if ts.dependents:
         for d in by_priority(ts.dependents):
             if d.state in RUNNABLE:
+                if d.state is PROCESSING and d.processing_on is not None:
+                    state.revoke(d.processing_on, d)  # pipelined on ts: drop it there
                 d.exception = ts.exception
                 d.erred_on = ts.erred_on or ts.key
                 recs[d] = ERRED
@@ -274,11 +292,12 @@ def processing_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> Non
             waiting_released(state, ts, recs)
         return
     _leave_worker(state, ts)
+    _revoke_pipelined(state, ts, recs)
     state.unrunnable.discard(ts)
     ts.state = WAITING
     if not _count_missing_deps(ts, recs):
         recs[ts] = ERRED
-    elif ts.n_waiting == 0:
+    elif ts.n_waiting == 0 or placement.pipeline_worker(ts) is not None:
         recs[ts] = PROCESSING
 
 

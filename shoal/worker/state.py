@@ -274,6 +274,8 @@ class WorkerState:
 
     def _forget(self, ts: WorkerTask) -> None:
         """Drop a task and its data; release the deps it held."""
+        if ts.state is not MEMORY and ts.func is not None and ts.dependents:
+            self._drop_pipelined(ts)
         del self.tasks[ts.key]
         if ts.state is MEMORY:
             self.nbytes -= ts.nbytes
@@ -337,6 +339,14 @@ class WorkerState:
                 ts.state = WAITING  # not memory: nothing to drop
                 self._forget(ts)
         self._advance()
+
+    def _drop_pipelined(self, ts: WorkerTask) -> None:
+        """``ts`` failed here: tasks sent here ahead to run on its result
+        (pipelined) cannot run; the scheduler takes them back, forget them."""
+        for dk in list(ts.dependents):
+            d = self.tasks.get(dk)
+            if d is not None and d.state is WAITING:
+                self._forget(d)  # and, through _forget, what waits on d
 
     def _refetch(self, ts: WorkerTask) -> None:
         """A run the scheduler took back (cancelled) has ended, but a task

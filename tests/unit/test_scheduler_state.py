@@ -12,7 +12,7 @@ from typing import Any
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps_function, dumps_task_args
 from shoal.scheduler.invariants import check_invariants
-from shoal.scheduler.records import ERRED, MEMORY, PROCESSING, QUEUED, RELEASED, WAITING
+from shoal.scheduler.records import ERRED, MEMORY, PROCESSING, QUEUED, RELEASED
 from shoal.scheduler.state import SchedulerState
 
 
@@ -98,12 +98,13 @@ def test_retrying_a_task_whose_dependency_was_unknown() -> None:
     submit(s, "c", spec("dep-1"))  # the input is known again
     s.handle_client("c", [m.RetryKeys(["inc-2"])], 3.0)
     ts = s.tasks["inc-2"]
-    assert ts.state is WAITING and [d.key for d in ts.deps] == ["dep-1"]
-    s.take_messages()
-    finished(s, "w0", "dep-1")
+    assert [d.key for d in ts.deps] == ["dep-1"]
+    # sent at once to the worker running its input, where it waits for it
+    assert ts.state is PROCESSING and ts.processing_on is s.tasks["dep-1"].processing_on
     to_workers, _ = s.take_messages()
     (ex,) = [x for x in of_type(to_workers["w0"], m.ExecuteTask) if x.key == "inc-2"]
     assert [d.key for d in ex.deps] == ["dep-1"]
+    finished(s, "w0", "dep-1")
     check_invariants(s)
 
 
@@ -318,8 +319,54 @@ def test_dependents_are_placed_most_urgent_first_every_time() -> None:
     keys = [f"d{i}-1" for i in range(20)]
     for _ in range(3):
         s = make_state(1, nthreads=50)
-        submit(s, "c", spec("r-1"), *(spec(k, deps=("r-1",)) for k in keys))
+        # restricted, so they wait for r-1 rather than being pipelined onto w0
+        submit(s, "c", spec("r-1"), *(spec(k, deps=("r-1",), workers=["w0"]) for k in keys))
         s.take_messages()
         finished(s, "w0", "r-1")
         to_workers, _ = s.take_messages()
         assert [x.key for x in of_type(to_workers["w0"], m.ExecuteTask)] == keys
+
+
+# ---------------------------------------------------------------------------
+# pipelining: dependents sent ahead to the worker running their inputs
+# ---------------------------------------------------------------------------
+
+
+def test_a_chain_is_sent_ahead_to_the_worker_running_it() -> None:
+    """b needs a, which runs on w0: b goes to w0 at once and waits there, so a
+    chain needs no scheduler round trip per link; when a finishes, nothing
+    more is sent."""
+    s = make_state(2)
+    submit(s, "c", spec("a-1"), spec("b-1", deps=("a-1",)), spec("c-1", deps=("b-1",)))
+    w0 = s.tasks["a-1"].processing_on
+    assert s.tasks["b-1"].processing_on is w0 and s.tasks["c-1"].processing_on is w0
+    to_workers, _ = s.take_messages()
+    assert [x.key for x in of_type(to_workers[w0.address], m.ExecuteTask)] == ["a-1", "b-1", "c-1"]
+    finished(s, w0.address, "a-1")
+    to_workers, _ = s.take_messages()
+    assert not of_type(to_workers.get(w0.address, []), m.ExecuteTask)
+    check_invariants(s)
+
+
+def test_when_an_input_fails_the_tasks_sent_ahead_are_taken_back() -> None:
+    """a fails on w0: b, waiting there for it, errs too and w0 is told to drop
+    it; with retries, b is taken back and waits for the rerun of a."""
+    s = make_state(1)
+    submit(s, "c", spec("a-1"), spec("b-1", deps=("a-1",)))
+    s.take_messages()
+    ts_a = s.tasks["a-1"]
+    s.handle_worker("w0", [m.TaskFailed("a-1", ARGS, ARGS, "boom", 0.1, ts_a.run_id)], 2.0)
+    assert s.tasks["b-1"].state is ERRED
+    to_workers, _ = s.take_messages()
+    assert m.FreeKeys(["b-1"]) in to_workers["w0"]
+    check_invariants(s)
+
+    s = make_state(1)
+    submit(s, "c", m.TaskSpec("a-1", FUNC_ID, ARGS, [], 0, 1), spec("b-1", deps=("a-1",)))
+    s.take_messages()
+    s.handle_worker("w0", [m.TaskFailed("a-1", ARGS, ARGS, "boom", 0.1, s.tasks["a-1"].run_id)], 2.0)
+    to_workers, _ = s.take_messages()
+    assert m.FreeKeys(["b-1"]) in to_workers["w0"]
+    assert s.tasks["a-1"].state is PROCESSING  # the retry
+    assert s.tasks["b-1"].state is PROCESSING  # sent ahead again, after the retry
+    check_invariants(s)
