@@ -28,6 +28,10 @@ _EXPORTS = {
     "fire_and_forget": "shoal.client.waiting",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
+    "Event": "shoal.client.primitives",
+    "Lock": "shoal.client.primitives",
+    "Queue": "shoal.client.primitives",
+    "Variable": "shoal.client.primitives",
     "CancelledError": "shoal.errors",
     "CommClosedError": "shoal.errors",
     "FutureLost": "shoal.errors",
@@ -67,6 +71,18 @@ if TYPE_CHECKING:
     )
     from shoal.client.future import (
         Future as Future,
+    )
+    from shoal.client.primitives import (
+        Event as Event,
+    )
+    from shoal.client.primitives import (
+        Lock as Lock,
+    )
+    from shoal.client.primitives import (
+        Queue as Queue,
+    )
+    from shoal.client.primitives import (
+        Variable as Variable,
     )
     from shoal.client.progress import (
         progress as progress,

@@ -166,7 +166,7 @@ class Client:
             self._runner = get_loop_runner()
             self.loop = self._runner.acquire()
             try:
-                self._runner.run_sync(self._start, timeout=self.timeout + 60)
+                self._runner.run_sync(self._start, _timeout=self.timeout + 60)
             except BaseException:
                 self._teardown_after_failed_start()
                 raise
@@ -236,7 +236,7 @@ class Client:
             return None
         try:
             if self._runner is not None and self.loop is not None and not self.loop.is_closed():
-                self._runner.run_sync(self._close, timeout=timeout or 30)
+                self._runner.run_sync(self._close, _timeout=timeout or 30)
         finally:
             if self._runner is not None:
                 runner, self._runner = self._runner, None
@@ -444,7 +444,9 @@ class Client:
             for w in waiters:
                 w.state_done(st)
 
-    async def _request(self, method: str, timeout: float | None = None, **args: Any) -> Any:
+    async def _request(self, method: str, _timeout: float | None = None, **args: Any) -> Any:
+        """Ask the scheduler; ``args`` go to it (a ``timeout`` among them is its
+        own), ``_timeout`` bounds our wait for the answer."""
         if self.scheduler_comm is None or self.scheduler_comm.closed:
             raise CommClosedError("not connected to the scheduler")
         rid = next(self._request_ids)
@@ -455,9 +457,9 @@ class Client:
             self._flush_locked()
             self.scheduler_comm.send([m.Request(rid, method, args)])
         try:
-            reply = await asyncio.wait_for(fut, timeout)
+            reply = await asyncio.wait_for(fut, _timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"the scheduler did not answer {method!r} within {timeout} s") from None
+            raise TimeoutError(f"the scheduler did not answer {method!r} within {_timeout} s") from None
         finally:
             self._requests.pop(rid, None)
         if reply.ok:

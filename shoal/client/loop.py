@@ -79,9 +79,10 @@ class LoopRunner:
         return self._thread is threading.current_thread()
 
     def run_sync(
-        self, func: Callable[..., Awaitable[T]], *args: Any, timeout: float | None = None, **kwargs: Any
+        self, func: Callable[..., Awaitable[T]], *args: Any, _timeout: float | None = None, **kwargs: Any
     ) -> T:
-        """Run ``func(*args, **kwargs)`` on the loop and wait for its result."""
+        """Run ``func(*args, **kwargs)`` on the loop and wait (at most
+        ``_timeout`` seconds) for its result; ``kwargs`` all go to ``func``."""
         if self.in_loop_thread():
             raise RuntimeError(
                 "a synchronous shoal call was made from the event loop thread; "
@@ -93,10 +94,12 @@ class LoopRunner:
 
         fut = asyncio.run_coroutine_threadsafe(runner(), self.loop)
         try:
-            return fut.result(timeout)
+            return fut.result(_timeout)
         except concurrent.futures.TimeoutError:
+            if fut.done():
+                raise  # func itself raised TimeoutError (the same class since 3.11)
             fut.cancel()
-            raise TimeoutError(f"timed out after {timeout} s") from None
+            raise TimeoutError(f"timed out after {_timeout} s") from None
 
 
 _runner = LoopRunner()

@@ -67,7 +67,7 @@ def value_of(client: Client, st: FutureState, timeout: float | None = None) -> A
         if st.value is not None:
             return loads(st.value)
         assert client._runner is not None
-        payloads = client._runner.run_sync(fetch, client, [st], timeout=timeout)
+        payloads = client._runner.run_sync(fetch, client, [st], _timeout=timeout)
         return loads(payloads[st.key])
     raise_for(st)
 

@@ -258,7 +258,7 @@ class LocalCluster:
         else:
             assert self._runner is not None
             try:
-                self._runner.run_sync(self._close_in_process, timeout=timeout or 30)
+                self._runner.run_sync(self._close_in_process, _timeout=timeout or 30)
             finally:
                 self._runner.release()
                 self._runner = None

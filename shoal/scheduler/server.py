@@ -26,6 +26,7 @@ from shoal.comm.core import Comm, accept_greeting, listen
 from shoal.errors import CommClosedError, RemoteProtocolError, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.state import SchedulerState
 
 logger = logging.getLogger("shoal.scheduler")
@@ -57,6 +58,7 @@ class SchedulerServer:
         self._closed = asyncio.Event()
         self._client_ids = itertools.count(1)
         self._worker_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.coordination = Coordination(self)
 
     # The reference benchmark and dask users look at ``scheduler.tasks``.
     @property
@@ -176,6 +178,7 @@ class SchedulerServer:
 
     def _on_client_closed(self, client_id: str) -> None:
         self.client_comms.pop(client_id, None)
+        self.coordination.client_left(client_id)
         self.state.remove_client(client_id, time.monotonic())
         self._schedule_flush()
 
@@ -233,9 +236,15 @@ class SchedulerServer:
     async def _answer(self, client_id: str, req: m.Request) -> None:
         handler = getattr(self, f"_rpc_{req.method}", None)
         try:
-            if handler is None:
-                raise SchedulerError(f"unknown request {req.method!r}")
-            value = await handler(**req.args)
+            if handler is not None:
+                value = await handler(**req.args)
+            else:
+                shared = getattr(self.coordination, f"rpc_{req.method}", None)
+                if shared is None:
+                    raise SchedulerError(f"unknown request {req.method!r}")
+                value = await shared(client_id, **req.args)
+                self.state._finish()  # keys held or handed over: release what is free
+                self._schedule_flush()
             reply = m.Response(req.id, True, value)
         except Exception as e:
             reply = m.Response(req.id, False, _error_payload(e))

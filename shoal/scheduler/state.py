@@ -57,6 +57,8 @@ class SchedulerState:
         self.tasks: dict[str, TaskRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self.clients: dict[str, ClientRecord] = {FIRE_AND_FORGET: ClientRecord(FIRE_AND_FORGET)}
+        # clients that stand for something else (fire_and_forget, queues...)
+        self.pseudo_clients: set[str] = {FIRE_AND_FORGET}
         self.functions: dict[bytes, bytes] = {}
         self.queued: list[tuple[int, int, TaskRecord]] = []  # heap; stale entries skipped
         self.unrunnable: set[TaskRecord] = set()
@@ -91,7 +93,7 @@ class SchedulerState:
             out.append(msg)
 
     def send_client(self, client_id: str, msg: Any) -> None:
-        if client_id == FIRE_AND_FORGET:
+        if client_id in self.pseudo_clients:
             return
         out = self.to_clients.get(client_id)
         if out is None:

@@ -417,7 +417,6 @@ def test_best_practice_3_manage_memory_with_references(client: Client, released,
 # ----------------------------------------------------- "Advanced Coordination"
 
 
-@pytest.mark.xfail(reason="needs Queue: not implemented yet", strict=True, raises=ImportError)
 def test_distributed_primitives_queue(own_client) -> None:
     # seed 003, "Queues"
     from shoal import Queue  # type: ignore[attr-defined]
@@ -442,7 +441,6 @@ def test_distributed_primitives_queue(own_client) -> None:
     assert producer_future.result(timeout=10) is None
 
 
-@pytest.mark.xfail(reason="needs Lock: not implemented yet", strict=True, raises=ImportError)
 def test_distributed_primitives_lock(own_client, tmp_path: Path) -> None:
     # seed 003, "Locks" (shared_resource: a counter file)
     from shoal import Lock  # type: ignore[attr-defined]
@@ -463,7 +461,6 @@ def test_distributed_primitives_lock(own_client, tmp_path: Path) -> None:
     assert counter.read_text() == "10"
 
 
-@pytest.mark.xfail(reason="needs Event: not implemented yet", strict=True, raises=ImportError)
 def test_distributed_primitives_event(own_client) -> None:
     # seed 003, "Events" (5 s sleep -> 0.05 s)
     from shoal import Event  # type: ignore[attr-defined]
@@ -486,7 +483,6 @@ def test_distributed_primitives_event(own_client) -> None:
     assert set_future.result(timeout=10) is None
 
 
-@pytest.mark.xfail(reason="needs Variable: not implemented yet", strict=True, raises=ImportError)
 def test_distributed_primitives_variable(own_client) -> None:
     # seed 003, "Variables"
     from shoal import Variable  # type: ignore[attr-defined]
