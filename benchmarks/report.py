@@ -63,6 +63,9 @@ def summarize(runs: list[dict], impls: Iterable[str]) -> list[dict]:
         if sc.name not in ran:
             continue
         for m in sc.metrics:
+            # a metric no run of this scenario knows: the file predates it
+            known = any(m.name in (r.get("metrics") or {}) or m.name in (r.get("errors") or {})
+                        for r in runs if r["scenario"] == sc.name)
             cells = {}
             for impl in impls:
                 vals, errs = [], []
@@ -78,7 +81,7 @@ def summarize(runs: list[dict], impls: Iterable[str]) -> list[dict]:
                         err = r.get("error")  # the scenario failed as a whole
                     if err:
                         errs.append(err)
-                    elif not m.optional:
+                    elif not m.optional and known:
                         errs.append("no value reported")
                 if not vals and not errs:
                     continue
@@ -327,8 +330,10 @@ def reference_table(path: str) -> str:
             cols.append(cell_text(cell, unit, notes, False))
         if both:
             s, d = med.get("shoal"), med.get("dask")
-            cols += [fmt_ratio(s / d if s is not None and d else None),
-                     verdict(s, d, hib, "shoal", "dask")]
+            v = verdict(s, d, hib, "shoal", "dask")
+            if (s is None and (name, "shoal") not in data) or (d is None and (name, "dask") not in data):
+                v = "—"  # not reported (rather than failed) by one of them
+            cols += [fmt_ratio(s / d if s is not None and d else None), v]
         out.append("| " + " | ".join(cols) + " |")
     if notes.msgs:
         out += ["", "Errors:", *notes.lines()]

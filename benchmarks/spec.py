@@ -39,6 +39,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("startup", "startup: import / start 2-worker cluster to first result / close", (
         M("import_s", "s", False, label="import"),
         M("first_result_s", "s", False, label="start to first result"),
+        M("cold_start_s", "s", False, label="import + start to first result"),
         M("close_s", "s", False, label="close"),
     )),
     Scenario("latency", "submit→result round trip", (
