@@ -22,26 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import hashlib
 import logging
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shoal.client import transfer
+from shoal.client import inbox, tasks, transfer, waiting_on
 from shoal.client.future import (
     CANCELLED,
     ERROR,
     FINISHED,
-    LOST,
     PENDING,
     Future,
     FutureState,
-    Waiter,
 )
 from shoal.client.loop import LoopRunner, get_loop_runner
 from shoal.client.structure import futures_in
@@ -55,7 +51,7 @@ from shoal.errors import (
     SerializationError,
 )
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import Payload, dumps, dumps_function, dumps_task_args, loads
+from shoal.protocol.serialize import Payload, dumps, loads
 
 logger = logging.getLogger("shoal.client")
 
@@ -75,23 +71,6 @@ def default_client() -> Client:
     if c is None or c.status in ("closing", "closed"):
         raise ValueError("No clients found. Start a client first: shoal.Client()")
     return c
-
-
-def _funcname(func: Any) -> str:
-    while hasattr(func, "func") and callable(func.func) and not hasattr(func, "__name__"):
-        func = func.func  # functools.partial
-    name = getattr(func, "__name__", None) or type(func).__name__
-    if name == "<lambda>":
-        return "lambda"
-    return str(name).replace("-", "_") or "task"
-
-
-def _token(func_id: bytes, payload: Payload) -> str:
-    h = hashlib.blake2b(func_id, digest_size=16)
-    h.update(payload.data)
-    for b in payload.buffers:
-        h.update(b)
-    return h.hexdigest()
 
 
 class Client:
@@ -383,59 +362,7 @@ class Client:
             pass
 
     def _on_messages(self, msgs: list[Any]) -> None:
-        futures = self.futures
-        with self._lock:
-            for msg in msgs:
-                t = type(msg)
-                if t is m.TaskDone:
-                    st = futures.get(msg.key)
-                    if st is not None and st.status != CANCELLED:
-                        st.status = FINISHED
-                        st.type_name = msg.type_name
-                        st.nbytes = msg.nbytes
-                        st.workers = msg.workers
-                        st.value = msg.value
-                        st.exception = None
-                        if st.waiters:
-                            self._wake(st)
-                elif t is m.TaskErred:
-                    st = futures.get(msg.key)
-                    if st is not None and st.status != CANCELLED:
-                        st.status = ERROR
-                        st.exception = (msg.exception, msg.traceback, msg.text)
-                        if st.waiters:
-                            self._wake(st)
-                elif t is m.TasksCancelled:
-                    cancelling = self._cancelling
-                    for key in msg.keys:
-                        n = cancelling.get(key, 0)
-                        if n:  # the answer to our own cancel: the state says so already
-                            if n == 1:
-                                del cancelling[key]
-                            else:
-                                cancelling[key] = n - 1
-                            continue
-                        st = futures.get(key)
-                        if st is not None and st.status != CANCELLED:
-                            # finished ones too: the scheduler dropped our claim
-                            st.status = CANCELLED
-                            st.value = None
-                            self._wake(st)
-                elif t is m.TasksLost:
-                    for key in msg.keys:
-                        st = futures.get(key)
-                        if st is not None and st.status != CANCELLED:
-                            st.status = LOST
-                            st.value = None
-                            st.workers = []
-                elif t is m.WorkersChanged:
-                    self._workers = [w for w in self._workers if w not in msg.removed] + msg.added
-                elif t is m.Response:
-                    fut = self._requests.pop(msg.id, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
-                else:
-                    logger.warning("unexpected %s from the scheduler", t.__name__)
+        inbox.apply(self, msgs)
 
     def _wake(self, st: FutureState) -> None:
         """With the lock held: tell everyone waiting on ``st``."""
@@ -588,32 +515,10 @@ class Client:
     ) -> list[Future[Any]]:
         if self.status in ("closing", "closed"):
             raise CommClosedError(f"the client is {self.status}")
-        func_id, blob = dumps_function(func)
-        name = _funcname(func)
-        if isinstance(workers, str):
-            workers = [workers]
-        elif workers is not None:
-            workers = list(workers)
-        uid = None if pure else uuid.uuid4().hex
-        specs = []
-        out_keys = []
-        for i, args in enumerate(all_args):
-            payload, deps = dumps_task_args(args, kwargs)
-            if keys is not None:
-                k = keys[i]
-            elif pure:
-                k = f"{name}-{_token(func_id, payload)}"
-            elif len(all_args) == 1:
-                k = f"{name}-{uid}"
-            else:
-                k = f"{name}-{uid}-{i}"
-            out_keys.append(k)
-            specs.append(
-                m.TaskSpec(
-                    k, func_id, payload, sorted(deps), priority, retries or 0, workers,
-                    allow_other_workers, resources, actor,
-                )
-            )
+        specs, func_id, blob = tasks.build_specs(
+            func, all_args, kwargs, keys, pure, workers, resources, retries, priority,
+            allow_other_workers, actor,
+        )
         return self._submit_specs(specs, func_id, blob)
 
     def _submit_specs(self, specs: list[m.TaskSpec], func_id: bytes, blob: bytes,
@@ -681,83 +586,21 @@ class Client:
     # ------------------------------------------------------------------ waiting
 
     def _register(self, states: list[FutureState], waiter: Any) -> int:
-        """With the lock held: attach ``waiter`` to the states not done yet."""
-        n = 0
-        for st in states:
-            if st.done():
-                continue
-            n += 1
-            if st.waiters is None:
-                st.waiters = [waiter]
-            else:
-                st.waiters.append(waiter)
-        return n
+        return waiting_on.register(states, waiter)
 
     def _unregister(self, states: list[FutureState], waiter: Any) -> None:
-        with self._lock:
-            for st in states:
-                if st.waiters and waiter in st.waiters:
-                    st.waiters.remove(waiter)
+        waiting_on.unregister(self, states, waiter)
 
     def _wait_states(self, states: list[FutureState], timeout: float | None, count: int | None = None) -> None:
         """Block until ``count`` (default: all) of ``states`` are done."""
-        with self._lock:
-            pending = [st for st in states if not st.done()]
-            if not pending:
-                return
-            need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
-            if need <= 0:
-                return
-            waiter = Waiter(need)
-            self._register(pending, waiter)
-        if not waiter.wait(timeout):
-            self._unregister(pending, waiter)
-            raise TimeoutError(f"{need} futures were not done within {timeout} s")
+        waiting_on.wait_states(self, states, timeout, count)
 
-    async def _wait_states_async(self, states: list[FutureState], timeout: float | None, count: int | None = None) -> None:
-        with self._lock:
-            pending = [st for st in states if not st.done()]
-            if not pending:
-                return
-            need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
-            if need <= 0:
-                return
-            waiter = Waiter(need, asyncio.get_running_loop())
-            self._register(pending, waiter)
-        assert waiter.future is not None
-        try:
-            await asyncio.wait_for(waiter.future, timeout)
-        except asyncio.TimeoutError:
-            self._unregister(pending, waiter)
-            raise TimeoutError(f"{need} futures were not done within {timeout} s") from None
+    async def _wait_states_async(self, states: list[FutureState], timeout: float | None,
+                                 count: int | None = None) -> None:
+        await waiting_on.wait_states_async(self, states, timeout, count)
 
     def _add_done_callback(self, future: Future[Any], fn: Callable[[Future[Any]], Any]) -> None:
-        client = self
-
-        class _Callback:
-            __slots__ = ()
-
-            def state_done(self, st: FutureState) -> None:
-                client._run_callback(fn, future)
-
-        with self._lock:
-            if self._register([future._state], _Callback()) == 0:
-                self._run_callback(fn, future)
-
-    def _run_callback(self, fn: Callable[[Future[Any]], Any], future: Future[Any]) -> None:
-        if self._callback_executor is None:
-            self._callback_executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-callback")
-
-        def run() -> None:
-            try:
-                fn(future)
-            except Exception:
-                logger.exception("error in done-callback %r of %s", fn, future.key)
-
-        try:
-            self._callback_executor.submit(run)
-        except RuntimeError:  # executor shut down with the client
-            pass
+        waiting_on.add_done_callback(self, future, fn)
 
     # ------------------------------------------------------------------ results
 

@@ -1,0 +1,72 @@
+"""What the client does with the scheduler's messages: results, errors,
+cancellations and losses land in the futures' states (on the client's event
+loop thread, under the client's lock), and waiters are woken."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from shoal.client.future import CANCELLED, ERROR, FINISHED, LOST
+from shoal.protocol import messages as m
+
+if TYPE_CHECKING:
+    from shoal.client.core import Client
+
+logger = logging.getLogger("shoal.client")
+
+
+def apply(client: Client, msgs: list[Any]) -> None:
+    futures = client.futures
+    with client._lock:
+        for msg in msgs:
+            t = type(msg)
+            if t is m.TaskDone:
+                st = futures.get(msg.key)
+                if st is not None and st.status != CANCELLED:
+                    st.status = FINISHED
+                    st.type_name = msg.type_name
+                    st.nbytes = msg.nbytes
+                    st.workers = msg.workers
+                    st.value = msg.value
+                    st.exception = None
+                    if st.waiters:
+                        client._wake(st)
+            elif t is m.TaskErred:
+                st = futures.get(msg.key)
+                if st is not None and st.status != CANCELLED:
+                    st.status = ERROR
+                    st.exception = (msg.exception, msg.traceback, msg.text)
+                    if st.waiters:
+                        client._wake(st)
+            elif t is m.TasksCancelled:
+                cancelling = client._cancelling
+                for key in msg.keys:
+                    n = cancelling.get(key, 0)
+                    if n:  # the answer to our own cancel: the state says so already
+                        if n == 1:
+                            del cancelling[key]
+                        else:
+                            cancelling[key] = n - 1
+                        continue
+                    st = futures.get(key)
+                    if st is not None and st.status != CANCELLED:
+                        # finished ones too: the scheduler dropped our claim
+                        st.status = CANCELLED
+                        st.value = None
+                        client._wake(st)
+            elif t is m.TasksLost:
+                for key in msg.keys:
+                    st = futures.get(key)
+                    if st is not None and st.status != CANCELLED:
+                        st.status = LOST
+                        st.value = None
+                        st.workers = []
+            elif t is m.WorkersChanged:
+                client._workers = [w for w in client._workers if w not in msg.removed] + msg.added
+            elif t is m.Response:
+                fut = client._requests.pop(msg.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            else:
+                logger.warning("unexpected %s from the scheduler", t.__name__)

@@ -1,0 +1,107 @@
+"""Waiting on futures' states: waiters registered under the client's lock,
+so a state finishing between "is it done?" and "wake me" is never missed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from shoal.client.future import Future, FutureState, Waiter
+
+if TYPE_CHECKING:
+    from shoal.client.core import Client
+
+logger = logging.getLogger("shoal.client")
+
+
+def register(states: list[FutureState], waiter: Any) -> int:
+    """With the lock held: attach ``waiter`` to the states not done yet."""
+    n = 0
+    for st in states:
+        if st.done():
+            continue
+        n += 1
+        if st.waiters is None:
+            st.waiters = [waiter]
+        else:
+            st.waiters.append(waiter)
+    return n
+
+
+def unregister(client: Client, states: list[FutureState], waiter: Any) -> None:
+    with client._lock:
+        for st in states:
+            if st.waiters and waiter in st.waiters:
+                st.waiters.remove(waiter)
+
+
+def wait_states(
+    client: Client, states: list[FutureState], timeout: float | None, count: int | None = None
+) -> None:
+    """Block until ``count`` (default: all) of ``states`` are done."""
+    with client._lock:
+        pending = [st for st in states if not st.done()]
+        if not pending:
+            return
+        need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
+        if need <= 0:
+            return
+        waiter = Waiter(need)
+        register(pending, waiter)
+    if not waiter.wait(timeout):
+        unregister(client, pending, waiter)
+        raise TimeoutError(f"{need} futures were not done within {timeout} s")
+
+
+async def wait_states_async(
+    client: Client, states: list[FutureState], timeout: float | None, count: int | None = None
+) -> None:
+    with client._lock:
+        pending = [st for st in states if not st.done()]
+        if not pending:
+            return
+        need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
+        if need <= 0:
+            return
+        waiter = Waiter(need, asyncio.get_running_loop())
+        register(pending, waiter)
+    assert waiter.future is not None
+    try:
+        await asyncio.wait_for(waiter.future, timeout)
+    except asyncio.TimeoutError:
+        unregister(client, pending, waiter)
+        raise TimeoutError(f"{need} futures were not done within {timeout} s") from None
+
+
+def add_done_callback(
+    client: Client, future: Future[Any], fn: Callable[[Future[Any]], Any]
+) -> None:
+
+    class _Callback:
+        __slots__ = ()
+
+        def state_done(self, st: FutureState) -> None:
+            run_callback(client, fn, future)
+
+    with client._lock:
+        if register([future._state], _Callback()) == 0:
+            run_callback(client, fn, future)
+
+
+def run_callback(client: Client, fn: Callable[[Future[Any]], Any], future: Future[Any]) -> None:
+    if client._callback_executor is None:
+        client._callback_executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-callback")
+
+    def run() -> None:
+        try:
+            fn(future)
+        except Exception:
+            logger.exception("error in done-callback %r of %s", fn, future.key)
+
+    try:
+        client._callback_executor.submit(run)
+    except RuntimeError:  # executor shut down with the client
+        pass
