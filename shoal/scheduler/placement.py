@@ -89,10 +89,11 @@ def best(ts: TaskRecord, candidates: Iterable[WorkerRecord]) -> WorkerRecord | N
 def pipeline_worker(ts: TaskRecord) -> WorkerRecord | None:
     """The worker to send ``ts`` to *before* its inputs are done, or None.
 
-    When every input not yet in memory is running on one worker, ``ts`` goes
-    there at once and starts as soon as they end, without a round trip
-    through the scheduler for each link of a chain.  Tasks with restrictions
-    wait as usual."""
+    When every input not yet in memory is running on one worker and has no
+    other dependent (a chain), ``ts`` goes there at once and starts as soon
+    as they end, without a round trip through the scheduler per link.  Not
+    for fan-outs: the many dependents of one task are spread over the
+    workers when it ends, as usual.  Tasks with restrictions wait as usual."""
     if ts.restrictions is not None:
         return None
     target: WorkerRecord | None = None
@@ -100,7 +101,7 @@ def pipeline_worker(ts: TaskRecord) -> WorkerRecord | None:
         st = dep.state
         if st is MEMORY:
             continue
-        if st is not PROCESSING:
+        if st is not PROCESSING or (dep.dependents is not None and len(dep.dependents) > 1):
             return None
         if target is None:
             target = dep.processing_on

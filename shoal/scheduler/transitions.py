@@ -85,9 +85,11 @@ def _deps_lose_waiter(ts: TaskRecord, recs: Recs) -> None:
             recs[dep] = RELEASED
 
 
-def _maybe_forget(ts: TaskRecord, recs: Recs) -> None:
+def _maybe_forget(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
+    """A task just released that nothing refers to is forgotten at once (in
+    the same step: cancelling 100k tasks is one pass over them, not two)."""
     if ts.n_wanted == 0 and not ts.dependents:
-        recs[ts] = FORGOTTEN
+        released_forgotten(state, ts, recs)
 
 
 def _leave_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | None:
@@ -143,7 +145,7 @@ def released_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
         # a stale recommendation: the dependent that asked for it has erred
         # or been released in the same batch (say, a retried task whose other
         # dependency is still erred), and nobody else needs it
-        _maybe_forget(ts, recs)
+        _maybe_forget(state, ts, recs)
         return
     if ts.func is None:
         # scattered data that is gone: nothing can rebuild it
@@ -333,7 +335,7 @@ def processing_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> No
         state.revoke(w, ts)
     ts.state = RELEASED
     _deps_lose_waiter(ts, recs)
-    _maybe_forget(ts, recs)
+    _maybe_forget(state, ts, recs)
 
 
 def waiting_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
@@ -343,7 +345,7 @@ def waiting_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     state.unrunnable.discard(ts)
     ts.state = RELEASED
     _deps_lose_waiter(ts, recs)
-    _maybe_forget(ts, recs)
+    _maybe_forget(state, ts, recs)
 
 
 def memory_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
@@ -357,7 +359,7 @@ def memory_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     ts.who_has = ()
     ts.value = None
     ts.state = RELEASED
-    _maybe_forget(ts, recs)
+    _maybe_forget(state, ts, recs)
 
 
 def erred_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
@@ -366,7 +368,7 @@ def erred_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     ts.exception = None
     ts.erred_on = ""
     ts.state = RELEASED
-    _maybe_forget(ts, recs)
+    _maybe_forget(state, ts, recs)
 
 
 def released_forgotten(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
