@@ -36,6 +36,13 @@ def _io_context() -> tuple[asyncio.AbstractEventLoop, Any]:
     return client.loop, client.pool
 
 
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 def _hold(key: str) -> Any:
     """In a client process, a proxy holds a future for its actor, so the actor
     lives as long as some proxy or future points at it."""
@@ -114,6 +121,11 @@ class Actor:
         loop, pool = _io_context()
         payload = dumps((args, kwargs or {})) if kind == "call" else None
         msg = m.ActorCall(pool.next_id(), self._key, name, payload, kind)
+        conn = pool.open_connection(self._address)
+        if conn is not None and not _on_loop_thread(loop):
+            # straight onto the socket from this thread: no wake-up of the loop
+            sent: concurrent.futures.Future[Any] = conn.request_from_thread(msg)
+            return sent
         return asyncio.run_coroutine_threadsafe(pool.request(self._address, msg), loop)
 
     def __getattr__(self, name: str) -> Any:

@@ -43,7 +43,6 @@ from shoal.client.loop import LoopRunner, get_loop_runner
 from shoal.client.structure import futures_in
 from shoal.comm.core import DEFAULT_CONNECT_TIMEOUT, Comm, connect_and_greet
 from shoal.comm.pool import ConnectionPool
-from shoal.comm.tcp import SocketComm
 from shoal.errors import (
     CommClosedError,
     FutureLost,
@@ -103,7 +102,7 @@ class Client:
         self._lock = threading.RLock()
         self._outgoing: list[Any] = []
         self._flush_pending = False
-        # SocketComm.send is thread-safe; the in-process transport is not
+        # a socket comm's send is thread-safe; the in-process transport's is not
         self._direct_send = False
         self._last_submit = 0.0
         self._functions_sent: set[bytes] = set()
@@ -171,7 +170,7 @@ class Client:
         self.scheduler_address = address
         comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout, retry=True)
         self.scheduler_comm = comm
-        self._direct_send = isinstance(comm, SocketComm)
+        self._direct_send = comm.threadsafe_send
         self.id = welcome.id
         self._workers = list(welcome.info.get("workers", []))
         self.pool = ConnectionPool("client", self.id, self.timeout)

@@ -43,6 +43,8 @@ class Comm:
 
     local_address: str = ""
     peer_address: str = ""
+    #: True when ``send`` may be called from any thread, not only the loop's
+    threadsafe_send: bool = False
 
     def __init__(self) -> None:
         self.codec = MessageCodec()

@@ -69,6 +69,8 @@ def _format_addr(sockaddr: Any) -> str:
 
 
 class SocketComm(Comm):
+    threadsafe_send = True
+
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         _set_socket_options(sock)

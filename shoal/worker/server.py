@@ -407,7 +407,8 @@ class WorkerServer:
         return m.DataReply(msg.id, data, missing, errors, shared)
 
     def _actor_call(self, comm: Comm, msg: m.ActorCall) -> None:
-        """Run an actor method on the actor thread; answer from the loop."""
+        """Run an actor method on the actor thread, which sends the answer
+        itself where the comm allows it (else the loop does)."""
         instance = self.actors.get(msg.key)
         if instance is None:
             exc, tb, text = dumps_exception(ValueError(f"no actor {msg.key!r} on worker {self.address}"))
@@ -438,7 +439,13 @@ class WorkerServer:
             except BaseException as e:
                 exc, tb, text = dumps_exception(e)
                 answer = m.ActorReply(msg.id, False, None, exc, tb, text)
-            loop.call_soon_threadsafe(reply, answer)
+            if comm.threadsafe_send:
+                try:
+                    reply(answer)
+                except CommClosedError:
+                    pass  # the caller is gone
+            else:
+                loop.call_soon_threadsafe(reply, answer)
 
         self._actor_executor.submit(run)
 

@@ -196,3 +196,51 @@ def test_tcp_send_from_another_thread_keeps_order() -> None:
         listener.stop()
 
     asyncio.run(main())
+
+
+def test_requests_from_another_thread_get_their_answers_or_fail_on_close() -> None:
+    """``request_from_thread``: a non-loop thread writes a request itself; the
+    answer (matched by id) resolves its future on the loop thread; a
+    connection that breaks fails the requests still waiting."""
+    import concurrent.futures
+
+    from shoal.comm.pool import ConnectionPool
+    from shoal.errors import CommClosedError
+
+    async def main() -> None:
+        listener = await echo_server("tcp://127.0.0.1:0")
+        pool = ConnectionPool("client", "test", connect_timeout=5)
+        await pool.connection(listener.address)
+        conn = pool.open_connection(listener.address)
+        assert conn is not None
+
+        def from_thread() -> list[Any]:
+            futs = [conn.request_from_thread(m.GetData(pool.next_id(), [f"k{i}"], "")) for i in range(50)]
+            return [f.result(timeout=10) for f in futs]
+
+        answers = await asyncio.to_thread(from_thread)
+        assert [a.keys for a in answers] == [[f"k{i}"] for i in range(50)]
+        assert not conn.pending
+
+        # a server that never answers, then goes away
+        silent = await echo_server("tcp://127.0.0.1:0")
+        await pool.connection(silent.address)
+        quiet = pool.open_connection(silent.address)
+        assert quiet is not None
+        for c in silent.comms:
+            c._on_messages = lambda msgs: None  # swallow instead of echoing
+        waiting = await asyncio.to_thread(quiet.request_from_thread, m.GetData(pool.next_id(), ["x"], ""))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        silent.stop()
+        with pytest.raises(CommClosedError):
+            await asyncio.wait_for(asyncio.wrap_future(waiting), 10)
+        assert pool.open_connection(silent.address) is None  # closed: use the loop's path
+        late = quiet.request_from_thread(m.GetData(pool.next_id(), ["y"], ""))
+        with pytest.raises(CommClosedError):
+            late.result(timeout=1)
+        assert isinstance(late, concurrent.futures.Future)
+        pool.close()
+        listener.stop()
+
+    asyncio.run(main())

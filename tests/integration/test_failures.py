@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from shoal import Client, KilledWorker, LocalCluster, RemoteException, SerializationError
+from shoal.errors import CommClosedError
 
 from ..conftest import shoal_threads
 
@@ -118,6 +119,26 @@ def test_results_lost_with_a_worker_are_recomputed(fragile_cluster) -> None:  # 
     while holder in client.scheduler_info()["workers"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert client.submit(len, big).result(timeout=30) == 100_000
+
+
+class Suicidal:
+    def ping(self) -> str:
+        return "pong"
+
+    def die(self) -> None:
+        os._exit(1)
+
+
+def test_an_actor_call_to_a_worker_that_dies_fails_instead_of_hanging(fragile_cluster) -> None:  # type: ignore[no-untyped-def]
+    _, client = fragile_cluster
+    actor = client.submit(Suicidal, actor=True).result(timeout=30)
+    assert actor.ping().result(timeout=10) == "pong"  # the connection is open now
+    call = actor.die()  # sent from this thread, straight onto the socket
+    with pytest.raises(CommClosedError):
+        call.result(timeout=30)
+    with pytest.raises((CommClosedError, OSError)):  # nobody listens there any more
+        actor.ping().result(timeout=30)
+    client.wait_for_workers(2, timeout=30)
 
 
 def test_a_task_that_keeps_killing_workers_raises_killed_worker(fragile_cluster) -> None:  # type: ignore[no-untyped-def]
