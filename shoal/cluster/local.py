@@ -145,14 +145,21 @@ class LocalCluster:
             if hasattr(os, "fork") and os.environ.get("SHOAL_FORKSERVER", "1") != "0":
                 from shoal.cluster.zygote import ForkServer
 
-                self._forkserver = ForkServer(pass_fds=(fd,))
-                self._scheduler_proc = self._forkserver.spawn(args, inherit=(fd,))
-                self._forkserver.close_fd(fd)
-                forkserver = self._forkserver
+                forkserver = self._forkserver = ForkServer(pass_fds=(fd,))
                 self._supervisor = Supervisor(spawner=lambda a, ready: forkserver.spawn(a, ready=ready))
-            else:
-                self._scheduler_proc = spawn(args, pass_fds=(fd,))
-                self._supervisor = Supervisor()
+                # scheduler and workers forked back to back: the workers can
+                # connect at once, the listening socket is already bound
+                scheduler = forkserver.request_spawn(args, inherit=(fd,))
+                forkserver.close_fd(fd)
+                names = [str(next(self._worker_ids)) for _ in range(self.n_workers)]
+                requests = [forkserver.request_spawn(self._worker_args(name), ready=True) for name in names]
+                self._scheduler_proc = forkserver.started(scheduler)
+                for name, request in zip(names, requests):
+                    self._supervisor.adopt(name, request[1], self.memory_limit, forkserver.started(request))
+                self._wait_forked_workers(names)
+                return
+            self._scheduler_proc = spawn(args, pass_fds=(fd,))
+            self._supervisor = Supervisor()
         finally:
             sock.close()
         self._start_workers(self.n_workers)
@@ -179,11 +186,18 @@ class LocalCluster:
 
     def _start_forked_workers(self, n: int) -> list[str]:
         assert self._supervisor is not None
+        names = [str(next(self._worker_ids)) for _ in range(n)]
+        for name in names:
+            self._supervisor.add(name, self._worker_args(name), self.memory_limit)
+        self._wait_forked_workers(names)
+        return names
+
+    def _wait_forked_workers(self, names: list[str]) -> None:
+        """Until the forked workers ``names`` registered with the scheduler."""
+        assert self._supervisor is not None
         import time
 
-        names = [str(next(self._worker_ids)) for _ in range(n)]
-        procs = [self._supervisor.add(name, self._worker_args(name), self.memory_limit).proc
-                 for name in names]
+        procs = [self._supervisor.workers[name].proc for name in names]
         deadline = time.monotonic() + self.start_timeout
         for name, proc in zip(names, procs):
             if not proc.wait_ready(max(0.0, deadline - time.monotonic())):
@@ -192,7 +206,6 @@ class LocalCluster:
                                        "(see its log above)")
                 raise TimeoutError(f"worker {name} did not join the scheduler at "
                                    f"{self.scheduler_address} within {self.start_timeout} s")
-        return names
 
     async def _start_in_process(self) -> None:
         from shoal.scheduler.server import SchedulerServer

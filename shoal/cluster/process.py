@@ -104,13 +104,18 @@ class Supervisor:
             ) -> WorkerProcess:
         """Start a worker process; ``ready_fd`` (first start only) is a pipe it
         writes a byte to once registered."""
-        wp = WorkerProcess(name, args, memory_limit)
         if self.spawner is not None:
-            wp.proc = self.spawner(args, True)
+            proc = self.spawner(args, True)
         elif ready_fd is None:
-            wp.proc = spawn(args)
+            proc = spawn(args)
         else:
-            wp.proc = spawn([*args, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,))
+            proc = spawn([*args, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,))
+        return self.adopt(name, args, memory_limit, proc)
+
+    def adopt(self, name: str, args: list[str], memory_limit: int, proc: Any) -> WorkerProcess:
+        """Watch a worker process started elsewhere (restarts use the spawner)."""
+        wp = WorkerProcess(name, args, memory_limit)
+        wp.proc = proc
         with self._lock:
             self.workers[name] = wp
         if self._thread is None:

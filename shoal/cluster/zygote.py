@@ -289,12 +289,28 @@ class ForkServer:
               timeout: float = 60.0) -> ForkedProcess:
         """Fork ``python -m shoal <argv>`` (as ``shoal.cli.main`` would run it).
         With ``ready``, the child is a worker told to signal its registration."""
+        return self.started(self.request_spawn(argv, inherit, ready), timeout)
+
+    def request_spawn(self, argv: list[str], inherit: tuple[int, ...] = (), ready: bool = False
+                      ) -> tuple[int, list[str]]:
+        """Ask for a fork and return at once; ``started()`` waits for it.
+        Several requests in a row are forked back to back, without a round
+        trip to this process between them."""
         cid = next(self._ids)
-        waiter: tuple[threading.Event, list[int]] = (threading.Event(), [])
-        self._started[cid] = waiter
+        self._started[cid] = (threading.Event(), [])
         try:
             self._command({"op": "spawn", "id": cid, "argv": argv, "inherit": list(inherit),
                            "ready": ready})
+        except BaseException:
+            self._started.pop(cid, None)
+            raise
+        return cid, argv
+
+    def started(self, request: tuple[int, list[str]], timeout: float = 60.0) -> ForkedProcess:
+        """The process a ``request_spawn`` asked for, once forked."""
+        cid, argv = request
+        waiter = self._started[cid]
+        try:
             if not waiter[0].wait(timeout) or not waiter[1]:
                 raise RuntimeError(f"the fork server did not start {argv[:1]} within {timeout} s")
         finally:
