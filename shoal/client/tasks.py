@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from shoal.client.digest import content_digest
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps_function, dumps_task_args
 
@@ -23,11 +23,7 @@ def funcname(func: Any) -> str:
 
 def token(func_id: bytes, payload: Payload) -> str:
     """A hash of the function and its pickled arguments: the pure key."""
-    h = hashlib.blake2b(func_id, digest_size=16)
-    h.update(payload.data)
-    for b in payload.buffers:
-        h.update(b)
-    return h.hexdigest()
+    return content_digest(payload, func_id)
 
 
 def build_specs(

@@ -15,12 +15,12 @@ otherwise free the new copy on the worker before the scheduler heard of it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from shoal.client import future as fmod
+from shoal.client.digest import content_digest
 from shoal.client.future import CANCELLED, FINISHED, Future, FutureState
 from shoal.client.structure import futures_in, replace_futures
 from shoal.errors import CancelledError, FutureLost, SchedulerError, SerializationError
@@ -242,7 +242,7 @@ async def scatter(client: Client, data: Any, workers: Any, broadcast: bool, hash
         if k is not None:
             key = str(k)
         else:
-            digest = _digest(payload) if hash else ""
+            digest = content_digest(payload) if hash else ""
             key = seen.get(digest) if hash else None
             if key is None and hash:
                 existing = client._scattered.get(digest)
@@ -270,13 +270,6 @@ async def scatter(client: Client, data: Any, workers: Any, broadcast: bool, hash
     if isinstance(data, (set, frozenset)) or hasattr(data, "__next__"):
         return result
     return result[0]
-
-
-def _digest(payload: Payload) -> str:
-    h = hashlib.blake2b(payload.data, digest_size=16)
-    for b in payload.buffers:
-        h.update(b)
-    return h.hexdigest()
 
 
 async def _put_and_register(client: Client, keyed: list[tuple[str, Any, Payload]], workers: Any,
