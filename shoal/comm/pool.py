@@ -39,13 +39,13 @@ class PeerConnection:
             if fut is None:
                 logger.warning("unexpected %s from %s", type(msg).__name__, self.comm.peer_address)
             elif not fut.done():
-                fut.set_result(msg)
+                _settle(fut, msg, None)
 
     def _on_close(self, comm: Comm, exc: BaseException | None) -> None:
         pending, self.pending = self.pending, {}
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(CommClosedError(f"connection to {comm.peer_address} was lost"))
+                _settle(fut, None, CommClosedError(f"connection to {comm.peer_address} was lost"))
 
     def request_from_thread(self, msg: Any) -> concurrent.futures.Future[Any]:
         """Send ``msg`` from this (non-loop) thread; the answer resolves the
@@ -59,8 +59,21 @@ class PeerConnection:
         except CommClosedError as e:
             self.pending.pop(msg.id, None)
             if not fut.done():
-                fut.set_exception(CommClosedError(f"connection to {self.comm.peer_address} was lost: {e}"))
+                _settle(fut, None, CommClosedError(f"connection to {self.comm.peer_address} was lost: {e}"))
         return fut
+
+
+def _settle(fut: asyncio.Future[Any] | concurrent.futures.Future[Any], value: Any,
+            error: BaseException | None) -> None:
+    """Resolve ``fut`` unless another thread just did (a request made from a
+    thread races the loop's close handler on a connection that breaks)."""
+    try:
+        if error is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(error)
+    except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+        pass
 
 
 class ConnectionPool:
