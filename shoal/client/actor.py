@@ -17,6 +17,7 @@ import concurrent.futures
 from collections.abc import Generator
 from typing import Any
 
+from shoal.client.loop import running_on
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, loads, loads_exception
 
@@ -34,13 +35,6 @@ def _io_context() -> tuple[asyncio.AbstractEventLoop, Any]:
     client = default_client()
     assert client.loop is not None
     return client.loop, client.pool
-
-
-def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _hold(key: str) -> Any:
@@ -122,7 +116,7 @@ class Actor:
         payload = dumps((args, kwargs or {})) if kind == "call" else None
         msg = m.ActorCall(pool.next_id(), self._key, name, payload, kind)
         conn = pool.open_connection(self._address)
-        if conn is not None and not _on_loop_thread(loop):
+        if conn is not None and not running_on(loop):
             # straight onto the socket from this thread: no wake-up of the loop
             sent: concurrent.futures.Future[Any] = conn.request_from_thread(msg)
             return sent

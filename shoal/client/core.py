@@ -39,7 +39,7 @@ from shoal.client.future import (
     Future,
     FutureState,
 )
-from shoal.client.loop import LoopRunner, get_loop_runner
+from shoal.client.loop import LoopRunner, get_loop_runner, running_on
 from shoal.client.structure import futures_in
 from shoal.comm.core import DEFAULT_CONNECT_TIMEOUT, Comm, connect_and_greet
 from shoal.comm.pool import ConnectionPool
@@ -284,10 +284,7 @@ class Client:
                         self._wake(st)
 
     def _in_loop_thread(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self.loop
-        except RuntimeError:
-            return False
+        return running_on(self.loop)
 
     def _sync(self, coro_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.asynchronous:
@@ -451,10 +448,11 @@ class Client:
         actor = actor or actors
         if pure is None:
             pure = not actor
-        futures = self._make_tasks(
+        self._check_open()  # before pickling anything
+        futures = self._submit_specs(*tasks.build_specs(
             func, [args], kwargs, [key] if key is not None else None, pure,
             workers, resources, retries, priority, allow_other_workers, actor,
-        )
+        ))
         return futures[0]
 
     def map(
@@ -493,40 +491,22 @@ class Client:
             keys = key
         elif isinstance(key, str):
             keys = [f"{key}-{i}" for i in range(len(all_args))]
-        return self._make_tasks(
+        self._check_open()  # before pickling anything
+        return self._submit_specs(*tasks.build_specs(
             func, all_args, kwargs, keys, pure, workers, resources, retries, priority,
             allow_other_workers, actor,
-        )
+        ))
 
-    def _make_tasks(
-        self,
-        func: Callable[..., Any],
-        all_args: list[tuple[Any, ...]],
-        kwargs: dict[str, Any],
-        keys: list[str] | None,
-        pure: bool,
-        workers: Any,
-        resources: dict[str, float] | None,
-        retries: int | None,
-        priority: int,
-        allow_other_workers: bool,
-        actor: bool,
-    ) -> list[Future[Any]]:
+    def _check_open(self) -> None:
         if self.status in ("closing", "closed"):
             raise CommClosedError(f"the client is {self.status}")
-        specs, func_id, blob = tasks.build_specs(
-            func, all_args, kwargs, keys, pure, workers, resources, retries, priority,
-            allow_other_workers, actor,
-        )
-        return self._submit_specs(specs, func_id, blob)
 
     def _submit_specs(self, specs: list[m.TaskSpec], func_id: bytes, blob: bytes,
                       release: list[str] | None = None) -> list[Future[Any]]:
         """Send ``specs`` (skipping keys this client already follows) and return a
         future per spec.  Keys in ``release`` are sent but not kept: they are
         intermediate results the scheduler may drop once their dependents ran."""
-        if self.status in ("closing", "closed"):
-            raise CommClosedError(f"the client is {self.status}")
+        self._check_open()
         with self._lock:
             futures: list[Future[Any]] = []
             new_specs = []

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from shoal.protocol.serialize import Payload
 
@@ -30,7 +28,7 @@ def content_digest(payload: Payload, prefix: bytes = b"") -> str:
     if not payload.buffers:
         return h.hexdigest()[:32]
     for b in payload.buffers:
-        view = _flat(b)
+        view = memoryview(b).cast("B")
         if view.nbytes < 2 * PIECE:
             h.update(b"%d:" % view.nbytes)
             h.update(view)
@@ -41,17 +39,6 @@ def content_digest(payload: Payload, prefix: bytes = b"") -> str:
             for piece_digest in pool.map(_sha256, pieces):
                 h.update(piece_digest)
     return h.hexdigest()[:32]
-
-
-def _flat(buffer: Any) -> memoryview:
-    """The bytes of a contiguous buffer as a one-dimensional byte view."""
-    view = memoryview(buffer)
-    if view.ndim == 1 and view.format == "B":
-        return view
-    try:
-        return view.cast("B")
-    except TypeError:  # contiguous in Fortran order
-        return pickle.PickleBuffer(view).raw()
 
 
 def _sha256(piece: memoryview) -> bytes:

@@ -26,6 +26,14 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+def running_on(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """True when called from a coroutine or callback running on ``loop``."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class LoopRunner:
     def __init__(self) -> None:
         self._lock = threading.Lock()

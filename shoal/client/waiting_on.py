@@ -38,19 +38,31 @@ def unregister(client: Client, states: list[FutureState], waiter: Any) -> None:
                 st.waiters.remove(waiter)
 
 
+def _arm(client: Client, states: list[FutureState], count: int | None,
+         loop: asyncio.AbstractEventLoop | None = None) -> tuple[Waiter, list[FutureState], int] | None:
+    """A waiter for ``count`` (default: all) of ``states``, registered with
+    the ones not done yet, and how many it waits for; None if enough are
+    done already."""
+    with client._lock:
+        pending = [st for st in states if not st.done()]
+        if not pending:
+            return None
+        need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
+        if need <= 0:
+            return None
+        waiter = Waiter(need, loop)
+        register(pending, waiter)
+    return waiter, pending, need
+
+
 def wait_states(
     client: Client, states: list[FutureState], timeout: float | None, count: int | None = None
 ) -> None:
     """Block until ``count`` (default: all) of ``states`` are done."""
-    with client._lock:
-        pending = [st for st in states if not st.done()]
-        if not pending:
-            return
-        need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
-        if need <= 0:
-            return
-        waiter = Waiter(need)
-        register(pending, waiter)
+    armed = _arm(client, states, count)
+    if armed is None:
+        return
+    waiter, pending, need = armed
     if not waiter.wait(timeout):
         unregister(client, pending, waiter)
         raise TimeoutError(f"{need} futures were not done within {timeout} s")
@@ -59,15 +71,10 @@ def wait_states(
 async def wait_states_async(
     client: Client, states: list[FutureState], timeout: float | None, count: int | None = None
 ) -> None:
-    with client._lock:
-        pending = [st for st in states if not st.done()]
-        if not pending:
-            return
-        need = len(pending) if count is None else max(0, count - (len(states) - len(pending)))
-        if need <= 0:
-            return
-        waiter = Waiter(need, asyncio.get_running_loop())
-        register(pending, waiter)
+    armed = _arm(client, states, count, asyncio.get_running_loop())
+    if armed is None:
+        return
+    waiter, pending, need = armed
     assert waiter.future is not None
     try:
         await asyncio.wait_for(waiter.future, timeout)

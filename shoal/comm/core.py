@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import os
@@ -38,7 +39,7 @@ CloseHandler = Callable[["Comm", BaseException | None], None]
 DEFAULT_CONNECT_TIMEOUT = float(os.environ.get("SHOAL_CONNECT_TIMEOUT", "10"))
 
 
-class Comm:
+class Comm(abc.ABC):
     """Base of the transports: message delivery and the receive queue."""
 
     local_address: str = ""
@@ -121,19 +122,21 @@ class Comm:
 
     # -- sending (the transports implement these) ----------------------------------
 
+    @abc.abstractmethod
     def send(self, msgs: list[Any]) -> None:
-        raise NotImplementedError
+        """Queue ``msgs`` for the peer, in order."""
 
+    @abc.abstractmethod
     async def drain(self) -> None:
         """Wait until the queue of unsent bytes is below the high-water mark."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def flushed(self) -> None:
         """Wait until everything sent so far has been handed to the OS."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def abort(self, exc: BaseException | None = None) -> None:
-        raise NotImplementedError
+        """Close now, dropping what is unsent."""
 
     async def close(self, timeout: float = 2.0) -> None:
         """Flush what is queued (bounded by ``timeout``), then close."""
@@ -149,16 +152,18 @@ class Comm:
         return f"<{type(self).__name__} {self.local_address} -> {self.peer_address} {state}>"
 
 
-class Listener:
+class Listener(abc.ABC):
     """Accepts connections; hands each new ``Comm`` to ``on_connection``."""
 
     address: str = ""
 
+    @abc.abstractmethod
     async def start(self) -> None:
-        raise NotImplementedError
+        """Start accepting connections."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop accepting connections."""
 
 
 async def connect(address: str, timeout: float | None = None, retry: bool = False) -> Comm:

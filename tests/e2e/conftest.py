@@ -30,23 +30,30 @@ def wait_until() -> Callable[..., bool]:
     return _wait_until
 
 
-@pytest.fixture
-def forgotten(client: Client) -> Callable[..., bool]:
-    """``forgotten(keys, timeout=10)``: True once the scheduler has no record of
-    any of ``keys`` and no worker holds their data (after a ``gc.collect()``)."""
+def _keys_checker(client: Client, settled: Callable[[set[str], dict[str, str]], bool]
+                  ) -> Callable[..., bool]:
+    """``check(keys, timeout=10)``: after a ``gc.collect()``, poll until no
+    worker holds the data of ``keys`` and ``settled(keys, task_states)``."""
 
     def check(keys: Iterable[str], timeout: float = 10.0) -> bool:
-        keys = set(keys)
+        wanted = set(keys)
         gc.collect()
 
         def gone() -> bool:
             states = client.task_states()
             held = {k for ks in client.has_what().values() for k in ks}
-            return not (keys & set(states)) and not (keys & held)
+            return not (wanted & held) and settled(wanted, states)
 
         return _wait_until(gone, timeout, 0.02)
 
     return check
+
+
+@pytest.fixture
+def forgotten(client: Client) -> Callable[..., bool]:
+    """``forgotten(keys, timeout=10)``: True once the scheduler has no record of
+    any of ``keys`` and no worker holds their data (after a ``gc.collect()``)."""
+    return _keys_checker(client, lambda keys, states: not (keys & set(states)))
 
 
 @pytest.fixture
@@ -54,19 +61,9 @@ def released(client: Client) -> Callable[..., bool]:
     """``released(keys, timeout=10)``: True once no worker holds the data of ``keys``
     and the scheduler keeps at most a ``released`` record of them (as dask does for a
     key that finished dependents still point at)."""
-
-    def check(keys: Iterable[str], timeout: float = 10.0) -> bool:
-        keys = set(keys)
-        gc.collect()
-
-        def gone() -> bool:
-            states = client.task_states()
-            held = {k for ks in client.has_what().values() for k in ks}
-            return not (keys & held) and all(states.get(k, "released") == "released" for k in keys)
-
-        return _wait_until(gone, timeout, 0.02)
-
-    return check
+    return _keys_checker(
+        client, lambda keys, states: all(states.get(k, "released") == "released" for k in keys)
+    )
 
 
 @pytest.fixture
