@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Client": "shoal.client.core",
+    "Client": "shoal.client.front",
     "default_client": "shoal.client.core",
     "Future": "shoal.client.future",
     "progress": "shoal.client.progress",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shoal.client import inbox, tasks, transfer, waiting_on
+from shoal.client import front, inbox, tasks, transfer, waiting_on
 from shoal.client.future import (
     CANCELLED,
     ERROR,
@@ -72,13 +72,16 @@ def default_client() -> Client:
     return c
 
 
-class Client:
+class Client(front.Client):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` (keyword arguments such as
     ``n_workers``, ``threads_per_worker``, ``processes`` and ``memory_limit``
     go to it); ``Client("tcp://host:port")`` connects to a running scheduler;
     ``Client(cluster)`` connects to a cluster object.
+
+    The implementation of ``shoal.Client`` (``shoal.client.front.Client``),
+    which is what users import and call.
     """
 
     def __init__(
@@ -121,10 +124,14 @@ class Client:
         self.scheduler_comm: Comm | None = None
         self.cluster: Any = None
         self._owns_cluster = False
+        # the fork server shoal.Client started before importing this module
+        prestarted, self._prestarted = self._prestarted, None
         if address is None:
             from shoal.cluster.local import LocalCluster
 
-            self.cluster = LocalCluster(asynchronous=asynchronous, **cluster_kwargs)
+            # returns before the workers registered: we connect meanwhile
+            self.cluster = LocalCluster(asynchronous=asynchronous, _prestarted=prestarted,
+                                        _wait=False, **cluster_kwargs)
             self._owns_cluster = True
             self._address: str | None = None
         elif isinstance(address, str):
@@ -144,7 +151,14 @@ class Client:
             self._runner = get_loop_runner()
             self.loop = self._runner.acquire()
             try:
-                self._runner.run_sync(self._start, _timeout=self.timeout + 60)
+                starting = self._runner.start(self._start)
+                try:
+                    if self._owns_cluster:
+                        self.cluster._wait_started()
+                except BaseException:
+                    starting.cancel()
+                    raise
+                self._runner.wait(starting, self.timeout + 60)
             except BaseException:
                 self._teardown_after_failed_start()
                 raise

@@ -91,6 +91,11 @@ class LoopRunner:
     ) -> T:
         """Run ``func(*args, **kwargs)`` on the loop and wait (at most
         ``_timeout`` seconds) for its result; ``kwargs`` all go to ``func``."""
+        return self.wait(self.start(func, *args, **kwargs), _timeout)
+
+    def start(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+              ) -> concurrent.futures.Future[T]:
+        """Start ``func(*args, **kwargs)`` on the loop; ``wait`` for it later."""
         if self.in_loop_thread():
             raise RuntimeError(
                 "a synchronous shoal call was made from the event loop thread; "
@@ -100,14 +105,18 @@ class LoopRunner:
         async def runner() -> T:
             return await func(*args, **kwargs)
 
-        fut = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        return asyncio.run_coroutine_threadsafe(runner(), self.loop)
+
+    @staticmethod
+    def wait(fut: concurrent.futures.Future[T], timeout: float | None) -> T:
+        """The result of what ``start`` started (cancelled after ``timeout`` s)."""
         try:
-            return fut.result(_timeout)
+            return fut.result(timeout)
         except concurrent.futures.TimeoutError:
             if fut.done():
                 raise  # func itself raised TimeoutError (the same class since 3.11)
             fut.cancel()
-            raise TimeoutError(f"timed out after {_timeout} s") from None
+            raise TimeoutError(f"timed out after {timeout} s") from None
 
 
 _runner = LoopRunner()

@@ -19,7 +19,9 @@ import os
 import uuid
 from typing import Any
 
+from shoal.cluster.prestart import Prestarted, forkserver_enabled
 from shoal.cluster.process import Supervisor, parse_memory, spawn, stop_processes
+from shoal.comm.addresses import bind_socket
 
 logger = logging.getLogger("shoal.cluster")
 
@@ -53,6 +55,7 @@ def default_sizes(n_workers: int | None, threads_per_worker: int | None, process
 
 
 class LocalCluster:
+    _prestarted: Prestarted | None = None
     def __init__(
         self,
         n_workers: int | None = None,
@@ -66,8 +69,29 @@ class LocalCluster:
         validate: bool = False,
         name: str | None = None,
         start_timeout: float = 60.0,
+        _prestarted: Prestarted | None = None,
+        _wait: bool = True,
         **kwargs: Any,
     ) -> None:
+        # _prestarted: a fork server ``shoal.Client`` launched for us (see
+        # shoal.cluster.prestart); _wait=False: return once the processes are
+        # asked for, and let the caller call _wait_started() when it wants
+        try:
+            self._init(n_workers, threads_per_worker, processes, memory_limit, host, scheduler_port,
+                       asynchronous, resources, validate, name, start_timeout, _prestarted, _wait,
+                       kwargs)
+        finally:
+            if self._prestarted is not None:  # not used: don't leave it running
+                self._prestarted.discard()
+                self._prestarted = None
+
+    def _init(self, n_workers: int | None, threads_per_worker: int | None, processes: bool,
+              memory_limit: Any, host: str, scheduler_port: int, asynchronous: bool,
+              resources: dict[str, float] | None, validate: bool, name: str | None,
+              start_timeout: float, prestarted: Prestarted | None, wait: bool,
+              kwargs: dict[str, Any]) -> None:
+        self._prestarted = prestarted
+        self._starting: list[str] = []  # forked workers not yet known to have registered
         unknown = set(kwargs) - _IGNORED
         if unknown:
             raise TypeError(f"LocalCluster got unexpected keyword arguments {sorted(unknown)}")
@@ -93,9 +117,14 @@ class LocalCluster:
         self._workers: list[Any] = []  # in-process WorkerServers
         self._runner: Any = None
         self._worker_ids = itertools.count()
+        if prestarted is not None and not (processes and prestarted.matches(host, scheduler_port)):
+            prestarted.discard()
+            self._prestarted = None
         if not asynchronous:
             if processes:
                 self._start_processes()
+                if wait:
+                    self._wait_started()
             else:
                 from shoal.client.loop import get_loop_runner
 
@@ -113,7 +142,9 @@ class LocalCluster:
         if self.status == "running":
             return self
         if self.processes:
-            await asyncio.get_running_loop().run_in_executor(None, self._start_processes)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._start_processes)
+            await loop.run_in_executor(None, self._wait_started)
         else:
             await self._start_in_process()
         self.status = "running"
@@ -131,9 +162,13 @@ class LocalCluster:
         return args
 
     def _start_processes(self) -> None:
-        from shoal.comm.tcp import bind_socket
-
-        sock = bind_socket(self.host, self.scheduler_port)
+        """Start the scheduler and workers; forked workers are waited for by
+        ``_wait_started``, so that the caller can connect meanwhile."""
+        prestarted, self._prestarted = self._prestarted, None
+        if prestarted is not None:
+            sock, forkserver = prestarted.take()
+        else:
+            sock, forkserver = bind_socket(self.host, self.scheduler_port), None
         port = sock.getsockname()[1]
         fd = sock.fileno()
         self.scheduler_address = f"tcp://{self.host}:{port}"
@@ -142,10 +177,12 @@ class LocalCluster:
         if self.validate:
             args.append("--validate")
         try:
-            if hasattr(os, "fork") and os.environ.get("SHOAL_FORKSERVER", "1") != "0":
+            if forkserver is not None or forkserver_enabled():
                 from shoal.cluster.zygote import ForkServer
 
-                forkserver = self._forkserver = ForkServer(pass_fds=(fd,))
+                if forkserver is None:
+                    forkserver = ForkServer(pass_fds=(fd,))
+                self._forkserver = forkserver
                 self._supervisor = Supervisor(spawner=lambda a, ready: forkserver.spawn(a, ready=ready))
                 # scheduler and workers forked back to back: the workers can
                 # connect at once, the listening socket is already bound
@@ -156,13 +193,19 @@ class LocalCluster:
                 self._scheduler_proc = forkserver.started(scheduler)
                 for name, request in zip(names, requests):
                     self._supervisor.adopt(name, request[1], self.memory_limit, forkserver.started(request))
-                self._wait_forked_workers(names)
+                self._starting = names
                 return
             self._scheduler_proc = spawn(args, pass_fds=(fd,))
             self._supervisor = Supervisor()
         finally:
             sock.close()
         self._start_workers(self.n_workers)
+
+    def _wait_started(self) -> None:
+        """Until the workers ``_start_processes`` forked have registered."""
+        names, self._starting = self._starting, []
+        if names:
+            self._wait_forked_workers(names)
 
     def _start_workers(self, n: int) -> list[str]:
         """Start ``n`` worker processes and wait until they registered."""

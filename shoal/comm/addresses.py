@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 DEFAULT_SCHEME = "tcp"
 SCHEMES = ("tcp", "inproc")
 
@@ -56,3 +58,19 @@ def get_host(address: str) -> str:
     if scheme == "inproc":
         return "inproc"
     return parse_host_port(loc, 0)[0]
+
+
+def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket (blocking calls; fine before the loop uses it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if host in ("", "0.0.0.0"):
+        host = "0.0.0.0"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"could not listen on {unparse_host_port(host, port)}: {e.strerror}") from e
+    return sock

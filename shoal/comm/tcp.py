@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from shoal.comm.addresses import parse_host_port, unparse_host_port
+from shoal.comm.addresses import bind_socket, parse_host_port, unparse_host_port
 from shoal.comm.core import Comm, Listener
 from shoal.comm.framing import FrameDecoder, encode_frames
 from shoal.errors import CommClosedError, RemoteProtocolError
@@ -306,22 +306,6 @@ class TCPListener(Listener):
                     pass
             self._sock.close()
             self._sock = None
-
-
-def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket (blocking calls; fine before the loop uses it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if host in ("", "0.0.0.0"):
-        host = "0.0.0.0"
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(backlog)
-    except OSError as e:
-        sock.close()
-        raise OSError(e.errno, f"could not listen on {unparse_host_port(host, port)}: {e.strerror}") from e
-    return sock
 
 
 async def tcp_connect(location: str, timeout: float, retry: bool) -> SocketComm:

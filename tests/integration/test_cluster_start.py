@@ -1,0 +1,80 @@
+"""How ``Client()`` starts a local cluster: the fork server is launched before
+the client's own modules load, and the client connects while the workers
+start.  What users see must not change: the class they import, subclasses,
+errors, and no process left behind when something goes wrong."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+import shoal
+from shoal.client.core import Client as Implementation
+
+
+def children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def test_importing_client_loads_neither_the_implementation_nor_asyncio() -> None:
+    """What makes the overlap possible: ``from shoal import Client`` is light."""
+    code = ("import sys; from shoal import Client; "
+            "print(sorted(m for m in sys.modules if m in ('shoal.client.core', 'asyncio', 'msgspec')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_client_is_an_instance_of_the_class_users_import() -> None:
+    with shoal.Client(processes=False, n_workers=1) as client:
+        assert isinstance(client, shoal.Client)
+        assert type(client) is Implementation
+        assert shoal.Client.submit is Implementation.submit
+        assert client.submit(inc, 1).result(timeout=10) == 2
+
+
+def test_subclasses_of_the_public_class_work() -> None:
+    class Mine(shoal.Client):
+        def twice(self, x: int) -> int:
+            return 2 * int(self.submit(inc, x).result(timeout=10))
+
+    with Mine(processes=False, n_workers=1) as client:
+        assert isinstance(client, Mine) and isinstance(client, Implementation)
+        assert client.twice(1) == 4
+
+
+def test_a_prestarted_cluster_runs_tasks_and_closes_cleanly() -> None:
+    before = children()
+    with shoal.Client(n_workers=2, threads_per_worker=1) as client:
+        assert client.cluster._forkserver is not None
+        assert client.submit(inc, 1).result(timeout=10) == 2
+        assert len(client.scheduler_info()["workers"]) == 2
+    assert children() - before == set()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: shoal.Client(None, "an extra positional argument"),
+    lambda: shoal.Client(n_workers=1, no_such_option=3),
+])
+def test_a_bad_argument_after_the_prestart_leaves_no_process_behind(call) -> None:  # type: ignore[no-untyped-def]
+    before = children()
+    with pytest.raises(TypeError):
+        call()
+    gc.collect()
+    assert children() - before == set()
+
+
+def test_workers_that_do_not_join_in_time_fail_the_client_and_leave_nothing() -> None:
+    before = children()
+    with pytest.raises(TimeoutError, match="did not join"):
+        shoal.Client(n_workers=2, threads_per_worker=1, start_timeout=0.001)
+    gc.collect()
+    assert children() - before == set()
