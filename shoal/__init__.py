@@ -12,7 +12,12 @@ worker processes, which import ``shoal`` too, do not pay for the client.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+# not ``from typing import ...``: typing costs ~5 ms, and ``shoal.Client()``
+# launches the fork server before anything heavy is imported
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
+if TYPE_CHECKING:
+    from typing import Any
 
 _subclasses: dict[type, type] = {}
 _lock = threading.Lock()

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
-from typing import Any
 
 from shoal.comm.addresses import bind_socket
+
+TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class Prestarted:

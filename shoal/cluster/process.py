@@ -14,7 +14,6 @@ away (even by ``kill -9``) the pipe closes and the child shuts itself down.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -22,17 +21,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shoal.cluster.zygote import child_env
+
 logger = logging.getLogger("shoal.nanny")
 
 #: a worker that dies this many times within RESTART_WINDOW seconds stays dead
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:

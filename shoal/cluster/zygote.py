@@ -37,9 +37,18 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any
+
+TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 # -- the zygote process ---------------------------------------------------------
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
 
 
 def run_zygote(passed_fds: list[int]) -> int:
@@ -233,8 +242,6 @@ class ForkServer:
     """Starts and talks to a zygote process."""
 
     def __init__(self, pass_fds: tuple[int, ...] = ()) -> None:
-        from shoal.cluster.process import child_env
-
         cmd = [sys.executable, "-m", "shoal", "zygote", "--fds", ",".join(map(str, pass_fds))]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      pass_fds=pass_fds, env=child_env(), close_fds=True)
