@@ -115,6 +115,11 @@ class Client(front.Client):
         # keys this client asked to cancel whose TasksCancelled has not come back
         self._cancelling: dict[str, int] = {}
         self._workers: list[str] = []
+        # workers that push results to us (see client/pushed.py): address ->
+        # their data connection, None while subscribing
+        self._subscriptions: dict[str, Any] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._pushed = 0  # results that came straight from a worker
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._request_ids = iter(range(1, 1 << 62))
         self._set_as_default = set_as_default
@@ -243,6 +248,8 @@ class Client(front.Client):
         self._flush()
         if self.scheduler_comm is not None:
             await self.scheduler_comm.close(timeout=2.0)
+        for task in list(self._background):
+            task.cancel()
         if hasattr(self, "pool"):
             self.pool.close()
         for fut in self._requests.values():
@@ -669,7 +676,6 @@ class Client(front.Client):
                 if st.status == ERROR:
                     st.status = PENDING
                     st.exception = None
-                    st.traceback = None
                     keys.append(f.key)
         if keys:
             self._send(m.RetryKeys(keys))

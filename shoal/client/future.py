@@ -102,7 +102,6 @@ class FutureState:
         "key",
         "nbytes",
         "status",
-        "traceback",
         "type_name",
         "value",
         "waiters",
@@ -117,7 +116,6 @@ class FutureState:
         self.workers: list[str] = []
         self.value: Payload | None = None
         self.exception: tuple[Payload, Payload, str] | BaseException | None = None
-        self.traceback: Any = None
         self.waiters: list[Waiter] | None = None
 
     def done(self) -> bool:
@@ -295,15 +293,16 @@ def value_of_state(st: FutureState) -> Any:
 
 
 def exception_of_state(st: FutureState) -> BaseException:
+    """The task's exception, rebuilt afresh on every call.  One object kept
+    here and raised would keep the frames it was raised through, and the
+    Future in them: the state would hold its own future, which then could
+    never be released (an erred key stayed on the scheduler for good)."""
     exc = st.exception
     if isinstance(exc, BaseException):
         return exc
     if exc is None:
         return FutureLost(f"no exception recorded for {st.key!r}")
-    rebuilt = loads_exception(*exc)
-    st.exception = rebuilt
-    st.traceback = rebuilt.__traceback__  # re-raising must not grow it
-    return rebuilt
+    return loads_exception(*exc)
 
 
 __all__ = ["Future", "FutureState", "Waiter", "exception_of_state", "loads_traceback", "value_of_state"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from shoal.client import pushed
 from shoal.client.future import CANCELLED, ERROR, FINISHED, LOST
 from shoal.protocol import messages as m
 
@@ -32,6 +33,9 @@ def apply(client: Client, msgs: list[Any]) -> None:
                     st.exception = None
                     if st.waiters:
                         client._wake(st)
+                        if msg.value is not None and msg.workers:
+                            # a caller waits on small results from there
+                            pushed.maybe_subscribe(client, msg.workers[0])
             elif t is m.TaskErred:
                 st = futures.get(msg.key)
                 if st is not None and st.status != CANCELLED:

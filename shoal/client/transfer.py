@@ -58,8 +58,7 @@ def exception_of(st: FutureState) -> BaseException:
 def raise_for(st: FutureState) -> None:
     if st.status == CANCELLED:
         raise exception_of(st)
-    exc = fmod.exception_of_state(st)
-    raise exc.with_traceback(st.traceback)
+    raise fmod.exception_of_state(st)
 
 
 def value_of(client: Client, st: FutureState, timeout: float | None = None) -> Any:

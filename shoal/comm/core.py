@@ -218,6 +218,9 @@ async def connect_and_greet(
     except OSError as e:
         comm.abort(None)
         raise OSError(f"connection to {address} failed during the handshake: {e}") from e
+    except BaseException:  # cancelled (its owner is closing): the socket goes too
+        comm.abort(None)
+        raise
     first = msgs[0] if msgs else None
     if isinstance(first, Rejected):
         comm.abort(None)

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from shoal.comm.core import Comm, connect_and_greet
@@ -31,12 +32,17 @@ class PeerConnection:
         self.info = info or {}  # what the peer said about itself in its Welcome
         # answers awaited on the loop (asyncio) or by other threads (concurrent)
         self.pending: dict[int, asyncio.Future[Any] | concurrent.futures.Future[Any]] = {}
+        # messages that answer no request (a worker pushing results), if wanted
+        self.on_unsolicited: Callable[[Any], None] | None = None
         comm.start(self._on_messages, self._on_close)
 
     def _on_messages(self, msgs: list[Any]) -> None:
         for msg in msgs:
             fut = self.pending.pop(getattr(msg, "id", -1), None)
             if fut is None:
+                if self.on_unsolicited is not None:
+                    self.on_unsolicited(msg)
+                    continue
                 logger.warning("unexpected %s from %s", type(msg).__name__, self.comm.peer_address)
             elif not fut.done():
                 _settle(fut, msg, None)
@@ -86,6 +92,9 @@ class ConnectionPool:
         self._ids = itertools.count(1)
         self.closed = False
 
+    def is_closed(self) -> bool:
+        return self.closed
+
     def next_id(self) -> int:
         return next(self._ids)
 
@@ -109,6 +118,9 @@ class ConnectionPool:
             self._connecting[address] = fut
             try:
                 comm, welcome = await connect_and_greet(address, self.role, self.name, self.connect_timeout)
+                if self.is_closed():  # closed while we connected: nobody would close this one
+                    comm.abort(None)
+                    raise CommClosedError("connection pool is closed")
                 conn = PeerConnection(comm, welcome.info)
                 self._conns[address] = conn
                 fut.set_result(conn)

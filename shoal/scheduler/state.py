@@ -179,7 +179,20 @@ class SchedulerState:
         self._run_seq += 1
         ts.run_id = self._run_seq
         args = ts.args if isinstance(ts.args, Payload) else Payload(ts.args)
-        self.send_worker(w, m.ExecuteTask(ts.key, func, args, ts.priority, deps, actor, ts.run_id))
+        push_to = self._push_target(ts, w) if len(w.processing) == 1 and ts.n_wanted == 1 else ""
+        self.send_worker(w, m.ExecuteTask(ts.key, func, args, ts.priority, deps, actor, ts.run_id,
+                                          push_to))
+
+    def _push_target(self, ts: TaskRecord, w: WorkerRecord) -> str:
+        """The client that may hear ``ts``'s result from ``w`` directly: the
+        one client that wants it, when it is all ``w`` has to do (a waiting
+        caller, most likely; a busy worker reports in batches instead)."""
+        if ts.restrictions is not None and ts.restrictions.actor:
+            return ""
+        for c in self.clients.values():
+            if ts in c.wants:
+                return "" if c.client_id in self.pseudo_clients else c.client_id
+        return ""
 
     def revoke(self, w: WorkerRecord, ts: TaskRecord) -> None:
         """Tell ``w`` to drop its run of ``ts``, which the scheduler has taken

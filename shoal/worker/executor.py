@@ -114,15 +114,17 @@ class TaskExecutor:
         worker: Any = None,
         inline_limit: int = INLINE_LIMIT,
         is_cancelled: Callable[[str], bool] | None = None,
+        push: Callable[[str, Success], None] | None = None,
     ) -> None:
         self.is_cancelled = is_cancelled
+        self.push = push  # (client id, result): send a small result to its client directly
         self.loop = loop
         self.on_results = on_results
         self.functions = functions
         self.data = data
         self.worker = worker
         self.inline_limit = inline_limit
-        self._queue: queue.SimpleQueue[tuple[str, bytes, Payload, bool] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, bytes, Payload, bool, str] | None] = queue.SimpleQueue()
         self._done: deque[Success | Failure | Skipped] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
@@ -170,8 +172,8 @@ class TaskExecutor:
             except RuntimeError:
                 pass
 
-    def submit(self, key: str, func_id: bytes, args: Payload, actor: bool = False) -> None:
-        self._queue.put((key, func_id, args, actor))
+    def submit(self, key: str, func_id: bytes, args: Payload, actor: bool = False, push_to: str = "") -> None:
+        self._queue.put((key, func_id, args, actor, push_to))
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
         for _ in range(self._threads_alive + 1):
@@ -199,7 +201,7 @@ class TaskExecutor:
             item = get()
             if item is None:
                 return
-            key, func_id, args, actor = item
+            key, func_id, args, actor, push_to = item
             if self.is_cancelled is not None and self.is_cancelled(key):
                 self._done.append(Skipped(key))
                 self._wake()
@@ -222,6 +224,11 @@ class TaskExecutor:
                 del e
             finally:
                 _local.task = None
+            if push_to and type(result) is Success and result.inline is not None and not actor \
+                    and self.push is not None and self._queue.empty():
+                # nothing queued behind it: the client that waits hears now,
+                # not after a trip through this loop and the scheduler
+                self.push(push_to, result)
             self._done.append(result)
             del result, item, args
             if not self._wake():

@@ -76,6 +76,8 @@ class WorkerServer:
         self.status = "created"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._data_comms: set[Comm] = set()
+        # client id -> its data connection, for ResultPushed (see _push_result)
+        self._subscribers: dict[str, Comm] = {}
         self._closed = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -90,7 +92,7 @@ class WorkerServer:
         self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate)
         self.executor = TaskExecutor(
             self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self,
-            is_cancelled=self._is_cancelled,
+            is_cancelled=self._is_cancelled, push=self._push_result,
         )
         self.pool = ConnectionPool("peer", self.name, self.connect_timeout)
         register = m.RegisterWorker(
@@ -250,7 +252,7 @@ class WorkerServer:
             if t is ws.Execute:
                 ts = state.tasks[ins.key]
                 assert ts.func is not None and ts.args is not None
-                self.executor.submit(ins.key, ts.func, ts.args, ts.actor)
+                self.executor.submit(ins.key, ts.func, ts.args, ts.actor, ts.push_to)
             elif t is ws.StoreInline:
                 self.data[ins.key] = LazyValue(ins.value)
             elif t is ws.DropData:
@@ -365,6 +367,22 @@ class WorkerServer:
 
     def _on_data_closed(self, comm: Comm, exc: BaseException | None) -> None:
         self._data_comms.discard(comm)
+        for client in [c for c, sub in self._subscribers.items() if sub is comm]:
+            del self._subscribers[client]
+
+    def _push_result(self, client: str, result: Success) -> None:
+        """From a task thread: send a small result to the client waiting for
+        it, on that client's data connection, if it subscribed and the
+        connection can be written from this thread.  Only a shortcut: the
+        scheduler still hears of the result and tells the client too."""
+        comm = self._subscribers.get(client)
+        if comm is None or not comm.threadsafe_send or comm.closed or result.inline is None:
+            return
+        try:
+            comm.send([m.ResultPushed(result.key, result.type_name, result.nbytes, self.address,
+                                      result.inline)])
+        except CommClosedError:
+            pass
 
     def _on_data_messages(self, comm: Comm, msgs: list[Any]) -> None:
         replies: list[Any] = []
@@ -376,6 +394,8 @@ class WorkerServer:
                 replies.append(self._put_data(msg))
             elif t is m.ActorCall:
                 self._actor_call(comm, msg)
+            elif t is m.SubscribeResults:
+                self._subscribers[msg.client] = comm
             else:
                 raise RemoteProtocolError(f"a worker does not accept {t.__name__}")
         if replies:

@@ -96,6 +96,7 @@ class WorkerTask:
         "n_missing",
         "nbytes",
         "priority",
+        "push_to",  # client id the executor may send the result to directly
         "reported",
         "run_id",
         "state",
@@ -120,6 +121,7 @@ class WorkerTask:
         self.tried: list[str] = []
         self.reported = False
         self.run_id = 0  # of the ExecuteTask asking for it here
+        self.push_to = ""
 
     def __repr__(self) -> str:
         return f"<WorkerTask {self.key!r} {self.state.value}>"
@@ -195,10 +197,12 @@ class WorkerState:
             # a dependency being fetched is now to be computed here too:
             # keep fetching; computing it is the fallback if the fetch fails
             ts.func, ts.args, ts.priority, ts.actor = msg.func, msg.args, msg.priority, msg.actor
+            ts.push_to = msg.push_to
             return
         ts = WorkerTask(key, WAITING)
         ts.run_id = msg.run_id
         ts.func, ts.args, ts.priority, ts.actor = msg.func, msg.args, msg.priority, msg.actor
+        ts.push_to = msg.push_to
         self.tasks[key] = ts
         self._add_deps(ts, msg.deps)
         if ts.n_missing == 0:

@@ -84,6 +84,26 @@ def boom(x: int) -> int:
     raise ValueError(f"bad input {x}")
 
 
+def test_an_erred_future_is_released_once_its_exception_was_raised_and_dropped(client: Client) -> None:
+    """Raising the exception must not tie the future to its own state (a
+    cached exception object held the frames, and so the future, for good)."""
+    f = client.submit(boom, 4)
+    key = f.key
+    for _ in range(2):
+        try:
+            f.result(timeout=10)
+        except ValueError:
+            pass
+    assert isinstance(f.exception(), ValueError)
+    del f
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while key in client.task_states():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{key} was not released: {client.task_states()}")
+        time.sleep(0.02)
+
+
 def test_user_exceptions_keep_type_and_traceback(client: Client) -> None:
     f = client.submit(boom, 3)
     with pytest.raises(ValueError, match="bad input 3") as info:

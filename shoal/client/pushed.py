@@ -1,0 +1,82 @@
+"""Results straight from the worker: a shortcut for callers that wait.
+
+The normal path of a result is worker -> scheduler -> client: two network
+hops and a scheduler step after the task ends.  A caller blocked in
+``future.result()`` on a lone task (the submit-and-wait pattern) pays all of
+it.  So a client that waits on a small result from a worker *subscribes* to
+that worker (``SubscribeResults`` on its data connection, which gather
+already uses); from then on, when the scheduler hands that worker a task that
+this one client wants and that is all the worker has to do, the worker's task
+thread sends the small result to the client itself (``ResultPushed``) the
+moment it is computed, before reporting it through its event loop.
+
+The scheduler's ``TaskDone`` still follows and stays the authority: a
+pushed result only finishes a future that is still pending, and a lost or
+refused push changes nothing but the time the caller waits.  Subscriptions
+are made on the event loop, at most ``MAX_SUBSCRIPTIONS`` per client, and
+dropped with their connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from shoal.client.future import FINISHED, PENDING
+from shoal.protocol import messages as m
+
+if TYPE_CHECKING:
+    from shoal.client.core import Client
+
+logger = logging.getLogger("shoal.client")
+
+#: workers a client subscribes to (the ones it last waited on, first come)
+MAX_SUBSCRIPTIONS = 32
+
+
+def maybe_subscribe(client: Client, worker: str) -> None:
+    """On the loop: subscribe to ``worker`` once (a worker that went away or
+    refused is not asked again: workers come back at new addresses)."""
+    subs = client._subscriptions
+    if worker in subs or not worker.startswith("tcp://") or client.status != "running":
+        return
+    if len(subs) >= MAX_SUBSCRIPTIONS:
+        for gone in [w for w, conn in subs.items() if conn is not None and conn.comm.closed]:
+            del subs[gone]
+        if len(subs) >= MAX_SUBSCRIPTIONS:
+            return
+    subs[worker] = None
+    task = client.loop.create_task(_subscribe(client, worker))  # type: ignore[union-attr]
+    client._background.add(task)
+    task.add_done_callback(client._background.discard)
+
+
+async def _subscribe(client: Client, worker: str) -> None:
+    try:
+        conn = await client.pool.connection(worker)
+        conn.on_unsolicited = lambda msg: on_pushed(client, msg)
+        conn.comm.send([m.SubscribeResults(client.id)])
+    except Exception as e:  # the worker left, or the pool closed: results take the long way
+        logger.debug("could not subscribe to results from %s: %s", worker, e)
+        return  # stays marked (None): not asked again
+    client._subscriptions[worker] = conn
+
+
+def on_pushed(client: Client, msg: Any) -> None:
+    """On the loop: a worker sent a result ahead of the scheduler."""
+    if type(msg) is not m.ResultPushed:
+        logger.warning("unexpected %s on a data connection", type(msg).__name__)
+        return
+    with client._lock:
+        st = client.futures.get(msg.key)
+        if st is None or st.status != PENDING:
+            return  # released, cancelled or already told
+        st.status = FINISHED
+        st.type_name = msg.type_name
+        st.nbytes = msg.nbytes
+        st.workers = [msg.worker]
+        st.value = msg.value
+        st.exception = None
+        client._pushed += 1
+        if st.waiters:
+            client._wake(st)
