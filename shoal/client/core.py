@@ -135,8 +135,13 @@ class Client(front.Client):
             from shoal.cluster.local import LocalCluster
 
             # returns before the workers registered: we connect meanwhile
-            self.cluster = LocalCluster(asynchronous=asynchronous, _prestarted=prestarted,
-                                        _wait=False, **cluster_kwargs)
+            try:
+                self.cluster = LocalCluster(asynchronous=asynchronous, _prestarted=prestarted,
+                                            _wait=False, **cluster_kwargs)
+            except BaseException:
+                if prestarted is not None:
+                    prestarted.discard()  # a no-op once the cluster took it
+                raise
             self._owns_cluster = True
             self._address: str | None = None
         elif isinstance(address, str):

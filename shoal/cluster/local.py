@@ -55,7 +55,6 @@ def default_sizes(n_workers: int | None, threads_per_worker: int | None, process
 
 
 class LocalCluster:
-    _prestarted: Prestarted | None = None
     def __init__(
         self,
         n_workers: int | None = None,
@@ -73,24 +72,11 @@ class LocalCluster:
         _wait: bool = True,
         **kwargs: Any,
     ) -> None:
-        # _prestarted: a fork server ``shoal.Client`` launched for us (see
-        # shoal.cluster.prestart); _wait=False: return once the processes are
-        # asked for, and let the caller call _wait_started() when it wants
-        try:
-            self._init(n_workers, threads_per_worker, processes, memory_limit, host, scheduler_port,
-                       asynchronous, resources, validate, name, start_timeout, _prestarted, _wait,
-                       kwargs)
-        finally:
-            if self._prestarted is not None:  # not used: don't leave it running
-                self._prestarted.discard()
-                self._prestarted = None
-
-    def _init(self, n_workers: int | None, threads_per_worker: int | None, processes: bool,
-              memory_limit: Any, host: str, scheduler_port: int, asynchronous: bool,
-              resources: dict[str, float] | None, validate: bool, name: str | None,
-              start_timeout: float, prestarted: Prestarted | None, wait: bool,
-              kwargs: dict[str, Any]) -> None:
-        self._prestarted = prestarted
+        # _prestarted: the socket and fork server ``shoal.Client`` started for
+        # us (shoal.cluster.prestart; the client discards it if we raise);
+        # _wait=False: return once the processes are asked for, the caller
+        # calls _wait_started() when it wants
+        self._prestarted: Prestarted | None = None
         self._starting: list[str] = []  # forked workers not yet known to have registered
         unknown = set(kwargs) - _IGNORED
         if unknown:
@@ -117,13 +103,15 @@ class LocalCluster:
         self._workers: list[Any] = []  # in-process WorkerServers
         self._runner: Any = None
         self._worker_ids = itertools.count()
-        if prestarted is not None and not (processes and prestarted.matches(host, scheduler_port)):
-            prestarted.discard()
-            self._prestarted = None
+        if _prestarted is not None:
+            if processes and not asynchronous and _prestarted.matches(host, scheduler_port):
+                self._prestarted = _prestarted
+            else:
+                _prestarted.discard()
         if not asynchronous:
             if processes:
                 self._start_processes()
-                if wait:
+                if _wait:
                     self._wait_started()
             else:
                 from shoal.client.loop import get_loop_runner
