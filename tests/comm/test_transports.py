@@ -244,3 +244,41 @@ def test_requests_from_another_thread_get_their_answers_or_fail_on_close() -> No
         listener.stop()
 
     asyncio.run(main())
+
+
+def test_large_frames_arrive_intact_in_a_process_without_numpy() -> None:
+    """A worker that has not imported numpy receives large frames into an
+    anonymous mapping of its own (shoal.comm.tcp.alloc_frame)."""
+    import subprocess
+    import sys
+
+    code = """
+import asyncio, os, sys
+from shoal.comm.core import accept_greeting, connect_and_greet, listen
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps, loads
+
+async def main():
+    def on_connection(comm):
+        async def greet():
+            await accept_greeting(comm, timeout=5)
+            comm.send([m.Welcome(m.PROTOCOL_VERSION, "echo")])
+            comm.start(lambda msgs: comm.send(msgs))
+        asyncio.ensure_future(greet())
+    listener = listen("tcp://127.0.0.1:0", on_connection)
+    await listener.start()
+    comm, _ = await connect_and_greet(listener.address, "client", timeout=5)
+    blob = bytearray(os.urandom(1 << 20) * 24)  # 24 MiB: a frame of its own
+    comm.send([m.PutData(1, {"a": dumps(blob)})])
+    msgs = await comm.recv(20)
+    assert loads(msgs[0].data["a"]) == blob
+    await comm.close()
+    listener.stop()
+
+asyncio.run(main())
+assert "numpy" not in sys.modules
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
