@@ -6,6 +6,7 @@ errors, and no process left behind when something goes wrong."""
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 
@@ -78,3 +79,17 @@ def test_workers_that_do_not_join_in_time_fail_the_client_and_leave_nothing() ->
         shoal.Client(n_workers=2, threads_per_worker=1, start_timeout=0.001)
     gc.collect()
     assert children() - before == set()
+
+
+def test_without_the_fork_server_every_process_is_spawned() -> None:
+    """SHOAL_FORKSERVER=0 (and platforms without fork): no prestart, the
+    scheduler and workers are started as interpreters of their own."""
+    code = ("import shoal\n"
+            "with shoal.Client(n_workers=2, threads_per_worker=1) as c:\n"
+            "    assert c.cluster._forkserver is None\n"
+            "    print(c.submit(sum, [1, 2]).result(timeout=30), len(c.scheduler_info()['workers']))\n")
+    env = dict(os.environ, SHOAL_FORKSERVER="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "2"]
