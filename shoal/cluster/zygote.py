@@ -85,6 +85,13 @@ def run_zygote(passed_fds: list[int]) -> int:
     children: dict[int, int] = {}  # pid -> write end of its stdin pipe
     readiness: dict[int, int] = {}  # read end of a child's readiness pipe -> pid
     pending = b""
+    # a child's exit wakes the loop (SIGCHLD writes to this pipe), so it is
+    # reaped and reported at once rather than at the next poll
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
 
     def emit(event: dict[str, Any]) -> None:
         out.write(json.dumps(event) + "\n")
@@ -103,9 +110,16 @@ def run_zygote(passed_fds: list[int]) -> int:
             emit({"event": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
     while True:
-        ready, _, _ = select.select([0, *readiness], [], [], 0.05)
+        ready, _, _ = select.select([0, wake_r, *readiness], [], [], 1.0)
         for fd in ready:
-            if fd in readiness:
+            if fd == wake_r:
+                while True:
+                    try:
+                        if not os.read(wake_r, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+            elif fd in readiness:
                 pid = readiness.pop(fd)
                 if os.read(fd, 16):
                     emit({"event": "ready", "pid": pid})
@@ -123,7 +137,7 @@ def run_zygote(passed_fds: list[int]) -> int:
             op = cmd["op"]
             if op == "spawn":
                 argv = list(cmd["argv"])
-                private = [out.fileno(), *readiness]
+                private = [out.fileno(), wake_r, wake_w, *readiness]
                 rr = rw = -1
                 if cmd.get("ready"):
                     rr, rw = os.pipe()
@@ -159,7 +173,11 @@ def run_zygote(passed_fds: list[int]) -> int:
     while children:
         reap()
         time.sleep(0.01)
-    return 0
+    # nothing here needs the interpreter's orderly teardown (modules, gc,
+    # atexit): tens of ms that the client's close() would wait for
+    out.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _fork(argv: list[str], inherit: set[int], managed: set[int], children: dict[int, int],
@@ -172,6 +190,7 @@ def _fork(argv: list[str], inherit: set[int], managed: set[int], children: dict[
     # -- the child ---------------------------------------------------------
     code = 1
     try:
+        signal.set_wakeup_fd(-1)  # the zygote's (its pipe is closed below)
         os.dup2(r, 0)
         os.close(r)
         os.close(w)
