@@ -92,3 +92,27 @@ def test_results_agree_whichever_way_they_come(one_worker) -> None:  # type: ign
     del a, b, big, failing
     gc.collect()  # pytest.raises keeps the exception, and so the future, in a cycle
     poll(lambda: not client.task_states(), f"the scheduler to forget everything: {client.task_states()}")
+
+
+def die_once(flag: str) -> int:
+    if not os.path.exists(flag):
+        Path(flag).touch()
+        os._exit(1)
+    return 42
+
+
+@pytest.mark.timeout(90)
+def test_a_subscribed_worker_that_dies_changes_nothing_but_the_path(tmp_path: Path) -> None:
+    with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster, timeout=10) as client:
+        client.submit(inc, 1, pure=False).result(timeout=10)
+        poll(lambda: subscribed(client), "the subscription to the worker")
+        # lone tasks go to the same idle worker: the one subscribed to, which
+        # this one kills; the task runs again on another worker
+        subscribed_to = {w for w, conn in client._subscriptions.items() if conn is not None}
+        assert client.submit(die_once, str(tmp_path / "flag")).result(timeout=30) == 42
+        client.wait_for_workers(2, timeout=30)  # the dead one was restarted
+        assert not subscribed_to & set(client.scheduler_info()["workers"])  # it was that one
+        pushed = client._pushed
+        for i in range(50):  # and lone tasks still come back, pushed or not
+            assert client.submit(inc, i, pure=False).result(timeout=10) == i + 1
+        assert client._pushed > pushed
