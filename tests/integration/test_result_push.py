@@ -116,3 +116,20 @@ def test_a_subscribed_worker_that_dies_changes_nothing_but_the_path(tmp_path: Pa
         for i in range(50):  # and lone tasks still come back, pushed or not
             assert client.submit(inc, i, pure=False).result(timeout=10) == i + 1
         assert client._pushed > pushed
+
+
+def test_an_asynchronous_client_gets_pushed_results_too() -> None:
+    import asyncio
+
+    async def main() -> None:
+        async with Client(asynchronous=True, n_workers=1, threads_per_worker=1) as client:
+            assert await client.submit(inc, 0) == 1
+            deadline = time.monotonic() + 10
+            while not subscribed(client):
+                assert time.monotonic() < deadline, "no subscription"
+                await asyncio.sleep(0.01)
+            for i in range(50):
+                assert await client.submit(inc, i, pure=False) == i + 1
+            assert client._pushed > 0
+
+    asyncio.run(main())
