@@ -137,9 +137,6 @@ class Lock(_Named):
         super().__init__(name, client)
         self._token = uuid.uuid4().hex
 
-    def __reduce__(self) -> Any:
-        return (Lock, (self.name,))
-
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         return bool(self._call("lock_acquire", timeout, token=self._token, blocking=blocking,
                                timeout=timeout))

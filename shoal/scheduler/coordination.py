@@ -94,7 +94,10 @@ class Coordination:
         if n == 0:
             state.want_keys(state.clients[HOLDER], [key], report=False)
 
-    def _unhold(self, key: str) -> None:
+    def _unhold(self, item: dict[str, Any] | None) -> None:
+        key = None if item is None else item.get("key")
+        if key is None:
+            return
         n = self.holder_counts.get(key, 0) - 1
         if n > 0:
             self.holder_counts[key] = n
@@ -152,8 +155,7 @@ class Coordination:
         out = []
         for item in taken:
             out.append(self._give(item, client_id))
-            if "key" in item:
-                self._unhold(item["key"])
+            self._unhold(item)
         q.putters.wake_all()
         return out
 
@@ -166,11 +168,8 @@ class Coordination:
         self._hold(item)
         old = self.variables.get(name)
         self.variables[name] = item
-        if old is not None and "key" in old:
-            self._unhold(old["key"])
-        waiters = self.variable_waiters.pop(name, None)
-        if waiters is not None:
-            waiters.wake_all()
+        self._unhold(old)
+        _wake_all(self.variable_waiters, name)
         return True
 
     async def rpc_variable_get(self, client_id: str, name: str,
@@ -181,18 +180,14 @@ class Coordination:
         return self._give(self.variables[name], client_id)
 
     async def rpc_variable_delete(self, client_id: str, name: str) -> bool:
-        old = self.variables.pop(name, None)
-        if old is not None and "key" in old:
-            self._unhold(old["key"])
+        self._unhold(self.variables.pop(name, None))
         return True
 
     # -- events ---------------------------------------------------------------------
 
     async def rpc_event_set(self, client_id: str, name: str) -> bool:
         self.events[name] = True
-        waiters = self.event_waiters.pop(name, None)
-        if waiters is not None:
-            waiters.wake_all()
+        _wake_all(self.event_waiters, name)
         return True
 
     async def rpc_event_clear(self, client_id: str, name: str) -> bool:
@@ -205,24 +200,15 @@ class Coordination:
     async def rpc_event_wait(self, client_id: str, name: str, timeout: float | None = None) -> bool:
         if self.events.get(name, False):
             return True
-        waiters = self.event_waiters.setdefault(name, _Waiters())
-        try:
-            await self._wait(waiters, timeout, "")
-        except TimeoutError:
-            return False
-        return True
+        return await self._woken(self.event_waiters.setdefault(name, _Waiters()), timeout)
 
     # -- locks ----------------------------------------------------------------------
 
     async def rpc_lock_acquire(self, client_id: str, name: str, token: str, blocking: bool = True,
                                timeout: float | None = None) -> bool:
         while name in self.locks:
-            if not blocking:
-                return False
-            waiters = self.lock_waiters.setdefault(name, _Waiters())
-            try:
-                await self._wait(waiters, timeout, "")
-            except TimeoutError:
+            if not blocking or not await self._woken(self.lock_waiters.setdefault(name, _Waiters()),
+                                                      timeout):
                 return False
         self.locks[name] = (client_id, token)
         return True
@@ -251,9 +237,20 @@ class Coordination:
 
     # -- helpers ----------------------------------------------------------------------
 
-    async def _wait(self, waiters: _Waiters, timeout: float | None, message: str) -> None:
-        fut = waiters.add(self.server.loop)
+    async def _woken(self, waiters: _Waiters, timeout: float | None) -> bool:
+        """Wait among ``waiters``; False if ``timeout`` passed first."""
         try:
-            await asyncio.wait_for(fut, timeout)
+            await asyncio.wait_for(waiters.add(self.server.loop), timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(message or "timed out") from None
+            return False
+        return True
+
+    async def _wait(self, waiters: _Waiters, timeout: float | None, message: str) -> None:
+        if not await self._woken(waiters, timeout):
+            raise TimeoutError(message)
+
+
+def _wake_all(waiters_by_name: dict[str, _Waiters], name: str) -> None:
+    waiters = waiters_by_name.pop(name, None)
+    if waiters is not None:
+        waiters.wake_all()
