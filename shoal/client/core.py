@@ -590,12 +590,6 @@ class Client(front.Client):
 
     # ------------------------------------------------------------------ waiting
 
-    def _register(self, states: list[FutureState], waiter: Any) -> int:
-        return waiting_on.register(states, waiter)
-
-    def _unregister(self, states: list[FutureState], waiter: Any) -> None:
-        waiting_on.unregister(self, states, waiter)
-
     def _wait_states(self, states: list[FutureState], timeout: float | None, count: int | None = None) -> None:
         """Block until ``count`` (default: all) of ``states`` are done."""
         waiting_on.wait_states(self, states, timeout, count)

@@ -121,6 +121,15 @@ class FutureState:
     def done(self) -> bool:
         return self.status in DONE_STATES
 
+    def finish(self, type_name: str, nbytes: int, workers: list[str], value: Payload | None) -> None:
+        """The task's result is in memory on ``workers`` (with a copy, if small)."""
+        self.status = FINISHED
+        self.type_name = type_name
+        self.nbytes = nbytes
+        self.workers = workers
+        self.value = value
+        self.exception = None
+
     def __repr__(self) -> str:
         return f"<FutureState {self.key} {self.status}>"
 

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from shoal.client import pushed
-from shoal.client.future import CANCELLED, ERROR, FINISHED, LOST
+from shoal.client.future import CANCELLED, ERROR, LOST
 from shoal.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -25,12 +25,7 @@ def apply(client: Client, msgs: list[Any]) -> None:
             if t is m.TaskDone:
                 st = futures.get(msg.key)
                 if st is not None and st.status != CANCELLED:
-                    st.status = FINISHED
-                    st.type_name = msg.type_name
-                    st.nbytes = msg.nbytes
-                    st.workers = msg.workers
-                    st.value = msg.value
-                    st.exception = None
+                    st.finish(msg.type_name, msg.nbytes, msg.workers, msg.value)
                     if st.waiters:
                         client._wake(st)
                         if msg.value is not None and msg.workers:

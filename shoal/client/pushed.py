@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from shoal.client.future import FINISHED, PENDING
+from shoal.client.future import PENDING
 from shoal.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -71,12 +71,7 @@ def on_pushed(client: Client, msg: Any) -> None:
         st = client.futures.get(msg.key)
         if st is None or st.status != PENDING:
             return  # released, cancelled or already told
-        st.status = FINISHED
-        st.type_name = msg.type_name
-        st.nbytes = msg.nbytes
-        st.workers = [msg.worker]
-        st.value = msg.value
-        st.exception = None
+        st.finish(msg.type_name, msg.nbytes, [msg.worker], msg.value)
         client._pushed += 1
         if st.waiters:
             client._wake(st)

@@ -330,12 +330,8 @@ async def _put_and_register(client: Client, keyed: list[tuple[str, Any, Payload]
             st = client.futures.get(k)
             if st is None or st.status != FINISHED:
                 st = client.futures[k] = FutureState(k)
-            st.status = FINISHED
-            st.type_name = type_name(value)
-            st.nbytes = sizeof(value)
-            st.workers = holders[k]
-            if payload.nbytes <= SCATTER_KEEP_LOCAL and not payload.buffers:
-                st.value = payload
+            small = payload.nbytes <= SCATTER_KEEP_LOCAL and not payload.buffers
+            st.finish(type_name(value), sizeof(value), holders[k], payload if small else None)
             scattered.append(m.ScatteredKey(k, holders[k], st.nbytes, st.type_name))
             futures[k] = Future(k, client, inform=False)
         client._send(m.DataScattered(scattered))

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, NamedTuple
 
+from shoal.client import waiting_on
 from shoal.client.future import Future, FutureState
 from shoal.client.structure import futures_in
 
@@ -114,7 +115,7 @@ class as_completed:
 
         client = future.client
         with client._lock:
-            registered = client._register([future._state], _Notify())
+            registered = waiting_on.register([future._state], _Notify())
         if registered == 0:
             self._done(future)
 
