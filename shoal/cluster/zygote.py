@@ -53,11 +53,11 @@ def child_env() -> dict[str, str]:
 
 def _warm_up() -> None:
     """Do once, before any fork, what every forked process does first thing
-    (its children inherit the result): msgspec resolves the annotations of
-    the message types when the first decoder is made (~6 ms), and name
-    resolution imports the idna codec on first use (~3 ms), the command
-    line parser takes ~7 ms to build.  On two cores,
-    the scheduler and two workers starting at once paid that three times."""
+    (its children inherit the result): msgspec resolving the message types'
+    annotations for the first decoder (~6 ms), name resolution importing the
+    idna codec (~3 ms), building the command-line parser (~7 ms).  On two
+    cores, the scheduler and two workers starting at once paid each three
+    times."""
     import encodings.idna  # noqa: F401
 
     from shoal.cli.main import build_parser
@@ -113,12 +113,10 @@ def run_zygote(passed_fds: list[int]) -> int:
         ready, _, _ = select.select([0, wake_r, *readiness], [], [], 1.0)
         for fd in ready:
             if fd == wake_r:
-                while True:
-                    try:
-                        if not os.read(wake_r, 4096):
-                            break
-                    except BlockingIOError:
-                        break
+                try:
+                    os.read(wake_r, 4096)  # what is left wakes the next select
+                except BlockingIOError:
+                    pass
             elif fd in readiness:
                 pid = readiness.pop(fd)
                 if os.read(fd, 16):
