@@ -18,6 +18,7 @@ from collections.abc import Generator
 from typing import Any
 
 from shoal.client.loop import running_on
+from shoal.comm.spin import spin_if_waiting
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, loads, loads_exception
 
@@ -63,6 +64,7 @@ class ActorFuture:
         self._future = future
 
     def result(self, timeout: float | None = None) -> Any:
+        spin_if_waiting(self._future.done, timeout)
         try:
             reply = self._future.result(timeout)
         except concurrent.futures.TimeoutError:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from shoal.comm.spin import spin_if_waiting
+
 T = TypeVar("T")
 
 
@@ -110,6 +112,7 @@ class LoopRunner:
     @staticmethod
     def wait(fut: concurrent.futures.Future[T], timeout: float | None) -> T:
         """The result of what ``start`` started (cancelled after ``timeout`` s)."""
+        spin_if_waiting(fut.done, timeout)
         try:
             return fut.result(timeout)
         except concurrent.futures.TimeoutError:

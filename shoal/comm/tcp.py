@@ -30,6 +30,7 @@ from typing import Any
 from shoal.comm.addresses import bind_socket, parse_host_port, unparse_host_port
 from shoal.comm.core import Comm, Listener
 from shoal.comm.framing import FrameDecoder, encode_frames
+from shoal.comm.spin import touch as keep_polling
 from shoal.errors import CommClosedError, RemoteProtocolError
 
 logger = logging.getLogger("shoal.comm")
@@ -107,6 +108,7 @@ class SocketComm(Comm):
     # -- reading --------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        keep_polling(self._loop)  # replies come soon: see shoal/comm/spin.py
         decoder = self._decoder
         recv_into = self._sock.recv_into
         try:

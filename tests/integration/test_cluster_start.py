@@ -93,3 +93,24 @@ def test_without_the_fork_server_every_process_is_spawned() -> None:
                          env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["3", "2"]
+
+
+def _poll_window(*_: object) -> float:
+    from shoal.comm import spin
+
+    return spin.WINDOW
+
+
+def test_the_scheduler_polls_and_workers_do_not() -> None:
+    with shoal.Client(n_workers=1, threads_per_worker=1) as client:
+        assert client.run_on_scheduler(_poll_window) == pytest.approx(300e-6)
+        assert client.submit(_poll_window, pure=False).result(timeout=10) == 0.0
+
+
+def test_busy_polling_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SHOAL_POLL_US=0`` reaches the cluster's processes, which then work
+    with every loop sleeping as soon as it is idle."""
+    monkeypatch.setenv("SHOAL_POLL_US", "0")
+    with shoal.Client(n_workers=1, threads_per_worker=1) as client:
+        assert client.run_on_scheduler(_poll_window) == 0.0
+        assert client.gather(client.map(inc, range(50))) == list(range(1, 51))
