@@ -647,7 +647,9 @@ class Client(front.Client):
 
     def cancel(self, futures: Any, asynchronous: bool | None = None, force: bool = False) -> Any:
         """Cancel futures (and what depends on them); running tasks finish but
-        their results are dropped."""
+        their results are dropped.  Returns (or, asynchronous, its awaitable
+        ends) once the scheduler has taken the cancellation in, as in
+        dask.distributed: no task it cancelled starts after that."""
         found = list(futures_in(futures))
         keys = list(dict.fromkeys(f.key for f in found))
         with self._lock:
@@ -662,8 +664,23 @@ class Client(front.Client):
         if keys:
             self._send(m.CancelKeys(keys, force))
         if self.asynchronous or asynchronous:
-            return _done_coroutine()
+            return self._scheduler_caught_up() if keys else _done_coroutine()
+        if keys and not self._in_loop_thread() and self.status == "running":
+            self._sync(self._scheduler_caught_up)
         return None
+
+    async def _scheduler_caught_up(self) -> None:
+        """Wait (at most the client's timeout) until the scheduler has handled
+        what this client sent so far.  A lost connection ends the wait: the
+        futures are cancelled here already and the scheduler forgets them."""
+        limit = max(60.0, self.timeout)
+        try:
+            await self._request("barrier", _timeout=limit)
+        except CommClosedError:
+            pass
+        except TimeoutError:
+            raise TimeoutError(f"the scheduler did not confirm the cancellation within {limit:g} s "
+                               "(it is still under way)") from None
 
     def retry(self, futures: Any, asynchronous: bool | None = None) -> Any:
         """Run failed futures again."""

@@ -208,8 +208,10 @@ class Future(Generic[T]):
 
     # -- control ---------------------------------------------------------------
 
-    def cancel(self, force: bool = False) -> None:
-        self.client.cancel([self], force=force)
+    def cancel(self, force: bool = False) -> Any:
+        """Cancel this future; see ``Client.cancel`` (an awaitable for an
+        asynchronous client)."""
+        return self.client.cancel([self], force=force)
 
     def retry(self) -> None:
         self.client.retry([self])

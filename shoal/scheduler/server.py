@@ -268,6 +268,11 @@ class SchedulerServer:
                 still.append((want, fut))
         self._worker_waiters = still
 
+    async def _rpc_barrier(self) -> None:
+        """Answered once everything the client sent before it has been
+        handled (one connection's messages are handled in order)."""
+        return None
+
     async def _rpc_who_has(self, keys: list[str] | None = None) -> dict[str, list[str]]:
         return self.state.who_has(keys)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -203,3 +204,52 @@ def test_scatter_dedupes_only_against_data_still_held(client: Client) -> None:
     c = client.scatter(12345)
     assert c.key != old  # never reuse a released key: its release may still be in flight
     assert c.result(timeout=10) == 12345
+
+
+def mark_ran(directory: str, gate_result: int, i: int) -> int:
+    Path(directory, str(i)).touch()
+    return i
+
+
+def quick_gate(path: str) -> int:
+    """``wait_for_file`` looking every 0.2 ms: it ends as soon as it can."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    return 1
+
+
+def test_no_cancelled_task_starts_once_cancel_returns(client: Client, tmp_path: Path) -> None:
+    """As in dask.distributed, ``cancel()`` returns once the scheduler has
+    the cancellation: opening the gate right after it must not start any of
+    the thousands of tasks that waited on the gate."""
+    gate, ran = str(tmp_path / "gate"), tmp_path / "ran"
+    ran.mkdir()
+    g = client.submit(quick_gate, gate, pure=False)
+    futs = client.map(mark_ran, [str(ran)] * 20000, [g] * 20000, range(20000), pure=False)
+    deadline = time.monotonic() + 20
+    while client.task_states([futs[-1]])[futs[-1].key] != "waiting" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.cancel([*futs, g])
+    Path(gate).touch()  # the gate task ends within milliseconds now
+    assert client.submit(inc, 1, pure=False).result(timeout=10) == 2
+    deadline = time.monotonic() + 20
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(client.processing().values())
+    assert sorted(ran.iterdir()) == []
+
+
+def test_an_asynchronous_cancel_is_awaitable(tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+
+    async def main() -> None:
+        async with Client(n_workers=1, threads_per_worker=1, processes=False, asynchronous=True) as client:
+            g = client.submit(wait_for_file, gate, pure=False)
+            f = client.submit(inc, g, pure=False)
+            await f.cancel()
+            assert f.cancelled()
+            assert (await client.task_states([f]))[f.key] == "forgotten"
+            Path(gate).touch()
+
+    asyncio.run(main())
