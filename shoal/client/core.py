@@ -120,6 +120,10 @@ class Client(front.Client):
         self._subscriptions: dict[str, Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._pushed = 0  # results that came straight from a worker
+        # keys finished by a pushed result whose TaskDone has not come yet:
+        # the scheduler does not know they are done (see _scheduler_knows)
+        self._unconfirmed: set[str] = set()
+        self._confirmed: asyncio.Event | None = None
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._request_ids = iter(range(1, 1 << 62))
         self._set_as_default = set_as_default
@@ -393,11 +397,47 @@ class Client(front.Client):
             for w in waiters:
                 w.state_done(st)
 
+    def _confirm(self, key: str, on_loop: bool = True) -> None:
+        """With the lock held: the scheduler told us about ``key`` (or we
+        released it), so it knows whatever a pushed result told us."""
+        unconfirmed = self._unconfirmed
+        unconfirmed.discard(key)
+        event = self._confirmed
+        if not unconfirmed and event is not None and self.loop is not None:
+            if on_loop:
+                event.set()
+            else:
+                try:
+                    self.loop.call_soon_threadsafe(event.set)
+                except RuntimeError:  # the loop is closed
+                    pass
+
+    async def _scheduler_knows(self, timeout: float = 2.0) -> None:
+        """Before asking the scheduler anything: wait (briefly) for the
+        TaskDone of results that came pushed from a worker, so that what the
+        scheduler answers (who_has, task states...) agrees with the futures
+        the caller already holds as finished."""
+        assert self.loop is not None
+        deadline = self.loop.time() + timeout
+        while self._unconfirmed:
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                return  # stays best effort: the answer may lag behind by a result
+            event = self._confirmed = asyncio.Event()
+            if not self._unconfirmed:
+                return
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
     async def _request(self, method: str, _timeout: float | None = None, **args: Any) -> Any:
         """Ask the scheduler; ``args`` go to it (a ``timeout`` among them is its
         own), ``_timeout`` bounds our wait for the answer."""
         if self.scheduler_comm is None or self.scheduler_comm.closed:
             raise CommClosedError("not connected to the scheduler")
+        if self._unconfirmed:
+            await self._scheduler_knows()
         rid = next(self._request_ids)
         assert self.loop is not None
         fut: asyncio.Future[Any] = self.loop.create_future()
@@ -444,6 +484,8 @@ class Client(front.Client):
                 return
             self.refcount.pop(key, None)
             self.futures.pop(key, None)
+            if self._unconfirmed:
+                self._confirm(key, on_loop=False)
             digest = self._scattered_digest.pop(key, None)
             if digest is not None:
                 self._scattered.pop(digest, None)

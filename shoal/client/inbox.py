@@ -22,6 +22,8 @@ def apply(client: Client, msgs: list[Any]) -> None:
     with client._lock:
         for msg in msgs:
             t = type(msg)
+            if client._unconfirmed:
+                _confirm_keys(client, msg, t)
             if t is m.TaskDone:
                 st = futures.get(msg.key)
                 if st is not None and st.status != CANCELLED:
@@ -69,3 +71,12 @@ def apply(client: Client, msgs: list[Any]) -> None:
                     fut.set_result(msg)
             else:
                 logger.warning("unexpected %s from the scheduler", t.__name__)
+
+
+def _confirm_keys(client: Client, msg: Any, t: type) -> None:
+    """Keys a pushed result finished that the scheduler now speaks of."""
+    if t is m.TaskDone or t is m.TaskErred:
+        client._confirm(msg.key)
+    elif t is m.TasksCancelled or t is m.TasksLost:
+        for key in msg.keys:
+            client._confirm(key)

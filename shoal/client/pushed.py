@@ -73,5 +73,6 @@ def on_pushed(client: Client, msg: Any) -> None:
             return  # released, cancelled or already told
         st.finish(msg.type_name, msg.nbytes, [msg.worker], msg.value)
         client._pushed += 1
+        client._unconfirmed.add(msg.key)
         if st.waiters:
             client._wake(st)

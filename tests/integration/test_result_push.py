@@ -133,3 +133,19 @@ def test_an_asynchronous_client_gets_pushed_results_too() -> None:
             assert client._pushed > 0
 
     asyncio.run(main())
+
+
+def test_the_scheduler_agrees_with_a_pushed_result_at_once(one_worker) -> None:  # type: ignore[no-untyped-def]
+    """A result can reach the caller before the scheduler hears of it; what
+    the client asks the scheduler next must still see the task as done."""
+    _cluster, client = one_worker
+    assert client.submit(inc, 0).result(timeout=10) == 1
+    poll(lambda: subscribed(client), "the subscription to the worker")
+    [worker] = client.scheduler_info()["workers"]
+    pushed_before = client._pushed
+    for i in range(100):
+        fut = client.submit(inc, i, pure=False)
+        assert fut.result(timeout=10) == i + 1
+        assert client.who_has([fut])[fut.key] == [worker]
+        assert client.task_states([fut])[fut.key] == "memory"
+    assert client._pushed > pushed_before  # the pushed path was taken
