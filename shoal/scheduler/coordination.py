@@ -133,8 +133,9 @@ class Coordination:
     async def rpc_queue_put(self, client_id: str, name: str, item: dict[str, Any],
                             timeout: float | None = None) -> bool:
         q = self._queue(name)
+        deadline = self._deadline(timeout)
         while q.maxsize and len(q.items) >= q.maxsize:
-            await self._wait(q.putters, timeout, f"queue {name!r} stayed full for {timeout} s")
+            await self._wait(q.putters, deadline, f"queue {name!r} stayed full for {timeout} s")
         self._hold(item)
         q.items.append(item)
         q.getters.wake_one()
@@ -143,14 +144,15 @@ class Coordination:
     async def rpc_queue_get(self, client_id: str, name: str, timeout: float | None = None,
                             batch: bool | int = False) -> list[dict[str, Any]]:
         q = self._queue(name)
+        deadline = self._deadline(timeout)
         if batch is not False:
             n = len(q.items) if batch is True else int(batch)
             while len(q.items) < n:
-                await self._wait(q.getters, timeout, f"queue {name!r} had fewer than {n} items for {timeout} s")
+                await self._wait(q.getters, deadline, f"queue {name!r} had fewer than {n} items for {timeout} s")
             taken = [q.items.popleft() for _ in range(n)]
         else:
             while not q.items:
-                await self._wait(q.getters, timeout, f"queue {name!r} stayed empty for {timeout} s")
+                await self._wait(q.getters, deadline, f"queue {name!r} stayed empty for {timeout} s")
             taken = [q.items.popleft()]
         out = []
         for item in taken:
@@ -174,9 +176,10 @@ class Coordination:
 
     async def rpc_variable_get(self, client_id: str, name: str,
                                timeout: float | None = None) -> dict[str, Any]:
+        deadline = self._deadline(timeout)
         while name not in self.variables:
             waiters = self.variable_waiters.setdefault(name, _Waiters())
-            await self._wait(waiters, timeout, f"variable {name!r} was not set within {timeout} s")
+            await self._wait(waiters, deadline, f"variable {name!r} was not set within {timeout} s")
         return self._give(self.variables[name], client_id)
 
     async def rpc_variable_delete(self, client_id: str, name: str) -> bool:
@@ -200,15 +203,16 @@ class Coordination:
     async def rpc_event_wait(self, client_id: str, name: str, timeout: float | None = None) -> bool:
         if self.events.get(name, False):
             return True
-        return await self._woken(self.event_waiters.setdefault(name, _Waiters()), timeout)
+        return await self._woken(self.event_waiters.setdefault(name, _Waiters()), self._deadline(timeout))
 
     # -- locks ----------------------------------------------------------------------
 
     async def rpc_lock_acquire(self, client_id: str, name: str, token: str, blocking: bool = True,
                                timeout: float | None = None) -> bool:
+        deadline = self._deadline(timeout)
         while name in self.locks:
             if not blocking or not await self._woken(self.lock_waiters.setdefault(name, _Waiters()),
-                                                      timeout):
+                                                      deadline):
                 return False
         self.locks[name] = (client_id, token)
         return True
@@ -237,16 +241,25 @@ class Coordination:
 
     # -- helpers ----------------------------------------------------------------------
 
-    async def _woken(self, waiters: _Waiters, timeout: float | None) -> bool:
-        """Wait among ``waiters``; False if ``timeout`` passed first."""
+    def _deadline(self, timeout: float | None) -> float | None:
+        """When a wait of ``timeout`` seconds starting now ends (loop time).  A
+        request may wait several times (woken, then beaten to the lock or the
+        item by another); together they take no longer than its timeout."""
+        return None if timeout is None else self.server.loop.time() + timeout
+
+    async def _woken(self, waiters: _Waiters, deadline: float | None) -> bool:
+        """Wait among ``waiters``; False if ``deadline`` passed first."""
+        remaining = None if deadline is None else deadline - self.server.loop.time()
+        if remaining is not None and remaining <= 0:
+            return False
         try:
-            await asyncio.wait_for(waiters.add(self.server.loop), timeout)
+            await asyncio.wait_for(waiters.add(self.server.loop), remaining)
         except asyncio.TimeoutError:
             return False
         return True
 
-    async def _wait(self, waiters: _Waiters, timeout: float | None, message: str) -> None:
-        if not await self._woken(waiters, timeout):
+    async def _wait(self, waiters: _Waiters, deadline: float | None, message: str) -> None:
+        if not await self._woken(waiters, deadline):
             raise TimeoutError(message)
 
 
