@@ -28,43 +28,45 @@ async def _churn(until: float, take, give) -> int:  # type: ignore[no-untyped-de
     return rounds
 
 
+async def _ends_while_losing(waiter, take, give) -> asyncio.Future[object]:  # type: ignore[no-untyped-def]
+    """Run ``waiter`` against a churn of give/take; it must end (timed out)
+    while the churn still goes on, not when it stops."""
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.ensure_future(waiter)
+    churn = asyncio.ensure_future(_churn(loop.time() + 5.0, take, give))
+    done, _ = await asyncio.wait([waiting, churn], return_when=asyncio.FIRST_COMPLETED)
+    churn.cancel()
+    assert waiting in done and not churn.done()  # it gave up while losing, not after
+    return waiting
+
+
 def test_a_lock_wait_that_keeps_losing_still_ends_at_its_timeout() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        co = make(loop)
+        co = make(asyncio.get_running_loop())
         assert await co.rpc_lock_acquire("a", "L", "t-a")
-        waiting = asyncio.ensure_future(co.rpc_lock_acquire("b", "L", "t-b", timeout=0.2))
-        churn = asyncio.ensure_future(_churn(
-            loop.time() + 5.0,
+        waiting = await _ends_while_losing(
+            co.rpc_lock_acquire("b", "L", "t-b", timeout=0.2),
             lambda: co.rpc_lock_acquire("a", "L", "t-a"),
             lambda: co.rpc_lock_release("a", "L", "t-a"),
-        ))
-        done, _ = await asyncio.wait([waiting, churn], return_when=asyncio.FIRST_COMPLETED)
-        assert waiting in done and not churn.done()  # it gave up while losing, not after
+        )
         assert waiting.result() is False
         assert co.locks["L"][0] == "a"
-        churn.cancel()
 
     asyncio.run(main())
 
 
 def test_a_queue_put_that_keeps_losing_still_ends_at_its_timeout() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        co = make(loop)
+        co = make(asyncio.get_running_loop())
         await co.rpc_queue_create("a", "Q", maxsize=1)
         await co.rpc_queue_put("a", "Q", {"data": 1})
-        putting = asyncio.ensure_future(co.rpc_queue_put("b", "Q", {"data": 2}, timeout=0.2))
-        churn = asyncio.ensure_future(_churn(
-            loop.time() + 5.0,
+        putting = await _ends_while_losing(
+            co.rpc_queue_put("b", "Q", {"data": 2}, timeout=0.2),
             lambda: co.rpc_queue_put("a", "Q", {"data": 1}),
             lambda: co.rpc_queue_get("a", "Q"),
-        ))
-        done, _ = await asyncio.wait([putting, churn], return_when=asyncio.FIRST_COMPLETED)
-        assert putting in done and not churn.done()
+        )
         err = putting.exception()
         assert isinstance(err, TimeoutError) and "stayed full" in str(err)
-        churn.cancel()
 
     asyncio.run(main())
 
