@@ -79,3 +79,15 @@ def test_timeouts_are_recorded_as_errors_not_fatal(tmp_path):
     assert not runs["latency"]["timed_out"]
     assert "ScenarioTimeout" in runs["latency"]["error"]
     assert "error [" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="epoll and fork")
+def test_the_wake_up_floor_probe_runs():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "wake_floor.py"),
+                           "--rounds", "20", "--gap-us", "100", "--window-us", "200"],
+                          capture_output=True, text=True, timeout=50, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("sleeping receiver") and lines[1].startswith("polling receiver")
+    assert "per round trip" in lines[2]
