@@ -68,7 +68,9 @@ def test_timeouts_are_recorded_as_errors_not_fatal(tmp_path):
     """A child killed by its hard timeout, and a scenario that runs out of time
     on its own deadline, both become errors in the results; the run goes on."""
     out = tmp_path / "timeouts.json"
-    proc = run("--scenarios", "startup,latency", "--scenario-timeout", "startup=0.3",
+    # 0.05 s: far less than any child needs to start a cluster (shoal's own
+    # start to first result is ~0.2 s; with 0.3 s here the child sometimes finished)
+    proc = run("--scenarios", "startup,latency", "--scenario-timeout", "startup=0.05",
                "--scenario-timeout", "latency=10", "--latency-n", "1000000000",
                "--repeat", "1", "--idle-wait", "0", "--impls", "shoal", "--out", str(out),
                timeout=90)
