@@ -87,10 +87,11 @@ class Waiter:
             else:
                 self.loop.call_soon_threadsafe(_set_if_pending, fut)
 
-    def wait(self, timeout: float | None) -> bool:
+    def wait(self, timeout: float | None, spin: bool = True) -> bool:
         event = self.event
         assert event is not None
-        spin_if_waiting(event.is_set, timeout)
+        if spin:
+            spin_if_waiting(event.is_set, timeout)
         return event.wait(timeout)
 
 

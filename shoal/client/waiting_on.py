@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from shoal.client.future import Future, FutureState, Waiter
+from shoal.comm.spin import spin_if_waiting
 
 if TYPE_CHECKING:
     from shoal.client.core import Client
@@ -59,11 +60,17 @@ def wait_states(
     client: Client, states: list[FutureState], timeout: float | None, count: int | None = None
 ) -> None:
     """Block until ``count`` (default: all) of ``states`` are done."""
+    lone = len(states) == 1
+    if lone:
+        # result() of one future: poll its state before arming a waiter, so
+        # a result that comes within the window needs no Event, and the
+        # loop thread that delivers it has nobody to wake (see spin.py)
+        spin_if_waiting(states[0].done, timeout)
     armed = _arm(client, states, count)
     if armed is None:
         return
     waiter, pending, need = armed
-    if not waiter.wait(timeout):
+    if not waiter.wait(timeout, spin=not lone):
         unregister(client, pending, waiter)
         raise TimeoutError(f"{need} futures were not done within {timeout} s")
 
