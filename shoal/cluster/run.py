@@ -97,10 +97,8 @@ def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "1
                connect_timeout: float | None = None, ready_fd: int | None = None) -> int:
     """Run one worker until it is closed.  ``ready_fd``: a pipe to write one
     byte to once registered with the scheduler (how LocalCluster waits)."""
-    from shoal.comm import spin
     from shoal.worker.server import WorkerServer
 
-    spin.set_window(0.0)  # a worker's loop idles while its threads compute: see spin.py
     exit_code = 0
 
     async def main() -> None:

@@ -46,6 +46,9 @@ class Comm(abc.ABC):
     peer_address: str = ""
     #: True when ``send`` may be called from any thread, not only the loop's
     threadsafe_send: bool = False
+    #: whether a message received here keeps the loop polling for a moment
+    #: (shoal/comm/spin.py); a worker turns it off for its scheduler connection
+    keeps_loop_polling: bool = True
 
     def __init__(self) -> None:
         self.codec = MessageCodec()

@@ -108,7 +108,8 @@ class SocketComm(Comm):
     # -- reading --------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        keep_polling(self._loop)  # replies come soon: see shoal/comm/spin.py
+        if self.keeps_loop_polling:
+            keep_polling(self._loop)  # replies come soon: see shoal/comm/spin.py
         decoder = self._decoder
         recv_into = self._sock.recv_into
         try:

@@ -107,6 +107,9 @@ class WorkerServer:
         except BaseException:
             await self.close()
             raise
+        # tasks from the scheduler run on our threads, which need the GIL the
+        # loop would poll with; clients' actor calls and data requests do poll
+        self.scheduler.keeps_loop_polling = False
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
         self.status = "running"
         self._spawn(self._heartbeat())

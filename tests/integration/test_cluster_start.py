@@ -101,10 +101,18 @@ def _poll_window(*_: object) -> float:
     return spin.WINDOW
 
 
-def test_the_scheduler_polls_and_workers_do_not() -> None:
+def _worker_polls_after_scheduler_messages() -> bool:
+    return bool(shoal.get_worker().scheduler.keeps_loop_polling)
+
+
+def test_a_worker_polls_after_clients_but_not_after_the_scheduler() -> None:
+    """Tasks from the scheduler run on the worker's threads, which need the
+    GIL a polling loop would take; clients' actor calls and data requests
+    keep the worker's loop polling like the scheduler's and the client's."""
     with shoal.Client(n_workers=1, threads_per_worker=1) as client:
         assert client.run_on_scheduler(_poll_window) == pytest.approx(300e-6)
-        assert client.submit(_poll_window, pure=False).result(timeout=10) == 0.0
+        assert client.submit(_poll_window, pure=False).result(timeout=10) == pytest.approx(300e-6)
+        assert client.submit(_worker_polls_after_scheduler_messages, pure=False).result(timeout=10) is False
 
 
 def test_busy_polling_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,4 +121,5 @@ def test_busy_polling_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SHOAL_POLL_US", "0")
     with shoal.Client(n_workers=1, threads_per_worker=1) as client:
         assert client.run_on_scheduler(_poll_window) == 0.0
+        assert client.submit(_poll_window, pure=False).result(timeout=10) == 0.0
         assert client.gather(client.map(inc, range(50))) == list(range(1, 51))
