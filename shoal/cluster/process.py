@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from shoal.cluster.zygote import child_env
+from shoal.cluster.zygote import child_env, shoal_command
 
 logger = logging.getLogger("shoal.nanny")
 
@@ -32,7 +31,7 @@ RESTART_WINDOW = 60.0
 
 def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     """Start ``python -m shoal <args>`` tied to this process by its stdin."""
-    cmd = [sys.executable, "-m", "shoal", *args, "--parent-watch"]
+    cmd = shoal_command(*args, "--parent-watch")
     return subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,

@@ -51,6 +51,21 @@ def child_env() -> dict[str, str]:
     return env
 
 
+#: the directory holding the ``shoal`` package this process runs
+_SHOAL_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def shoal_command(*args: str) -> list[str]:
+    """``python -m shoal <args>``, except that the child imports the shoal this
+    process runs.  ``-m`` puts the current directory first on the child's
+    path: started from a directory holding another ``shoal`` (a checkout, an
+    older copy), the scheduler and workers would run that one.  The current
+    directory stays on the path after it (tasks may import modules from it)."""
+    code = (f"import sys; sys.path.insert(0, {_SHOAL_ROOT!r}); "
+            "from shoal.cli.main import main; sys.exit(main())")
+    return [sys.executable, "-c", code, *args]
+
+
 def _warm_up() -> None:
     """Do once, before any fork, what every forked process does first thing
     (its children inherit the result): msgspec resolving the message types'
@@ -276,7 +291,7 @@ class ForkServer:
     """Starts and talks to a zygote process."""
 
     def __init__(self, pass_fds: tuple[int, ...] = ()) -> None:
-        cmd = [sys.executable, "-m", "shoal", "zygote", "--fds", ",".join(map(str, pass_fds))]
+        cmd = shoal_command("zygote", "--fds", ",".join(map(str, pass_fds)))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      pass_fds=pass_fds, env=child_env(), close_fds=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None

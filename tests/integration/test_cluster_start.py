@@ -123,3 +123,27 @@ def test_busy_polling_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None
         assert client.run_on_scheduler(_poll_window) == 0.0
         assert client.submit(_poll_window, pure=False).result(timeout=10) == 0.0
         assert client.gather(client.map(inc, range(50))) == list(range(1, 51))
+
+
+def test_the_cluster_runs_the_shoal_the_client_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Started from a directory that holds another ``shoal`` (a checkout, an
+    old copy), the scheduler and workers must not import that one."""
+    fake = tmp_path / "shoal"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('the wrong shoal was imported')\n")
+    (fake / "__main__.py").write_text("raise SystemExit('the wrong shoal was run')\n")
+    script = tmp_path / "elsewhere" / "job.py"
+    script.parent.mkdir()
+    script.write_text(
+        "import shoal\n"
+        "def where():\n"
+        "    import shoal\n"
+        "    return shoal.__file__\n"
+        "if __name__ == '__main__':\n"
+        "    with shoal.Client(n_workers=1, threads_per_worker=1, timeout=20) as c:\n"
+        "        print(c.submit(where, pure=False).result(timeout=20) == shoal.__file__)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"
