@@ -705,11 +705,11 @@ class Client(front.Client):
                 self._cancelling[key] = self._cancelling.get(key, 0) + 1
         if keys:
             self._send(m.CancelKeys(keys, force))
-        if self.asynchronous or asynchronous:
+        if self.asynchronous:
             return self._scheduler_caught_up() if keys else _done_coroutine()
         if keys and not self._in_loop_thread() and self.status == "running":
             self._sync(self._scheduler_caught_up)
-        return None
+        return _done_coroutine() if asynchronous else None
 
     async def _scheduler_caught_up(self) -> None:
         """Wait (at most the client's timeout) until the scheduler has handled
