@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shoal.client import front, inbox, tasks, transfer, waiting_on
+from shoal.client import front, inbox, pushed, tasks, transfer, waiting_on
 from shoal.client.future import (
     CANCELLED,
     ERROR,
@@ -121,7 +121,7 @@ class Client(front.Client):
         self._background: set[asyncio.Task[Any]] = set()
         self._pushed = 0  # results that came straight from a worker
         # keys finished by a pushed result whose TaskDone has not come yet:
-        # the scheduler does not know they are done (see _scheduler_knows)
+        # the scheduler does not know they are done (see pushed.scheduler_knows)
         self._unconfirmed: set[str] = set()
         self._confirmed: asyncio.Event | None = None
         self._requests: dict[int, asyncio.Future[Any]] = {}
@@ -397,47 +397,13 @@ class Client(front.Client):
             for w in waiters:
                 w.state_done(st)
 
-    def _confirm(self, key: str, on_loop: bool = True) -> None:
-        """With the lock held: the scheduler told us about ``key`` (or we
-        released it), so it knows whatever a pushed result told us."""
-        unconfirmed = self._unconfirmed
-        unconfirmed.discard(key)
-        event = self._confirmed
-        if not unconfirmed and event is not None and self.loop is not None:
-            if on_loop:
-                event.set()
-            else:
-                try:
-                    self.loop.call_soon_threadsafe(event.set)
-                except RuntimeError:  # the loop is closed
-                    pass
-
-    async def _scheduler_knows(self, timeout: float = 2.0) -> None:
-        """Before asking the scheduler anything: wait (briefly) for the
-        TaskDone of results that came pushed from a worker, so that what the
-        scheduler answers (who_has, task states...) agrees with the futures
-        the caller already holds as finished."""
-        assert self.loop is not None
-        deadline = self.loop.time() + timeout
-        while self._unconfirmed:
-            remaining = deadline - self.loop.time()
-            if remaining <= 0:
-                return  # stays best effort: the answer may lag behind by a result
-            event = self._confirmed = asyncio.Event()
-            if not self._unconfirmed:
-                return
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except asyncio.TimeoutError:
-                return
-
     async def _request(self, method: str, _timeout: float | None = None, **args: Any) -> Any:
         """Ask the scheduler; ``args`` go to it (a ``timeout`` among them is its
         own), ``_timeout`` bounds our wait for the answer."""
         if self.scheduler_comm is None or self.scheduler_comm.closed:
             raise CommClosedError("not connected to the scheduler")
         if self._unconfirmed:
-            await self._scheduler_knows()
+            await pushed.scheduler_knows(self)
         rid = next(self._request_ids)
         assert self.loop is not None
         fut: asyncio.Future[Any] = self.loop.create_future()
@@ -485,7 +451,7 @@ class Client(front.Client):
             self.refcount.pop(key, None)
             self.futures.pop(key, None)
             if self._unconfirmed:
-                self._confirm(key, on_loop=False)
+                pushed.confirm(self, key, on_loop=False)
             digest = self._scattered_digest.pop(key, None)
             if digest is not None:
                 self._scattered.pop(digest, None)

@@ -23,7 +23,7 @@ def apply(client: Client, msgs: list[Any]) -> None:
         for msg in msgs:
             t = type(msg)
             if client._unconfirmed:
-                _confirm_keys(client, msg, t)
+                pushed.confirm_told(client, msg, t)
             if t is m.TaskDone:
                 st = futures.get(msg.key)
                 if st is not None and st.status != CANCELLED:
@@ -72,11 +72,3 @@ def apply(client: Client, msgs: list[Any]) -> None:
             else:
                 logger.warning("unexpected %s from the scheduler", t.__name__)
 
-
-def _confirm_keys(client: Client, msg: Any, t: type) -> None:
-    """Keys a pushed result finished that the scheduler now speaks of."""
-    if t is m.TaskDone or t is m.TaskErred:
-        client._confirm(msg.key)
-    elif t is m.TasksCancelled or t is m.TasksLost:
-        for key in msg.keys:
-            client._confirm(key)

@@ -15,10 +15,16 @@ pushed result only finishes a future that is still pending, and a lost or
 refused push changes nothing but the time the caller waits.  Subscriptions
 are made on the event loop, at most ``MAX_SUBSCRIPTIONS`` per client, and
 dropped with their connection.
+
+Until that ``TaskDone`` comes, the scheduler does not know what the caller
+already holds as finished; the key stays *unconfirmed*, and a request to the
+scheduler first waits for it (``scheduler_knows``), so that its answers
+(``who_has``, task states...) agree with the caller's futures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -76,3 +82,48 @@ def on_pushed(client: Client, msg: Any) -> None:
         client._unconfirmed.add(msg.key)
         if st.waiters:
             client._wake(st)
+
+
+def confirm(client: Client, key: str, on_loop: bool = True) -> None:
+    """With the client lock held: the scheduler told the client about ``key``
+    (or the client released it), so it knows whatever a push told us."""
+    unconfirmed = client._unconfirmed
+    unconfirmed.discard(key)
+    event = client._confirmed
+    if not unconfirmed and event is not None and client.loop is not None:
+        if on_loop:
+            event.set()
+        else:
+            try:
+                client.loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed
+                pass
+
+
+def confirm_told(client: Client, msg: Any, t: type) -> None:
+    """On the loop: the keys that scheduler message ``msg`` (of type ``t``)
+    speaks of are confirmed."""
+    if t is m.TaskDone or t is m.TaskErred:
+        confirm(client, msg.key)
+    elif t is m.TasksCancelled or t is m.TasksLost:
+        for key in msg.keys:
+            confirm(client, key)
+
+
+async def scheduler_knows(client: Client, timeout: float = 2.0) -> None:
+    """On the loop, before asking the scheduler anything: wait (at most
+    ``timeout`` seconds) until no pushed result is unconfirmed."""
+    loop = client.loop
+    assert loop is not None
+    deadline = loop.time() + timeout
+    while client._unconfirmed:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return  # stays best effort: the answer may lag behind by a result
+        event = client._confirmed = asyncio.Event()
+        if not client._unconfirmed:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), remaining)
+        except asyncio.TimeoutError:
+            return
