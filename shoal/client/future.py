@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from shoal.comm.spin import spin_if_waiting
 from shoal.errors import CancelledError, FutureLost
 from shoal.protocol.serialize import (
     Payload,
@@ -87,12 +86,9 @@ class Waiter:
             else:
                 self.loop.call_soon_threadsafe(_set_if_pending, fut)
 
-    def wait(self, timeout: float | None, spin: bool = True) -> bool:
-        event = self.event
-        assert event is not None
-        if spin:
-            spin_if_waiting(event.is_set, timeout)
-        return event.wait(timeout)
+    def wait(self, timeout: float | None) -> bool:
+        assert self.event is not None
+        return self.event.wait(timeout)
 
 
 def _set_if_pending(fut: asyncio.Future[None]) -> None:

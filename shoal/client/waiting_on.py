@@ -60,8 +60,7 @@ def wait_states(
     client: Client, states: list[FutureState], timeout: float | None, count: int | None = None
 ) -> None:
     """Block until ``count`` (default: all) of ``states`` are done."""
-    lone = len(states) == 1
-    if lone:
+    if len(states) == 1:
         # result() of one future: poll its state before arming a waiter, so
         # a result that comes within the window needs no Event, and the
         # loop thread that delivers it has nobody to wake (see spin.py)
@@ -70,7 +69,10 @@ def wait_states(
     if armed is None:
         return
     waiter, pending, need = armed
-    if not waiter.wait(timeout, spin=not lone):
+    if len(states) > 1:  # many: poll the waiter, which counts them
+        assert waiter.event is not None
+        spin_if_waiting(waiter.event.is_set, timeout)
+    if not waiter.wait(timeout):
         unregister(client, pending, waiter)
         raise TimeoutError(f"{need} futures were not done within {timeout} s")
 
