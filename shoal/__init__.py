@@ -51,10 +51,15 @@ _EXPORTS = {
     "worker_client": "shoal.worker.context",
 }
 
+#: submodules that are part of the API: ``shoal.config.set(...)``
+_SUBMODULES = {"config"}
+
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"shoal.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
@@ -64,7 +69,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
 
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from shoal.client.future import (
 )
 from shoal.client.loop import LoopRunner, get_loop_runner, running_on
 from shoal.client.structure import futures_in
-from shoal.comm.core import DEFAULT_CONNECT_TIMEOUT, Comm, connect_and_greet
+from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
 from shoal.comm.pool import ConnectionPool
 from shoal.errors import (
     CommClosedError,
@@ -96,7 +96,7 @@ class Client(front.Client):
         **cluster_kwargs: Any,
     ) -> None:
         self.asynchronous = asynchronous
-        self.timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
+        self.timeout = default_connect_timeout() if timeout is None else timeout
         self.name = name or "client"
         self.status = "newly-created"
         self.id = ""
@@ -191,6 +191,11 @@ class Client(front.Client):
     # ------------------------------------------------------------------ lifecycle
 
     async def _start(self) -> Client:
+        from shoal.comm import spin
+        from shoal.worker import shm
+
+        spin.configure()
+        shm.configure()
         self.loop = asyncio.get_running_loop()
         if self._owns_cluster and self.asynchronous:
             await self.cluster

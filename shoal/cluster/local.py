@@ -67,7 +67,7 @@ class LocalCluster:
         resources: dict[str, float] | None = None,
         validate: bool = False,
         name: str | None = None,
-        start_timeout: float = 60.0,
+        start_timeout: float | None = None,
         _prestarted: Prestarted | None = None,
         _wait: bool = True,
         **kwargs: Any,
@@ -91,7 +91,9 @@ class LocalCluster:
         self.resources = resources
         self.validate = validate
         self.asynchronous = asynchronous
-        self.start_timeout = start_timeout
+        from shoal import config
+
+        self.start_timeout = start_timeout or config.duration("local-cluster.start-timeout") or 60.0
         self.name = name or f"LocalCluster-{next(_ids)}"
         self.status = "created"
         self.scheduler_address = ""
@@ -104,7 +106,8 @@ class LocalCluster:
         self._runner: Any = None
         self._worker_ids = itertools.count()
         if _prestarted is not None:
-            if processes and not asynchronous and _prestarted.matches(host, scheduler_port):
+            if (processes and not asynchronous and _prestarted.matches(host, scheduler_port)
+                    and forkserver_enabled()):
                 self._prestarted = _prestarted
             else:
                 _prestarted.discard()

@@ -57,8 +57,20 @@ class Prestarted:
             self.forkserver.shutdown()
 
 
-def forkserver_enabled() -> bool:
-    return hasattr(os, "fork") and os.environ.get("SHOAL_FORKSERVER", "1") != "0"
+def forkserver_enabled(early: bool = False) -> bool:
+    """Whether local clusters fork their processes from a fork server
+    (setting ``local-cluster.forkserver``).  ``early``: before the client has
+    loaded (nothing heavy imported yet), judge by the environment alone:
+    reading the configuration costs ~30 ms, and ``LocalCluster`` checks the
+    full configuration later (it discards a fork server it should not use)."""
+    if not hasattr(os, "fork"):
+        return False
+    from shoal import config
+
+    if early and not config.loaded():
+        raw = os.environ.get("SHOAL_LOCAL_CLUSTER__FORKSERVER", os.environ.get("SHOAL_FORKSERVER", "1"))
+        return raw.lower() not in ("0", "false", "off", "no")
+    return bool(config.get("local-cluster.forkserver"))
 
 
 def prestart(address: Any, options: Mapping[str, Any]) -> Prestarted | None:
@@ -67,7 +79,7 @@ def prestart(address: Any, options: Mapping[str, Any]) -> Prestarted | None:
 
     Anything unusual returns None and leaves the start to ``LocalCluster``,
     which then reports errors as it always does."""
-    if address is not None or not forkserver_enabled():
+    if address is not None or not forkserver_enabled(early=True):
         return None
     if options.get("asynchronous") or not options.get("processes", True):
         return None

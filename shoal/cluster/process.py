@@ -24,9 +24,6 @@ from shoal.cluster.zygote import child_env, shoal_command
 
 logger = logging.getLogger("shoal.nanny")
 
-#: a worker that dies this many times within RESTART_WINDOW seconds stays dead
-MAX_RESTARTS = 5
-RESTART_WINDOW = 60.0
 
 
 def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
@@ -82,14 +79,19 @@ class WorkerProcess:
 class Supervisor:
     """Starts worker processes and keeps them alive until ``stop()``."""
 
-    def __init__(self, poll_interval: float = 0.1, memory_interval: float = 0.5,
+    def __init__(self, poll_interval: float | None = None, memory_interval: float | None = None,
                  spawner: Callable[[list[str], bool], Any] | None = None) -> None:
         """``spawner(args, ready)`` starts a worker process (default: a new
         interpreter); ``ready`` asks it to signal its registration."""
+        from shoal import config
+
         self.spawner = spawner
         self.workers: dict[str, WorkerProcess] = {}
-        self.poll_interval = poll_interval
-        self.memory_interval = memory_interval
+        self.poll_interval = poll_interval or config.duration("nanny.poll-interval") or 0.1
+        self.memory_interval = memory_interval or config.duration("nanny.memory-check-interval") or 0.5
+        # a worker that dies more than max_restarts times within restart_window stays dead
+        self.max_restarts = int(config.get("nanny.max-restarts"))
+        self.restart_window = config.duration("nanny.restart-window") or 60.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -167,10 +169,10 @@ class Supervisor:
             wp.proc.kill()
 
     def _restart(self, wp: WorkerProcess, code: int, now: float) -> None:
-        wp.deaths = [t for t in wp.deaths if now - t < RESTART_WINDOW] + [now]
-        if len(wp.deaths) > MAX_RESTARTS:
+        wp.deaths = [t for t in wp.deaths if now - t < self.restart_window] + [now]
+        if len(wp.deaths) > self.max_restarts:
             logger.error("worker %s died %d times in %.0f s (exit code %s); not restarting it",
-                         wp.name, len(wp.deaths), RESTART_WINDOW, code)
+                         wp.name, len(wp.deaths), self.restart_window, code)
             with self._lock:
                 self.workers.pop(wp.name, None)
             return

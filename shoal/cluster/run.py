@@ -40,10 +40,13 @@ def _watch_parent(loop: asyncio.AbstractEventLoop, on_gone: Any) -> None:
 
 
 def _run(main: Any) -> None:
-    """Run ``main()`` on a new event loop.  With ``SHOAL_CPROFILE_DIR`` set, the
-    event loop thread is profiled and the stats written there on exit (for
-    the performance work: ``pstats`` reads them)."""
-    profile_dir = os.environ.get("SHOAL_CPROFILE_DIR")
+    """Run ``main()`` on a new event loop.  With the setting
+    ``admin.cprofile-dir`` (``SHOAL_CPROFILE_DIR``), the event loop thread is
+    profiled and the stats written there on exit (for the performance work:
+    ``pstats`` reads them)."""
+    from shoal import config
+
+    profile_dir = config.get("admin.cprofile-dir")
     profiler = None
     if profile_dir:
         import cProfile

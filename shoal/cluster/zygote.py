@@ -12,7 +12,8 @@ The zygote is single-threaded and has no event loop when it forks.
 
 Protocol (JSON lines): the client writes commands to the zygote's stdin,
 
-    {"op": "spawn", "id": 1, "argv": [...], "inherit": [fd, ...], "ready": true}
+    {"op": "spawn", "id": 1, "argv": [...], "inherit": [fd, ...], "ready": true,
+     "env": {...}}                    (env: the client's configuration, if it read one)
     {"op": "close", "fd": N}          close an fd passed to the zygote
     {"op": "stop", "pid": P}          ask a child to stop (close its stdin)
 
@@ -46,9 +47,18 @@ if TYPE_CHECKING:
 
 
 def child_env() -> dict[str, str]:
+    """The environment of a cluster's process: this one's, plus this
+    process's configuration if it was read (values set in Python included)."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(_config_env())
     return env
+
+
+def _config_env() -> dict[str, str]:
+    from shoal import config
+
+    return config.env_for_children() if config.loaded() else {}
 
 
 #: the directory holding the ``shoal`` package this process runs
@@ -75,11 +85,13 @@ def _warm_up() -> None:
     times."""
     import encodings.idna  # noqa: F401
 
+    from shoal import config
     from shoal.cli.main import build_parser
     from shoal.comm.codec import MessageCodec
 
     MessageCodec()
     build_parser()
+    config.get("comm")  # donfig and YAML imported, files read: once for every child
 
 
 def run_zygote(passed_fds: list[int]) -> int:
@@ -156,7 +168,8 @@ def run_zygote(passed_fds: list[int]) -> int:
                     rr, rw = os.pipe()
                     argv += ["--ready-fd", str(rw)]
                     private.append(rr)
-                pid, w = _fork(argv, set(cmd.get("inherit", ())), managed, children, private)
+                pid, w = _fork(argv, set(cmd.get("inherit", ())), managed, children, private,
+                               cmd.get("env") or {})
                 children[pid] = w
                 if rw >= 0:
                     os.close(rw)
@@ -194,7 +207,7 @@ def run_zygote(passed_fds: list[int]) -> int:
 
 
 def _fork(argv: list[str], inherit: set[int], managed: set[int], children: dict[int, int],
-          private: list[int]) -> tuple[int, int]:
+          private: list[int], env: dict[str, str]) -> tuple[int, int]:
     r, w = os.pipe()
     pid = os.fork()
     if pid:
@@ -214,6 +227,11 @@ def _fork(argv: list[str], inherit: set[int], managed: set[int], children: dict[
                 pass
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        if env:  # the client's configuration now, which may have changed since we started
+            from shoal import config
+
+            os.environ.update(env)
+            config.refresh()
         from shoal.cli.main import main
 
         code = main([*argv, "--parent-watch"])
@@ -356,7 +374,7 @@ class ForkServer:
         self._started[cid] = (threading.Event(), [])
         try:
             self._command({"op": "spawn", "id": cid, "argv": argv, "inherit": list(inherit),
-                           "ready": ready})
+                           "ready": ready, "env": _config_env()})
         except BaseException:
             self._started.pop(cid, None)
             raise

@@ -35,8 +35,15 @@ logger = logging.getLogger("shoal.comm")
 MessageHandler = Callable[[list[Any]], None]
 CloseHandler = Callable[["Comm", BaseException | None], None]
 
-#: seconds: how long a connect (including the handshake) may take by default
-DEFAULT_CONNECT_TIMEOUT = float(os.environ.get("SHOAL_CONNECT_TIMEOUT", "10"))
+
+
+def default_connect_timeout() -> float:
+    """Seconds a connect (handshake included) may take unless told otherwise:
+    the setting ``comm.timeouts.connect``."""
+    from shoal import config
+
+    value = config.duration("comm.timeouts.connect")
+    return 10.0 if value is None else value
 
 
 class Comm(abc.ABC):
@@ -172,7 +179,7 @@ class Listener(abc.ABC):
 async def connect(address: str, timeout: float | None = None, retry: bool = False) -> Comm:
     """Open a connection to ``address`` (no handshake)."""
     scheme, loc = parse_address(address)
-    timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
+    timeout = default_connect_timeout() if timeout is None else timeout
     if scheme == "tcp":
         from shoal.comm.tcp import tcp_connect
 
@@ -208,7 +215,7 @@ async def connect_and_greet(
 ) -> tuple[Comm, Welcome]:
     """Connect, say ``Hello`` (followed by ``extra`` messages, in the same
     batch), and wait for ``Welcome``; all within ``timeout``."""
-    timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else timeout
+    timeout = default_connect_timeout() if timeout is None else timeout
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     comm = await connect(address, timeout, retry)
@@ -237,9 +244,9 @@ async def connect_and_greet(
     return comm, first
 
 
-async def accept_greeting(comm: Comm, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Hello:
+async def accept_greeting(comm: Comm, timeout: float | None = None) -> Hello:
     """Server side: read ``Hello`` and check the version (without answering)."""
-    msgs = await comm.recv(timeout)
+    msgs = await comm.recv(default_connect_timeout() if timeout is None else timeout)
     first = msgs[0] if msgs else None
     if not isinstance(first, Hello):
         raise RemoteProtocolError(f"expected Hello, got {type(first).__name__}")

@@ -10,7 +10,7 @@ when it polls; submit→result, which is three such hops and two hand-offs
 between threads, went from ~560 to ~390 µs.
 
 So after a message arrives, an event loop keeps polling for a short window
-(``SHOAL_POLL_US``, 300 µs by default) instead of going to sleep: it queues a
+(setting ``comm.busy-poll``, 300 µs by default) instead of going to sleep: it queues a
 callback that re-queues itself, so the loop's next wait has a zero timeout,
 and every turn gives the CPU away (``sched_yield``) so that any other runnable
 thread or process goes first.  A thread that waits for a result does the same
@@ -18,7 +18,7 @@ before it blocks (``spin_until``).  Replies within the window are picked up
 without a wake-up; after it, everything sleeps as before.  The price is CPU
 time for at most one window after each burst of messages, taken only when
 nothing else wants the CPU, and it backs off where windows catch nothing
-(``Backoff``).  ``SHOAL_POLL_US=0`` turns it off.
+(``Backoff``).  ``comm.busy-poll: 0`` (or ``SHOAL_POLL_US=0``) turns it off.
 
 A worker's loop does not poll after messages from the scheduler
 (``Comm.keeps_loop_polling``): the tasks they bring run on its threads, which
@@ -37,17 +37,21 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _window_from_env() -> float:
-    raw = os.environ.get("SHOAL_POLL_US", "300")
-    try:
-        us = float(raw)
-    except ValueError:
-        raise ValueError(f"SHOAL_POLL_US must be a number of microseconds, not {raw!r}") from None
-    return max(0.0, us) * 1e-6
+def configured_window() -> float:
+    """The window the configuration asks for (``comm.busy-poll``), in seconds."""
+    from shoal import config
+
+    return max(0.0, config.duration("comm.busy-poll") or 0.0)
 
 
-#: seconds a loop (or a waiting thread) keeps polling after activity; 0: never
-WINDOW = _window_from_env()
+#: seconds a loop (or a waiting thread) keeps polling after activity; 0:
+#: never.  The default until ``configure()`` applies the configuration.
+WINDOW = 300e-6
+
+
+def configure() -> None:
+    """Apply this process's configuration (when a client or server starts)."""
+    set_window(configured_window())
 
 _yield: Callable[[], Any] = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 _now = time.perf_counter

@@ -39,14 +39,22 @@ class SchedulerServer:
         *,
         sock: Any = None,
         validate: bool = False,
-        worker_timeout: float = 60.0,
-        check_interval: float = 1.0,
+        worker_timeout: float | None = None,
+        check_interval: float | None = None,
     ) -> None:
+        from shoal import config
+
         self.listen_address = address
         self._sock = sock
-        self.state = SchedulerState(validate=validate)
-        self.worker_timeout = worker_timeout
-        self.check_interval = check_interval
+        self.state = SchedulerState(
+            validate=validate,
+            allowed_failures=int(config.get("scheduler.allowed-failures")),
+            log_size=int(config.get("scheduler.transition-log-length")),
+            unknown_duration=config.duration("scheduler.unknown-task-duration") or 0.0,
+        )
+        # a worker silent for worker_timeout seconds is removed
+        self.worker_timeout = worker_timeout or config.duration("scheduler.worker-ttl") or 60.0
+        self.check_interval = check_interval or config.duration("scheduler.worker-check-interval") or 1.0
         self.client_comms: dict[str, Comm] = {}
         self.worker_comms: dict[str, Comm] = {}
         self.address = ""
@@ -72,6 +80,9 @@ class SchedulerServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> SchedulerServer:
+        from shoal.comm import spin
+
+        spin.configure()
         self.loop = asyncio.get_running_loop()
         kwargs = {"sock": self._sock} if self._sock is not None else {}
         self.listener = listen(self.listen_address, self._on_connection, **kwargs)

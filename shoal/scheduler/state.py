@@ -53,7 +53,8 @@ FIRE_AND_FORGET = "fire-and-forget"
 
 
 class SchedulerState:
-    def __init__(self, *, validate: bool = False, allowed_failures: int = 3, log_size: int = 20_000):
+    def __init__(self, *, validate: bool = False, allowed_failures: int = 3, log_size: int = 20_000,
+                 unknown_duration: float = UNKNOWN_DURATION):
         self.tasks: dict[str, TaskRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self.clients: dict[str, ClientRecord] = {FIRE_AND_FORGET: ClientRecord(FIRE_AND_FORGET)}
@@ -75,6 +76,7 @@ class SchedulerState:
         self.log: deque[tuple[str, Any, Any, str, float]] = deque(maxlen=log_size)
         self.validate = validate
         self.allowed_failures = allowed_failures
+        self.unknown_duration = unknown_duration
         self.now = 0.0
         self.stimulus = ""
         self.transition_counter = 0
@@ -156,7 +158,7 @@ class SchedulerState:
         return running
 
     def expected_duration(self, prefix: str) -> float:
-        return self.durations.get(prefix, UNKNOWN_DURATION)
+        return self.durations.get(prefix, self.unknown_duration)
 
     def assign(self, ts: TaskRecord, w: WorkerRecord) -> None:
         """Send ``ts`` to ``w`` to run."""

@@ -18,7 +18,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import threading
 import time
@@ -36,9 +35,6 @@ from shoal.protocol.serialize import (
 )
 from shoal.worker import shm
 from shoal.worker.sizeof import sizeof
-
-#: results whose pickle is at most this big travel inline with the "finished" notice
-INLINE_LIMIT = int(os.environ.get("SHOAL_INLINE_BYTES", 16 * 1024))
 
 _local = threading.local()
 
@@ -112,7 +108,7 @@ class TaskExecutor:
         functions: MutableMapping[bytes, Any],
         data: Store,
         worker: Any = None,
-        inline_limit: int = INLINE_LIMIT,
+        inline_limit: int | None = None,
         is_cancelled: Callable[[str], bool] | None = None,
         push: Callable[[str, Success], None] | None = None,
     ) -> None:
@@ -123,6 +119,11 @@ class TaskExecutor:
         self.functions = functions
         self.data = data
         self.worker = worker
+        if inline_limit is None:
+            from shoal import config
+
+            # results whose pickle is at most this big travel with the "finished" notice
+            inline_limit = config.size("worker.inline-result-bytes")
         self.inline_limit = inline_limit
         self._queue: queue.SimpleQueue[tuple[str, bytes, Payload, bool, str] | None] = queue.SimpleQueue()
         self._done: deque[Success | Failure | Skipped] = deque()

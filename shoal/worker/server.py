@@ -47,7 +47,7 @@ class WorkerServer:
         memory_limit: int = 0,
         resources: dict[str, float] | None = None,
         validate: bool = False,
-        heartbeat_interval: float = 1.0,
+        heartbeat_interval: float | None = None,
         connect_timeout: float | None = None,
     ) -> None:
         if nthreads < 1:
@@ -61,7 +61,9 @@ class WorkerServer:
         self.memory_limit = memory_limit
         self.resources = dict(resources or {})
         self.validate = validate
-        self.heartbeat_interval = heartbeat_interval
+        from shoal import config
+
+        self.heartbeat_interval = heartbeat_interval or config.duration("worker.heartbeat-interval") or 1.0
         self.connect_timeout = connect_timeout
         self.address = ""
         self.data = Store()
@@ -83,6 +85,10 @@ class WorkerServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> WorkerServer:
+        from shoal.comm import spin
+
+        spin.configure()
+        shm.configure()
         self.loop = asyncio.get_running_loop()
         self.listener = listen(self.listen_address, self._on_connection)
         await self.listener.start()

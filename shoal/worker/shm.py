@@ -18,7 +18,9 @@ not even after ``kill -9``.
 Fallback: if the file cannot be opened (another host, another pid namespace,
 no permission, the key was freed meanwhile), the asker falls back to TCP.
 
-``SHOAL_SHM=off`` disables it; ``SHOAL_SHM_MIN`` sets the size threshold.
+Settings ``worker.shared-memory.enabled`` and ``worker.shared-memory.min-bytes``
+(``SHOAL_SHM=off`` and ``SHOAL_SHM_MIN`` still work), read by ``configure()``
+when a worker or client starts.
 """
 
 from __future__ import annotations
@@ -34,11 +36,20 @@ from typing import Any
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
 
-SHM_MIN_BYTES = int(os.environ.get("SHOAL_SHM_MIN", 4 * 1024 * 1024))
-ENABLED = os.environ.get("SHOAL_SHM", "on").lower() not in ("off", "0", "no", "false") and hasattr(
-    os, "memfd_create"
-)
+#: the settings' defaults, until ``configure()`` reads the configuration
+SHM_MIN_BYTES = 4 * 1024 * 1024
+ENABLED = hasattr(os, "memfd_create")
 _ALIGN = 64
+
+
+def configure() -> None:
+    """Apply this process's configuration (at a worker's or client's start)."""
+    global ENABLED, SHM_MIN_BYTES
+    from shoal import config
+
+    ENABLED = bool(config.get("worker.shared-memory.enabled")) and hasattr(os, "memfd_create")
+    SHM_MIN_BYTES = config.size("worker.shared-memory.min-bytes")
+    host_identity.cache_clear()
 
 
 @lru_cache(maxsize=1)

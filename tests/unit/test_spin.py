@@ -144,11 +144,18 @@ def test_a_poll_with_no_time_to_wait_does_not_spin(monkeypatch: pytest.MonkeyPat
     assert calls >= 1
 
 
-def test_the_window_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHOAL_POLL_US", "250")
-    assert spin._window_from_env() == pytest.approx(250e-6)
-    monkeypatch.setenv("SHOAL_POLL_US", "-5")
-    assert spin._window_from_env() == 0.0
-    monkeypatch.setenv("SHOAL_POLL_US", "fast")
-    with pytest.raises(ValueError, match="SHOAL_POLL_US"):
-        spin._window_from_env()
+def test_the_window_comes_from_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoal import config
+
+    with config.set({"comm.busy-poll": "250us"}):
+        assert spin.configured_window() == pytest.approx(250e-6)
+    monkeypatch.setenv("SHOAL_POLL_US", "-5")  # the old variable still works
+    config.refresh()
+    try:
+        assert spin.configured_window() == 0.0
+        monkeypatch.setenv("SHOAL_POLL_US", "fast")
+        with pytest.raises(ValueError, match="SHOAL_POLL_US"):
+            config.refresh()
+    finally:
+        monkeypatch.delenv("SHOAL_POLL_US")
+        config.refresh()
