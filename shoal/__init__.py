@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Client": "shoal.client.front",
+    "Client": "shoal.client.client",
     "default_client": "shoal.client.core",
     "Future": "shoal.client.future",
     "progress": "shoal.client.progress",
@@ -73,7 +73,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from shoal.client.core import (
+    from shoal.client.client import (
         Client as Client,
     )
     from shoal.client.core import (

@@ -10,6 +10,7 @@
     │   ├── KilledWorker                 a task took down workers too many times
     │   ├── FutureLost                   a result was lost and cannot be recomputed
     │   ├── SchedulerError               the scheduler refused a request
+    │   │   └── WorkerRequestError       ...because a worker it asked did
     │   └── InvalidTransition / InvariantViolation   a state machine bug (tests)
     ├── CancelledError                   (concurrent.futures.CancelledError) a future was cancelled
     └── TimeoutError                     (builtin) a wait ran out of time
@@ -38,6 +39,7 @@ __all__ = [
     "RemoteProtocolError",
     "SchedulerError",
     "SerializationError",
+    "WorkerRequestError",
     "ShoalError",
 ]
 
@@ -95,6 +97,16 @@ class FutureLost(ShoalError):
 
 class SchedulerError(ShoalError):
     """The scheduler answered a request with an error."""
+
+
+class WorkerRequestError(SchedulerError):
+    """A worker answered the scheduler's request with an error.  The
+    scheduler does not unpickle it: ``payload`` (the pickled exception, if
+    the worker could pickle it) goes on to the client, which raises it."""
+
+    def __init__(self, message: str, payload: object = None) -> None:
+        super().__init__(message)
+        self.payload = payload
 
 
 class RemoteException(ShoalError):

@@ -1,4 +1,4 @@
-"""``Client``: the user's handle on a cluster.
+"""The engine of ``shoal.Client`` (the class itself is in ``client.py``).
 
 Two faces, one implementation: every network operation is a coroutine
 (``_gather``, ``_scatter``...) run on the client's event loop.  A synchronous
@@ -20,83 +20,149 @@ Data flow::
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import logging
+import contextvars
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from shoal.client import front, inbox, pushed, tasks, transfer, waiting_on
-from shoal.client.future import (
-    CANCELLED,
-    ERROR,
-    FINISHED,
-    PENDING,
-    Future,
-    FutureState,
-)
-from shoal.client.loop import LoopRunner, get_loop_runner, running_on
-from shoal.client.structure import futures_in
-from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
-from shoal.comm.pool import ConnectionPool
-from shoal.errors import (
-    CommClosedError,
-    FutureLost,
-    SchedulerError,
-    SerializationError,
-)
-from shoal.protocol import messages as m
-from shoal.protocol.serialize import Payload, dumps, loads
+TYPE_CHECKING = False  # typing is not imported: see load_runtime()
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+    from collections.abc import Callable, Iterable
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import Any
 
-logger = logging.getLogger("shoal.client")
+    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client.future import (
+        CANCELLED,
+        ERROR,
+        FINISHED,
+        PENDING,
+        Future,
+        FutureState,
+    )
+    from shoal.client.loop import LoopRunner, get_loop_runner, running_on
+    from shoal.client.structure import futures_in
+    from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
+    from shoal.comm.pool import ConnectionPool
+    from shoal.errors import (
+        CommClosedError,
+        FutureLost,
+        SchedulerError,
+        SerializationError,
+    )
+    from shoal.protocol import messages as m
+    from shoal.protocol.serialize import Payload, dumps, loads
 
-#: tasks per SubmitTasks message
-SUBMIT_CHUNK = 4096
-#: submissions closer together than this (seconds) are sent in batches
-BURST_GAP = 0.0005
+    logger: logging.Logger
 
-_default_client: Client | None = None
-_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_runtime_lock = threading.Lock()
+_runtime_loaded = False
+
+
+def load_runtime() -> None:
+    """Import what a running client needs, binding it in this module.
+
+    ``from shoal import Client`` must stay light: ``Client()`` with no address
+    launches a local cluster's fork server first (``shoal.cluster.prestart``)
+    and only then pays for asyncio, msgspec, cloudpickle and the rest of the
+    client (~90 ms), so that the two processes' imports overlap.  Every
+    ``Client`` calls this before its ``__init__`` runs; nothing in this module
+    uses these names before a client exists."""
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
+    global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
+    global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
+    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, SerializationError, m
+    global Payload, dumps, loads
+    if _runtime_loaded:
+        return
+    with _runtime_lock:
+        if _runtime_loaded:
+            return
+        import asyncio
+        import logging
+        from concurrent.futures import ThreadPoolExecutor
+
+        from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+        from shoal.client.future import (
+            CANCELLED,
+            ERROR,
+            FINISHED,
+            PENDING,
+            Future,
+            FutureState,
+        )
+        from shoal.client.loop import LoopRunner, get_loop_runner, running_on
+        from shoal.client.structure import futures_in
+        from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
+        from shoal.comm.pool import ConnectionPool
+        from shoal.errors import (
+            CommClosedError,
+            FutureLost,
+            SchedulerError,
+            SerializationError,
+        )
+        from shoal.protocol import messages as m
+        from shoal.protocol.serialize import Payload, dumps, loads
+
+        logger = logging.getLogger("shoal.client")
+        _runtime_loaded = True
+
+
+_default_client: ClientCore | None = None
+_clients: weakref.WeakSet[ClientCore] = weakref.WeakSet()
 _SKIP = object()
 
 
-def default_client() -> Client:
-    """The client made most recently (with ``set_as_default``)."""
+#: the client ``Client.as_current()`` made current in this context, if any
+current_client: contextvars.ContextVar[Any] = contextvars.ContextVar("shoal_current_client",
+                                                                    default=None)
+
+
+def default_client() -> Any:
+    """The client made current in this context (``Client.as_current()``),
+    else the one made most recently with ``set_as_default``."""
+    c = current_client.get()
+    if c is not None and c.status not in ("closing", "closed"):
+        return c
     c = _default_client
     if c is None or c.status in ("closing", "closed"):
         raise ValueError("No clients found. Start a client first: shoal.Client()")
     return c
 
 
-class Client(front.Client):
-    """Connect to a shoal cluster, or start a local one.
+class ClientCore:
+    """The engine of ``shoal.Client`` (``shoal/client/client.py``): the
+    connection to the scheduler, the futures' states, submitting, gathering,
+    scattering, cancelling.  The other responsibilities of the client live in
+    modules of their own, mixed into ``shoal.Client``; this class imports none
+    of them."""
 
-    ``Client()`` starts a ``LocalCluster`` (keyword arguments such as
-    ``n_workers``, ``threads_per_worker``, ``processes`` and ``memory_limit``
-    go to it); ``Client("tcp://host:port")`` connects to a running scheduler;
-    ``Client(cluster)`` connects to a cluster object.
+    _prestarted: Any = None  # the fork server Client.__new__ launched, if any
 
-    The implementation of ``shoal.Client`` (``shoal.client.front.Client``),
-    which is what users import and call.
-    """
-
-    def __init__(
+    def _init_core(
         self,
-        address: Any = None,
+        address: Any,
         *,
-        timeout: float | None = None,
-        set_as_default: bool = True,
-        asynchronous: bool = False,
-        name: str | None = None,
-        direct_to_workers: bool | None = None,
-        **cluster_kwargs: Any,
+        timeout: float | None,
+        set_as_default: bool,
+        asynchronous: bool,
+        name: str | None,
+        heartbeat_interval: float | None,
+        connection_limit: int,
+        cluster_kwargs: dict[str, Any],
     ) -> None:
-        self.asynchronous = asynchronous
+        from shoal import config
+
+        self._asynchronous = asynchronous
         self.timeout = default_connect_timeout() if timeout is None else timeout
+        self.heartbeat_interval = (config.duration("client.heartbeat-interval") or 5.0
+                                   if heartbeat_interval is None else heartbeat_interval)
+        self.connection_limit = connection_limit
+        self._submit_chunk = int(config.get("client.submit-chunk"))
+        self._burst_gap = config.duration("client.burst-gap") or 0.0
         self.name = name or "client"
         self.status = "newly-created"
         self.id = ""
@@ -133,7 +199,7 @@ class Client(front.Client):
         self.scheduler_comm: Comm | None = None
         self.cluster: Any = None
         self._owns_cluster = False
-        # the fork server shoal.Client started before importing this module
+        # the fork server shoal.Client started before importing the runtime
         prestarted, self._prestarted = self._prestarted, None
         if address is None:
             from shoal.cluster.local import LocalCluster
@@ -206,9 +272,10 @@ class Client(front.Client):
         self._direct_send = comm.threadsafe_send
         self.id = welcome.id
         self._workers = list(welcome.info.get("workers", []))
-        self.pool = ConnectionPool("client", self.id, self.timeout)
+        self.pool = ConnectionPool("client", self.id, self.timeout, limit=self.connection_limit)
         self.status = "running"
         comm.start(self._on_messages, self._on_closed)
+        self._spawn(self._heartbeat())
         if self._owns_cluster and self.cluster.n_workers:
             # a cluster we started is ready when its workers are
             await self._request("wait_for_workers", n=self.cluster.n_workers, timeout=self.timeout + 30)
@@ -221,6 +288,30 @@ class Client(front.Client):
                 self._flush_pending = True
                 self.loop.call_soon(self._flush)
         return self
+
+    async def _heartbeat(self) -> None:
+        """Tell the scheduler now and then that this client is alive."""
+        while self.status == "running":
+            await asyncio.sleep(self.heartbeat_interval)
+            comm = self.scheduler_comm
+            if comm is None or comm.closed:
+                return
+            try:
+                comm.send([m.Heartbeat()])
+            except CommClosedError:
+                return
+
+    def _spawn(self, coro: Any) -> None:
+        """Run ``coro`` on the loop as a background task, cancelled at close."""
+        assert self.loop is not None
+        task = self.loop.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether this client's methods return awaitables (``asynchronous=True``)."""
+        return self._asynchronous
 
     def __await__(self) -> Any:
         return self._start().__await__()
@@ -321,13 +412,23 @@ class Client(front.Client):
     def _in_loop_thread(self) -> bool:
         return running_on(self.loop)
 
-    def _sync(self, coro_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.asynchronous:
+    def _sync(self, coro_fn: Callable[..., Any], *args: Any, asynchronous: bool | None = None,
+              callback_timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run ``coro_fn(*args, **kwargs)`` on the client's loop.
+
+        An asynchronous client (or ``asynchronous=True`` on the loop's own
+        thread) gets the coroutine to await.  Otherwise this waits for the
+        result, at most ``callback_timeout`` seconds; with
+        ``asynchronous=True`` from another thread (a synchronous client, as
+        dask allows on every method) the result then comes as an awaitable,
+        since a coroutine of the client's loop cannot be awaited elsewhere."""
+        if self._asynchronous or (asynchronous and self._in_loop_thread()):
             return coro_fn(*args, **kwargs)
         if self.status not in ("running",):
             raise CommClosedError(f"the client is {self.status}")
         assert self._runner is not None
-        return self._runner.run_sync(coro_fn, *args, **kwargs)
+        result = self._runner.run_sync(coro_fn, *args, _timeout=callback_timeout, **kwargs)
+        return Ready(result) if asynchronous else result
 
     # ------------------------------------------------------------------ messaging
 
@@ -347,7 +448,7 @@ class Client(front.Client):
                 return
             if now and self._direct_send:
                 t = time.monotonic()
-                burst = t - self._last_submit < BURST_GAP
+                burst = t - self._last_submit < self._burst_gap
                 self._last_submit = t
                 if not burst and not self._in_loop_thread():
                     self._flush_locked()
@@ -376,7 +477,7 @@ class Client(front.Client):
         if not msgs or comm is None or comm.closed:
             return
         try:
-            # one wire message per SUBMIT_CHUNK tasks: the scheduler decodes a
+            # one wire message per client.submit-chunk tasks: the scheduler decodes a
             # wire message at once, and a big map should not sit decoded there
             batch: list[Any] = []
             ntasks = 0
@@ -384,7 +485,7 @@ class Client(front.Client):
                 batch.append(msg)
                 if type(msg) is m.SubmitTasks:
                     ntasks += len(msg.tasks)
-                    if ntasks >= SUBMIT_CHUNK:
+                    if ntasks >= self._submit_chunk:
                         comm.send(batch)
                         batch, ntasks = [], 0
             if batch:
@@ -567,39 +668,14 @@ class Client(front.Client):
                     functions.append(m.FunctionDef(func_id, blob))
                 # in chunks: the scheduler decodes one message at a time, so a
                 # million-task map never sits decoded in its memory all at once
-                for i in range(0, len(new_specs), SUBMIT_CHUNK):
-                    self._send(m.SubmitTasks(new_specs[i : i + SUBMIT_CHUNK], functions if i == 0 else []),
+                chunk = self._submit_chunk
+                for i in range(0, len(new_specs), chunk):
+                    self._send(m.SubmitTasks(new_specs[i : i + chunk], functions if i == 0 else []),
                                now=True)
                 unwanted = [s.key for s in new_specs if s.key in keep]
                 if unwanted:
                     self._send(m.ReleaseKeys(unwanted))
         return futures
-
-    # ------------------------------------------------------------------ dask collections
-
-    def compute(self, collections: Any, sync: bool = False, optimize_graph: bool = True,
-                retries: int | None = None, priority: int = 0, **kwargs: Any) -> Any:
-        """Start computing dask collections; one ``Future`` per collection (the
-        final, finalized value), or the values with ``sync=True``."""
-        from shoal.client import collections as coll
-
-        futures = coll.compute(self, collections, optimize_graph, retries or 0, priority)
-        return self.gather(futures) if sync else futures
-
-    def persist(self, collections: Any, optimize_graph: bool = True, retries: int | None = None,
-                priority: int = 0, **kwargs: Any) -> Any:
-        """Start computing dask collections; return the same collections, backed
-        by futures of their results (which stay on the workers)."""
-        from shoal.client import collections as coll
-
-        return coll.persist(self, collections, optimize_graph, retries or 0, priority)
-
-    def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
-        """The dask scheduler interface: ``dask.compute`` uses it while this
-        client is the default."""
-        from shoal.client import collections as coll
-
-        return coll.get(self, dsk, keys, **kwargs)
 
     # ------------------------------------------------------------------ waiting
 
@@ -715,81 +791,24 @@ class Client(front.Client):
     def _fire_and_forget(self, keys: list[str]) -> None:
         self._send(m.FireAndForget(keys))
 
-    # ------------------------------------------------------------------ introspection
 
-    def who_has(self, futures: Any = None) -> Any:
-        """``{key: [worker addresses]}`` for these futures (or every key)."""
-        keys = None if futures is None else [f.key for f in futures_in(futures)]
-        return self._sync(self._request, "who_has", keys=keys)
+class Ready:
+    """An awaitable that is done already: what a method called with
+    ``asynchronous=True`` on a synchronous client returns (awaiting it in any
+    event loop gives the value; never awaiting it is harmless)."""
 
-    def has_what(self, workers: Any = None) -> Any:
-        """``{worker address: [keys]}``."""
-        if isinstance(workers, str):
-            workers = [workers]
-        return self._sync(self._request, "has_what", workers=workers)
+    __slots__ = ("value",)
 
-    def nthreads(self) -> Any:
-        return self._sync(self._request, "nthreads")
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
 
-    ncores = nthreads
-
-    def scheduler_info(self) -> Any:
-        return self._sync(self._request, "scheduler_info")
-
-    def processing(self) -> Any:
-        return self._sync(self._request, "processing")
-
-    def task_states(self, futures: Any = None) -> Any:
-        """``{key: scheduler state}`` (a shoal extension, for debugging)."""
-        keys = None if futures is None else [f.key for f in futures_in(futures)]
-        return self._sync(self._request, "task_states", keys=keys)
-
-    def story(self, *keys_or_futures: Any) -> Any:
-        keys = [k.key if isinstance(k, Future) else k for k in keys_or_futures]
-        return self._sync(self._request, "story", keys=keys)
-
-    def wait_for_workers(self, n_workers: int = 1, timeout: float | None = None) -> Any:
-        """Block until at least ``n_workers`` workers are connected."""
-        return self._sync(self._request, "wait_for_workers", n=n_workers, timeout=timeout)
-
-    def run_on_scheduler(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``function(*args, **kwargs)`` in the scheduler process.  If it takes
-        a ``dask_scheduler`` (or ``scheduler``) argument it receives the scheduler."""
-        return self._sync(self._run_on_scheduler, function, args, kwargs)
-
-    async def _run_on_scheduler(self, function: Callable[..., Any], args: tuple[Any, ...],
-                                kwargs: dict[str, Any]) -> Any:
-        result = await self._request(
-            "run_on_scheduler", function=dumps(function), args=dumps((args, kwargs))
-        )
-        return loads(result)
-
-    @property
-    def dashboard_link(self) -> str | None:
-        return getattr(self.cluster, "dashboard_link", None)
-
-    def __repr__(self) -> str:
-        if self.status != "running":
-            return f"<Client: {self.status}>"
-        return f"<Client: {self.scheduler_address!r} workers={len(self._workers)}>"
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return (
-            f"<div><b>shoal Client</b> {html.escape(self.id)}<br>"
-            f"Scheduler: {html.escape(getattr(self, 'scheduler_address', '?'))}<br>"
-            f"Workers: {len(self._workers)}<br>Status: {html.escape(self.status)}</div>"
-        )
+    def __await__(self) -> Any:
+        return self.value
+        yield  # a generator: ``await`` runs it and gets the value
 
 
-def fmod_type_name(value: Any) -> str:
-    t = type(value)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-
-
-async def _done_coroutine() -> None:
-    return None
+def _done_coroutine() -> Ready:
+    return Ready(None)
 
 
 @atexit.register

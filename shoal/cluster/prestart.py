@@ -4,7 +4,7 @@
 that takes is two Python processes importing modules: this one importing the
 client (asyncio, msgspec, cloudpickle, shoal.client: ~100 ms) and the fork
 server importing the scheduler and worker (~150 ms, interpreter included).
-They need not wait for each other.  ``shoal.Client`` calls :func:`prestart`
+They need not wait for each other.  ``shoal.Client.__new__`` calls :func:`prestart`
 first, which binds the scheduler's socket and launches the fork server, and
 only then imports the client; the two imports run side by side on two cores,
 and ``LocalCluster`` picks up what was started.

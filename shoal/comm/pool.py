@@ -83,10 +83,18 @@ def _settle(fut: asyncio.Future[Any] | concurrent.futures.Future[Any], value: An
 
 
 class ConnectionPool:
-    def __init__(self, role: str, name: str = "", connect_timeout: float | None = None) -> None:
+    """Connections to peers by address, made on first use.  At most ``limit``
+    stay open (dask's ``connection_limit``): past it, the connection used
+    longest ago that is not waiting on an answer is closed."""
+
+    def __init__(self, role: str, name: str = "", connect_timeout: float | None = None,
+                 limit: int = 512) -> None:
+        if limit < 1:
+            raise ValueError(f"a connection limit must be at least 1, got {limit}")
         self.role = role
         self.name = name
         self.connect_timeout = connect_timeout
+        self.limit = limit
         self._conns: dict[str, PeerConnection] = {}
         self._connecting: dict[str, asyncio.Future[PeerConnection]] = {}
         self._ids = itertools.count(1)
@@ -109,6 +117,9 @@ class ConnectionPool:
     async def connection(self, address: str) -> PeerConnection:
         conn = self._conns.get(address)
         if conn is not None and not conn.comm.closed:
+            if len(self._conns) >= self.limit:  # keep the order of use: the oldest goes first
+                del self._conns[address]
+                self._conns[address] = conn
             return conn
         if self.closed:
             raise CommClosedError("connection pool is closed")
@@ -122,7 +133,9 @@ class ConnectionPool:
                     comm.abort(None)
                     raise CommClosedError("connection pool is closed")
                 conn = PeerConnection(comm, welcome.info)
+                self._conns.pop(address, None)
                 self._conns[address] = conn
+                self._evict(keep=address)
                 fut.set_result(conn)
             except BaseException as e:
                 fut.set_exception(e)
@@ -132,6 +145,20 @@ class ConnectionPool:
                 self._connecting.pop(address, None)
             return conn
         return await asyncio.shield(fut)
+
+    def _evict(self, keep: str) -> None:
+        """Close idle connections other than ``keep``, oldest use first, down
+        to the limit (busy ones stay: the limit is exceeded while they are)."""
+        excess = len(self._conns) - self.limit
+        if excess <= 0:
+            return
+        for address, conn in list(self._conns.items()):
+            if excess <= 0:
+                break
+            if address != keep and (not conn.pending or conn.comm.closed):
+                del self._conns[address]
+                conn.comm.abort(None)
+                excess -= 1
 
     async def request(self, address: str, msg: Any, timeout: float | None = None) -> Any:
         """Send ``msg`` (which has a fresh ``id``) and wait for the answer."""

@@ -2,13 +2,23 @@
 
 It accepts connections, says who is who (handshake), feeds each batch to the
 state machine and sends what comes out, coalesced per peer per loop tick.  It
-answers requests (``who_has``, ``scheduler_info``, ``run_on_scheduler``...)
-and watches heartbeats.  It makes no scheduling decisions itself.
+makes no scheduling decisions itself.
+
+Requests from clients (``Request(method, args)``) go to *handlers*: the
+``rpc_<method>(client_id, **args)`` coroutines of the server's extensions,
+one module per responsibility (``queries.py``: who_has, scheduler_info...;
+``coordination.py``: queues, locks...).  An extension may also define
+``client_left(client_id)``, ``worker_joined(address)`` and
+``worker_left(address)``, called as those happen.  The server asks workers
+things with ``ask_worker``/``ask_workers`` (a ``Request`` on the worker's
+connection, answered by a ``Response``).
 
 Data flow::
 
     client/worker comm --batch--> handle_client/handle_worker --> state
     state.take_messages() --> one send per peer per tick (call_soon flush)
+    client Request --> handlers[method] --> Response
+    ask_worker --Request--> worker --Response--> the awaiting handler
 """
 
 from __future__ import annotations
@@ -23,10 +33,12 @@ import uuid
 from typing import Any
 
 from shoal.comm.core import Comm, accept_greeting, listen
-from shoal.errors import CommClosedError, RemoteProtocolError, SchedulerError
+from shoal.errors import CommClosedError, RemoteProtocolError, SchedulerError, WorkerRequestError
+from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
+from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
 logger = logging.getLogger("shoal.scheduler")
@@ -66,8 +78,31 @@ class SchedulerServer:
         self._closed = asyncio.Event()
         self._client_ids = itertools.count(1)
         self._worker_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # requests this scheduler made of workers: id -> (worker, its answer)
+        self._worker_requests: dict[int, tuple[str, asyncio.Future[m.Response]]] = {}
+        self._worker_request_ids = itertools.count(1)
+        self.handlers: dict[str, Any] = {}
+        self.extensions: list[Any] = []
+        self.add_extension(self)
         self.coordination = Coordination(self)
+        self.add_extension(self.coordination)
+        self.add_extension(Queries(self))
 
+    def add_extension(self, extension: Any) -> None:
+        """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
+        call its ``client_left``/``worker_joined``/``worker_left`` hooks."""
+        add_handlers(self.handlers, extension, "scheduler")
+        if extension is not self:
+            self.extensions.append(extension)
+
+    def _notify(self, hook: str, *args: Any) -> None:
+        for ext in self.extensions:
+            fn = getattr(ext, hook, None)
+            if fn is not None:
+                try:
+                    fn(*args)
+                except Exception:
+                    logger.exception("scheduler extension %s failed in %s", type(ext).__name__, hook)
     # The reference benchmark and dask users look at ``scheduler.tasks``.
     @property
     def tasks(self) -> dict[str, Any]:
@@ -185,11 +220,12 @@ class SchedulerServer:
         if rest:
             self._on_worker_messages(address, rest)
         self._wake_worker_waiters()
+        self._notify("worker_joined", address)
         self._schedule_flush()
 
     def _on_client_closed(self, client_id: str) -> None:
         self.client_comms.pop(client_id, None)
-        self.coordination.client_left(client_id)
+        self._notify("client_left", client_id)
         self.state.remove_client(client_id, time.monotonic())
         self._schedule_flush()
 
@@ -198,7 +234,11 @@ class SchedulerServer:
             return
         if self.status == "running":
             logger.info("worker %s left%s", address, f": {exc}" if exc else "")
+        for rid, (worker, fut) in list(self._worker_requests.items()):
+            if worker == address and not fut.done():
+                fut.set_exception(CommClosedError(f"worker {address} left: {exc or 'closed'}"))
         self.state.remove_worker(address, time.monotonic(), str(exc or ""))
+        self._notify("worker_left", address)
         self._schedule_flush()
 
     # ------------------------------------------------------------------ messages
@@ -214,7 +254,9 @@ class SchedulerServer:
     def _on_worker_messages(self, address: str, msgs: list[Any]) -> None:
         for msg in self.state.handle_worker(address, msgs, time.monotonic()):
             if type(msg) is m.Response:
-                pass  # workers answer our pings; nothing waits on them yet
+                waiting = self._worker_requests.pop(msg.id, None)
+                if waiting is not None and not waiting[1].done():
+                    waiting[1].set_result(msg)
             else:
                 raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
         self._schedule_flush()
@@ -245,18 +287,22 @@ class SchedulerServer:
     # ------------------------------------------------------------------ requests
 
     async def _answer(self, client_id: str, req: m.Request) -> None:
-        handler = getattr(self, f"_rpc_{req.method}", None)
+        handler = self.handlers.get(req.method)
         try:
-            if handler is not None:
-                value = await handler(**req.args)
-            else:
-                shared = getattr(self.coordination, f"rpc_{req.method}", None)
-                if shared is None:
-                    raise SchedulerError(f"unknown request {req.method!r}")
-                value = await shared(client_id, **req.args)
-                self.state._finish()  # keys held or handed over: release what is free
-                self._schedule_flush()
+            if handler is None:
+                raise SchedulerError(f"unknown request {req.method!r}")
+            value = await handler(client_id, **req.args)
+            # a handler may have changed what clients want (keys held or
+            # handed over): release what is free, send what is due
+            self.state._finish()
+            self._schedule_flush()
             reply = m.Response(req.id, True, value)
+        except WorkerRequestError as e:
+            reply = m.Response(req.id, False, e.payload if e.payload is not None else _error_payload(e))
+        except TypeError as e:
+            if handler is not None and _is_signature_error(e, handler):
+                e = TypeError(f"bad arguments for {req.method!r}: {e}")
+            reply = m.Response(req.id, False, _error_payload(e))
         except Exception as e:
             reply = m.Response(req.id, False, _error_payload(e))
         comm = self.client_comms.get(client_id)
@@ -265,6 +311,55 @@ class SchedulerServer:
                 comm.send([reply])
             except CommClosedError:
                 pass
+
+    # ------------------------------------------------------------------ asking workers
+
+    async def ask_worker(self, address: str, method: str, timeout: float | None = None,
+                         **args: Any) -> Any:
+        """Ask worker ``address`` (a ``Request`` answered by its handler
+        ``method``); its answer, or its error raised here."""
+        comm = self.worker_comms.get(address)
+        if comm is None:
+            raise SchedulerError(f"no worker at {address}")
+        rid = next(self._worker_request_ids)
+        fut: asyncio.Future[m.Response] = self.loop.create_future()
+        self._worker_requests[rid] = (address, fut)
+        try:
+            comm.send([m.Request(rid, method, args)])
+            reply = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"worker {address} did not answer {method!r} within {timeout} s") from None
+        finally:
+            self._worker_requests.pop(rid, None)
+        if reply.ok:
+            return reply.value
+        if isinstance(reply.value, Payload):  # not opened here: it goes on to the client
+            raise WorkerRequestError(f"worker {address} failed {method!r}", reply.value)
+        raise WorkerRequestError(f"worker {address} failed {method!r}: {reply.value}")
+
+    async def ask_workers(self, method: str, workers: list[str] | None = None,
+                          timeout: float | None = None, **args: Any) -> dict[str, Any]:
+        """``ask_worker`` of each of ``workers`` (default: all) at once:
+        ``{address: answer or the exception it raised}``."""
+        addresses = list(self.worker_comms) if workers is None else self.resolve_workers(workers)
+        answers = await asyncio.gather(
+            *(self.ask_worker(a, method, timeout, **args) for a in addresses), return_exceptions=True
+        )
+        return dict(zip(addresses, answers))
+
+    def resolve_workers(self, workers: list[str]) -> list[str]:
+        """Worker addresses for ``workers``, given as addresses or names;
+        ``ValueError`` naming any that is neither."""
+        by_name = {str(w.name): a for a, w in self.state.workers.items()}
+        out = []
+        for w in workers:
+            if w in self.state.workers:
+                out.append(w)
+            elif str(w) in by_name:
+                out.append(by_name[str(w)])
+            else:
+                raise ValueError(f"no worker with address or name {w!r}")
+        return out
 
     def _worker_list(self) -> list[str]:
         return list(self.state.workers)
@@ -279,60 +374,12 @@ class SchedulerServer:
                 still.append((want, fut))
         self._worker_waiters = still
 
-    async def _rpc_barrier(self) -> None:
+    async def rpc_barrier(self, client_id: str) -> None:
         """Answered once everything the client sent before it has been
         handled (one connection's messages are handled in order)."""
         return None
 
-    async def _rpc_who_has(self, keys: list[str] | None = None) -> dict[str, list[str]]:
-        return self.state.who_has(keys)
-
-    async def _rpc_has_what(self, workers: list[str] | None = None) -> dict[str, list[str]]:
-        return self.state.has_what(workers)
-
-    async def _rpc_task_states(self, keys: list[str] | None = None) -> dict[str, str]:
-        tasks = self.state.tasks
-        if keys is None:
-            return {k: ts.state.value for k, ts in tasks.items()}
-        return {k: tasks[k].state.value if k in tasks else "forgotten" for k in keys}
-
-    async def _rpc_processing(self) -> dict[str, list[str]]:
-        return {a: [ts.key for ts in w.processing] for a, w in self.state.workers.items()}
-
-    async def _rpc_nthreads(self) -> dict[str, int]:
-        return {a: w.nthreads for a, w in self.state.workers.items()}
-
-    async def _rpc_story(self, keys: list[str]) -> list[list[Any]]:
-        return [list(e) for e in self.state.story(*keys)]
-
-    async def _rpc_scheduler_info(self) -> dict[str, Any]:
-        workers = {}
-        for a, w in self.state.workers.items():
-            workers[a] = {
-                "name": w.name,
-                "nthreads": w.nthreads,
-                "memory_limit": w.memory_limit,
-                "host": w.host,
-                "pid": w.pid,
-                "resources": w.resources,
-                "metrics": {
-                    "executing": w.executing,
-                    "memory": w.memory,
-                    "processing": len(w.processing),
-                    "nbytes": w.nbytes,
-                },
-            }
-        return {
-            "type": "Scheduler",
-            "id": self.id,
-            "address": self.address,
-            "started": self.started,
-            "workers": workers,
-            "tasks": len(self.state.tasks),
-            "counts": self.state.counts(),
-        }
-
-    async def _rpc_wait_for_workers(self, n: int, timeout: float | None = None) -> int:
+    async def rpc_wait_for_workers(self, client_id: str, n: int, timeout: float | None = None) -> int:
         if len(self.state.workers) < n:
             fut: asyncio.Future[None] = self.loop.create_future()
             self._worker_waiters.append((n, fut))
@@ -344,7 +391,7 @@ class SchedulerServer:
                 ) from None
         return len(self.state.workers)
 
-    async def _rpc_run_on_scheduler(self, function: Payload, args: Payload) -> Payload:
+    async def rpc_run_on_scheduler(self, client_id: str, function: Payload, args: Payload) -> Payload:
         """Run user code here, because the user asked for exactly that."""
         func = loads(function)
         a, kw = loads(args)
@@ -360,12 +407,19 @@ class SchedulerServer:
             result = await result
         return dumps(result)
 
-    async def _rpc_close(self) -> bool:
+    async def rpc_close(self, client_id: str) -> bool:
         self.loop.call_later(0.05, lambda: self._spawn(self.close()))
         return True
 
-    async def _rpc_pid(self) -> int:
+    async def rpc_pid(self, client_id: str) -> int:
         return os.getpid()
+
+
+def _is_signature_error(e: TypeError, handler: Any) -> bool:
+    """Whether ``e`` says the handler was called with the wrong arguments
+    (a client's mistake), rather than coming from inside it."""
+    tb = e.__traceback__
+    return tb is not None and tb.tb_next is None
 
 
 def _error_payload(e: BaseException) -> Any:

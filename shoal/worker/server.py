@@ -20,11 +20,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from shoal.comm.core import Comm, accept_greeting, connect_and_greet, listen
 from shoal.comm.pool import ConnectionPool
 from shoal.errors import CommClosedError, RemoteProtocolError, SerializationError
+from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import shm
@@ -81,6 +83,17 @@ class WorkerServer:
         # client id -> its data connection, for ResultPushed (see _push_result)
         self._subscribers: dict[str, Comm] = {}
         self._closed = asyncio.Event()
+        # what the scheduler may ask of this worker: method -> handler
+        self.handlers: dict[str, Any] = {}
+        self.extensions: list[Any] = []
+        self.add_extension(self)
+
+    def add_extension(self, extension: Any) -> None:
+        """Answer the scheduler's requests with ``extension``'s
+        ``rpc_<method>(**args)`` functions (plain or coroutines)."""
+        add_handlers(self.handlers, extension, "worker")
+        if extension is not self:
+            self.extensions.append(extension)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,11 +178,15 @@ class WorkerServer:
         import psutil
 
         proc = psutil.Process()
+        proc.cpu_percent()  # the first reading starts the measurement
         while self.status == "running":
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 metrics = {
                     "memory": proc.memory_info().rss,
+                    "cpu": proc.cpu_percent(),
+                    "num_fds": proc.num_fds() if hasattr(proc, "num_fds") else 0,
+                    "time": time.time(),
                     "executing": len(self.state.executing),
                     "ready": len(self.state.ready),
                     "nbytes": self.state.nbytes,
@@ -202,15 +219,24 @@ class WorkerServer:
             self._spawn(self.close("lost the connection to the scheduler"))
 
     async def _answer_scheduler(self, msg: m.Request) -> None:
+        handler = self.handlers.get(msg.method)
         try:
-            if msg.method == "ping":
-                value: Any = "pong"
-            else:
-                raise ValueError(f"unknown request {msg.method!r}")
+            if handler is None:
+                raise ValueError(f"worker {self.address} has no request {msg.method!r}")
+            value = handler(**msg.args)
+            if inspect.isawaitable(value):
+                value = await value
             reply = m.Response(msg.id, True, value)
         except Exception as e:
-            reply = m.Response(msg.id, False, f"{type(e).__name__}: {e}")
+            try:
+                payload: Any = dumps(e)
+            except Exception:
+                payload = f"{type(e).__name__}: {e}"
+            reply = m.Response(msg.id, False, payload)
         self._send_scheduler([reply])
+
+    def rpc_ping(self) -> str:
+        return "pong"
 
     def _send_scheduler(self, msgs: list[Any]) -> None:
         """Queue messages for the scheduler; they leave together at the end of
@@ -245,7 +271,7 @@ class WorkerServer:
         """The client tasks on this worker share (made on first use)."""
         with self._client_lock:
             if self._client is None or self._client.status != "running":
-                from shoal.client.core import Client
+                from shoal.client.client import Client
 
                 self._client = Client(self.scheduler_address, set_as_default=False,
                                       name=f"worker-{self.name}", timeout=self.connect_timeout)

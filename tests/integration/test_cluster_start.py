@@ -14,7 +14,6 @@ import psutil
 import pytest
 
 import shoal
-from shoal.client.core import Client as Implementation
 
 
 def children() -> set[int]:
@@ -25,10 +24,11 @@ def inc(x: int) -> int:
     return x + 1
 
 
-def test_importing_client_loads_neither_the_implementation_nor_asyncio() -> None:
+def test_importing_client_loads_neither_asyncio_nor_the_wire_format() -> None:
     """What makes the overlap possible: ``from shoal import Client`` is light."""
     code = ("import sys; from shoal import Client; "
-            "print(sorted(m for m in sys.modules if m in ('shoal.client.core', 'asyncio', 'msgspec')))")
+            "print(sorted(m for m in sys.modules if m in ('asyncio', 'msgspec', 'cloudpickle', "
+            "'shoal.protocol.messages', 'donfig')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          check=True)
     assert out.stdout.strip() == "[]"
@@ -36,10 +36,25 @@ def test_importing_client_loads_neither_the_implementation_nor_asyncio() -> None
 
 def test_a_client_is_an_instance_of_the_class_users_import() -> None:
     with shoal.Client(processes=False, n_workers=1) as client:
-        assert isinstance(client, shoal.Client)
-        assert type(client) is Implementation
-        assert shoal.Client.submit is Implementation.submit
+        assert type(client) is shoal.Client
         assert client.submit(inc, 1).result(timeout=10) == 2
+
+
+def test_tools_see_the_real_class() -> None:
+    """help(), inspect.signature, dir() and IDE completion read the class itself."""
+    import inspect
+    import pydoc
+
+    params = inspect.signature(shoal.Client).parameters
+    for name in ("address", "timeout", "set_as_default", "scheduler_file", "asynchronous",
+                 "heartbeat_interval", "connection_limit"):
+        assert name in params
+    assert list(params)[:3] == ["address", "loop", "timeout"]  # dask's positional order
+    for name in ("submit", "map", "gather", "scatter", "who_has", "scheduler_info", "compute"):
+        assert name in dir(shoal.Client)
+        assert name in shoal.Client.__dict__ or any(name in c.__dict__ for c in shoal.Client.__mro__)
+    text = pydoc.render_doc(shoal.Client, renderer=pydoc.plaintext)
+    assert "submit(self, func" in text and "scheduler_file" in text
 
 
 def test_subclasses_of_the_public_class_work() -> None:
@@ -48,7 +63,7 @@ def test_subclasses_of_the_public_class_work() -> None:
             return 2 * int(self.submit(inc, x).result(timeout=10))
 
     with Mine(processes=False, n_workers=1) as client:
-        assert isinstance(client, Mine) and isinstance(client, Implementation)
+        assert isinstance(client, Mine) and isinstance(client, shoal.Client)
         assert client.twice(1) == 4
 
 
@@ -61,13 +76,16 @@ def test_a_prestarted_cluster_runs_tasks_and_closes_cleanly() -> None:
     assert children() - before == set()
 
 
-@pytest.mark.parametrize("call", [
-    lambda: shoal.Client(None, "an extra positional argument"),
-    lambda: shoal.Client(n_workers=1, no_such_option=3),
+@pytest.mark.parametrize(("call", "error"), [
+    (lambda: shoal.Client(None, None, 10, True, None, None, False, None, None, None, None, None,
+                          None, 512, "one positional argument too many"), TypeError),
+    (lambda: shoal.Client(n_workers=1, no_such_option=3), TypeError),
+    (lambda: shoal.Client(None, "a loop shoal cannot use"), NotImplementedError),
+    (lambda: shoal.Client(timeout="soon"), ValueError),
 ])
-def test_a_bad_argument_after_the_prestart_leaves_no_process_behind(call) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_argument_after_the_prestart_leaves_no_process_behind(call, error) -> None:  # type: ignore[no-untyped-def]
     before = children()
-    with pytest.raises(TypeError):
+    with pytest.raises(error):
         call()
     gc.collect()
     assert children() - before == set()

@@ -1,0 +1,42 @@
+"""dask collections on the cluster: ``compute``, ``persist``, ``get`` as
+methods of ``shoal.Client`` (the work itself is in ``collections.py``).
+
+A mixin of ``shoal.Client`` that uses the client's core and that the core
+does not import.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
+if TYPE_CHECKING:
+    from typing import Any
+
+    from shoal.client.core import ClientCore as _Base
+else:
+    _Base = object
+
+
+class Computing(_Base):
+    def compute(self, collections: Any, sync: bool = False, optimize_graph: bool = True,
+                retries: int | None = None, priority: int = 0, **kwargs: Any) -> Any:
+        """Start computing dask collections; one ``Future`` per collection (the
+        final, finalized value), or the values with ``sync=True``."""
+        from shoal.client import collections as coll
+
+        futures = coll.compute(self, collections, optimize_graph, retries or 0, priority)
+        return self.gather(futures) if sync else futures
+
+    def persist(self, collections: Any, optimize_graph: bool = True, retries: int | None = None,
+                priority: int = 0, **kwargs: Any) -> Any:
+        """Start computing dask collections; return the same collections, backed
+        by futures of their results (which stay on the workers)."""
+        from shoal.client import collections as coll
+
+        return coll.persist(self, collections, optimize_graph, retries or 0, priority)
+
+    def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        """The dask scheduler interface: ``dask.compute`` uses it while this
+        client is the default."""
+        from shoal.client import collections as coll
+
+        return coll.get(self, dsk, keys, **kwargs)

@@ -1,0 +1,129 @@
+"""What the cluster holds and does: ``who_has``, ``has_what``, ``nthreads``,
+``processing``, ``scheduler_info``, ``story``... as methods of ``shoal.Client``.
+
+A mixin of ``shoal.Client`` that uses the client's core (its ``_sync`` and
+``_request``) and that the core does not import.  Each method asks the
+scheduler (``shoal/scheduler/server.py``, the ``_rpc_*`` handlers) and
+returns its answer; ``asynchronous=True`` gives an awaitable, as in dask.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
+if TYPE_CHECKING:
+    from typing import Any
+
+    from shoal.client.core import ClientCore as _Base
+else:
+    _Base = object
+
+
+def keys_of(futures: Any) -> list[str] | None:
+    """The keys of the futures (or keys) in ``futures``, nested in lists,
+    tuples, sets and dict values; None for "all"."""
+    if futures is None:
+        return None
+    from shoal.client.future import Future
+
+    keys: dict[str, None] = {}
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, Future):
+            keys[obj.key] = None
+        elif isinstance(obj, str):
+            keys[obj] = None
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            for v in obj:
+                walk(v)
+        else:
+            raise TypeError(f"expected futures or keys, got {type(obj).__name__}: {obj!r}")
+
+    walk(futures)
+    return list(keys)
+
+
+def worker_list(workers: Any) -> list[str] | None:
+    """``workers=`` as a list of addresses or names, or None for "all"."""
+    if workers is None:
+        return None
+    if isinstance(workers, str):
+        return [workers]
+    return list(workers)
+
+
+class Introspection(_Base):
+    def who_has(self, futures: Any = None, asynchronous: bool | None = None,
+                callback_timeout: float | None = None) -> Any:
+        """``{key: [worker addresses]}``: where the data of these futures (or of
+        every key in memory) is."""
+        return self._sync(self._request, "who_has", keys=keys_of(futures),
+                          asynchronous=asynchronous, callback_timeout=callback_timeout)
+
+    def has_what(self, workers: Any = None, asynchronous: bool | None = None,
+                 callback_timeout: float | None = None) -> Any:
+        """``{worker address: [keys]}``: what each worker (or these ones) holds."""
+        return self._sync(self._request, "has_what", workers=worker_list(workers),
+                          asynchronous=asynchronous, callback_timeout=callback_timeout)
+
+    def nthreads(self, workers: Any = None, asynchronous: bool | None = None,
+                 callback_timeout: float | None = None) -> Any:
+        """``{worker address: threads}``."""
+        return self._sync(self._request, "nthreads", workers=worker_list(workers),
+                          asynchronous=asynchronous, callback_timeout=callback_timeout)
+
+    ncores = nthreads
+
+    def processing(self, workers: Any = None, asynchronous: bool | None = None,
+                   callback_timeout: float | None = None) -> Any:
+        """``{worker address: [keys]}``: the tasks each worker is running or about to."""
+        return self._sync(self._request, "processing", workers=worker_list(workers),
+                          asynchronous=asynchronous, callback_timeout=callback_timeout)
+
+    def scheduler_info(self, n_workers: int = 5, asynchronous: bool | None = None,
+                       callback_timeout: float | None = None) -> Any:
+        """The scheduler and its workers, in dask's layout: ``{"type",
+        "id", "address", "started", "workers": {address: info}, ...}``.
+        ``n_workers``: describe at most this many workers (``-1``: all), as
+        in dask; the counts cover every worker."""
+        if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < -1:
+            raise ValueError(f"n_workers must be -1 (all) or a count, got {n_workers!r}")
+        return self._sync(self._request, "scheduler_info", n_workers=n_workers,
+                          asynchronous=asynchronous, callback_timeout=callback_timeout)
+
+    def task_states(self, futures: Any = None, asynchronous: bool | None = None) -> Any:
+        """``{key: scheduler state}`` (a shoal extension, for debugging)."""
+        return self._sync(self._request, "task_states", keys=keys_of(futures),
+                          asynchronous=asynchronous)
+
+    def story(self, *keys_or_stimuli: Any, on_error: str = "raise",
+              asynchronous: bool | None = None) -> Any:
+        """The transitions of these keys (or futures) on the scheduler, oldest
+        first: ``(key, start, finish, stimulus, time)``.  ``on_error``
+        ("raise" or "ignore") is accepted for dask's signature: the
+        scheduler's story cannot fail part-way."""
+        if on_error not in ("raise", "ignore"):
+            raise ValueError(f"on_error must be 'raise' or 'ignore', got {on_error!r}")
+        keys = keys_of(list(keys_or_stimuli)) or []
+        return self._sync(self._request, "story", keys=keys, asynchronous=asynchronous)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The address of the cluster's dashboard, if it has one."""
+        return getattr(self.cluster, "dashboard_link", None)
+
+    def __repr__(self) -> str:
+        if self.status != "running":
+            return f"<Client: {self.status}>"
+        return f"<Client: {self.scheduler_address!r} workers={len(self._workers)}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (
+            f"<div><b>shoal Client</b> {html.escape(self.id)}<br>"
+            f"Scheduler: {html.escape(getattr(self, 'scheduler_address', '?'))}<br>"
+            f"Workers: {len(self._workers)}<br>Status: {html.escape(self.status)}</div>"
+        )

@@ -1,0 +1,1 @@
+"""Ways to run shoal clusters: scheduler files, and cluster managers."""

@@ -1,0 +1,138 @@
+"""The Client's own surface: dask's constructor keywords, ``asynchronous=`` on
+a synchronous client, ``sync``, ``current``/``as_current``, scheduler files,
+and the introspection methods' keywords and layouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import threading
+
+import pytest
+
+import shoal
+from shoal import Client, LocalCluster
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def test_scheduler_info_has_dasks_layout_and_limits_workers(client: Client) -> None:
+    info = client.scheduler_info()
+    assert info["type"] == "Scheduler" and info["address"] == client.scheduler_address
+    assert info["n_workers"] == 2 and info["total_threads"] == 2
+    assert len(info["workers"]) == 2
+    w = next(iter(info["workers"].values()))
+    for field in ("name", "host", "nthreads", "memory_limit", "last_seen", "metrics", "status"):
+        assert field in w
+    metrics = w["metrics"]
+    for field in ("memory", "cpu", "managed_bytes", "spilled_bytes", "task_counts", "executing",
+                  "in_memory", "ready", "num_fds"):
+        assert field in metrics
+    assert set(metrics["spilled_bytes"]) == {"memory", "disk"}
+    assert len(client.scheduler_info(n_workers=1)["workers"]) == 1
+    assert client.scheduler_info(n_workers=1)["n_workers"] == 2
+    assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+    with pytest.raises(ValueError, match="n_workers"):
+        client.scheduler_info(n_workers="all")
+
+
+def test_worker_selection_by_address_or_name(client: Client) -> None:
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    address, w = next(iter(info.items()))
+    assert client.nthreads(workers=[address]) == {address: 1}
+    assert client.nthreads(workers=[w["name"]]) == {address: 1}
+    assert set(client.processing(workers=address)) == {address}
+    assert set(client.has_what(workers=[w["name"]])) == {address}
+    with pytest.raises(ValueError, match="no worker with address or name 'nobody'"):
+        client.nthreads(workers=["nobody"])
+
+
+def test_who_has_takes_futures_or_keys(client: Client) -> None:
+    f = client.submit(inc, 1)
+    assert f.result(timeout=10) == 2
+    by_future = client.who_has([f])
+    assert list(by_future) == [f.key] and by_future[f.key]
+    assert client.who_has(f.key) == by_future
+    assert client.who_has({"a": [f]}) == by_future
+    with pytest.raises(TypeError, match="expected futures or keys"):
+        client.who_has(3)
+
+
+def test_asynchronous_keyword_on_a_synchronous_client(client: Client) -> None:
+    """dask accepts asynchronous= on every method; on a synchronous client,
+    called from ordinary code, the answer comes as an awaitable that any
+    event loop can await."""
+    awaitable = client.nthreads(asynchronous=True)
+
+    async def get() -> object:
+        return await awaitable
+
+    assert asyncio.run(get()) == client.nthreads()
+
+
+def test_sync_runs_coroutine_functions_and_plain_functions(client: Client) -> None:
+    async def add(a: int, b: int) -> int:
+        await asyncio.sleep(0)
+        return a + b
+
+    assert client.sync(add, 1, b=2) == 3
+    assert client.sync(lambda: threading.current_thread().name) == "shoal-loop"
+
+
+def test_current_and_as_current(cluster: LocalCluster) -> None:
+    with Client(cluster) as a, Client(cluster, set_as_default=False) as b:
+        assert Client.current() is a
+        with b.as_current():
+            assert Client.current() is b
+            assert shoal.default_client() is b
+            assert shoal.Future(a.submit(inc, 1).key).client is b
+        assert Client.current() is a
+        with pytest.raises(ValueError, match="as_current"):
+            Client.current(allow_global=False)
+
+
+def test_scheduler_file(cluster: LocalCluster, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "scheduler.json"
+    path.write_text(json.dumps({"type": "Scheduler", "address": cluster.scheduler_address}))
+    with Client(scheduler_file=str(path)) as c:
+        assert c.submit(inc, 1).result(timeout=10) == 2
+    with pytest.raises(ValueError, match="not both"):
+        Client(cluster.scheduler_address, scheduler_file=str(path))
+
+
+def test_missing_scheduler_file_times_out_clearly(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(TimeoutError, match="does not exist"):
+        Client(scheduler_file=str(tmp_path / "nowhere.json"), timeout=0.2)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(TimeoutError, match="not a scheduler file"):
+        Client(scheduler_file=str(bad), timeout=0.2)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"security": object()}, NotImplementedError, "security"),
+    ({"serializers": ["msgpack"]}, NotImplementedError, "serializers"),
+    ({"extensions": {"pubsub": object}}, NotImplementedError, "extensions"),
+    ({"connection_limit": 0}, ValueError, "connection_limit"),
+    ({"heartbeat_interval": "often"}, ValueError, "often"),
+])
+def test_keywords_shoal_cannot_honour_are_clear_errors(cluster: LocalCluster, kwargs: dict,
+                                                       error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        Client(cluster, **kwargs)
+
+
+def test_dask_keywords_that_shoal_honours(cluster: LocalCluster) -> None:
+    with Client(cluster, timeout="5s", heartbeat_interval="50ms", serializers=["dask", "pickle"],
+                deserializers=None, extensions={}, direct_to_workers=True,
+                connection_limit=1) as c:
+        assert c.heartbeat_interval == pytest.approx(0.05)
+        assert c.timeout == 5.0
+        first, second = sorted(c.scheduler_info()["workers"])
+        for worker in (first, second):  # one worker after the other: the idle one is closed
+            [f] = c.scatter([worker.encode() * 50_000], workers=[worker], hash=False)
+            assert c.gather(f) == worker.encode() * 50_000
+            assert list(c.pool._conns) == [worker]
