@@ -35,6 +35,7 @@ from shoal.units import parse_bytes, parse_timedelta
 
 TYPE_CHECKING = False  # typing is not imported: the client reads config early
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 #: the environment variable carrying a parent's configuration to its children
@@ -44,7 +45,7 @@ PATH_ENV = "SHOAL_CONFIG"
 
 #: short environment variables from before the configuration existed, still
 #: honoured: name -> (key, how to turn the text into a value)
-LEGACY_ENV = {
+LEGACY_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHOAL_CONNECT_TIMEOUT": ("comm.timeouts.connect", float),
     "SHOAL_INLINE_BYTES": ("worker.inline-result-bytes", int),
     "SHOAL_SHM": ("worker.shared-memory.enabled", lambda s: s.lower() not in ("off", "0", "no", "false")),
@@ -114,7 +115,7 @@ def get(key: str, default: Any = _no_default) -> Any:
         raise KeyError(f"shoal has no setting {key!r} (see docs/configuration.md)") from None
 
 
-def set(arg: Any = None, **kwargs: Any) -> Any:  # noqa: A001 - dask.config's name
+def set(arg: Any = None, **kwargs: Any) -> Any:
     """Change settings: ``set({"a.b": 1})`` or ``set(a__b=1)``; as a context
     manager the old values come back at the end of the block."""
     return _cfg().set(arg, **kwargs)

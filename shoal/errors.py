@@ -39,8 +39,8 @@ __all__ = [
     "RemoteProtocolError",
     "SchedulerError",
     "SerializationError",
-    "WorkerRequestError",
     "ShoalError",
+    "WorkerRequestError",
 ]
 
 

@@ -5,6 +5,7 @@ responsibility.
     Introspection     introspection.py   who_has, has_what, scheduler_info, story, ...
     ClusterControl    control.py         run_on_scheduler, wait_for_workers, ...
     Computing         compute.py         compute, persist, get (dask collections)
+    DatasetMethods    datasets.py        publish_dataset, get_dataset, client.datasets, ...
 
 The mixins use the core (through ``self``); the core imports none of them.
 
@@ -22,14 +23,15 @@ from shoal.client import core
 from shoal.client.compute import Computing
 from shoal.client.control import ClusterControl
 from shoal.client.core import ClientCore, load_runtime
+from shoal.client.datasets import DatasetMethods
 from shoal.client.introspection import Introspection
 
 TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
     from typing import Any
 
-class Client(Computing, ClusterControl, Introspection, ClientCore):
+class Client(Computing, ClusterControl, DatasetMethods, Introspection, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments
@@ -148,7 +150,7 @@ class Client(Computing, ClusterControl, Introspection, ClientCore):
         (``allow_global``) the default client; ``ValueError`` if there is none."""
         c = core.current_client.get()
         if c is not None and c.status not in ("closing", "closed"):
-            return c  # type: ignore[return-value]
+            return c  # type: ignore[no-any-return]
         if allow_global:
             client: Client = core.default_client()
             return client

@@ -21,7 +21,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import dependency_ref, dumps_function, dumps_task_args
 
 if TYPE_CHECKING:
-    from shoal.client.core import Client
+    from shoal.client.core import ClientCore as Client
     from shoal.client.future import Future
 
 

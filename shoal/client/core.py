@@ -32,7 +32,62 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Iterable
     from concurrent.futures import ThreadPoolExecutor
-    from typing import Any
+    from typing import Any, TypeVar
+
+    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client.future import (
+        CANCELLED,
+        ERROR,
+        FINISHED,
+        PENDING,
+        Future,
+        FutureState,
+    )
+    from shoal.client.loop import LoopRunner, get_loop_runner, running_on
+    from shoal.client.structure import futures_in
+    from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
+    from shoal.comm.pool import ConnectionPool
+    from shoal.errors import (
+        CommClosedError,
+        FutureLost,
+        SchedulerError,
+        SerializationError,
+    )
+    from shoal.protocol import messages as m
+    from shoal.protocol.serialize import Payload, loads
+
+    logger: logging.Logger
+    _C = TypeVar("_C", bound="ClientCore")
+
+_runtime_lock = threading.Lock()
+_runtime_loaded = False
+
+
+def load_runtime() -> None:
+    """Import what a running client needs, binding it in this module.
+
+    ``from shoal import Client`` must stay light: ``Client()`` with no address
+    launches a local cluster's fork server first (``shoal.cluster.prestart``)
+    and only then pays for asyncio, msgspec, cloudpickle and the rest of the
+    client (~90 ms), so that the two processes' imports overlap.  Every
+    ``Client`` calls this before its ``__init__`` runs; nothing in this module
+    uses these names before a client exists."""
+    if not _runtime_loaded:
+        with _runtime_lock:
+            _bind_runtime()
+
+
+def _bind_runtime() -> None:
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
+    global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
+    global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
+    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, SerializationError, m
+    global Payload, dumps, loads
+    if _runtime_loaded:  # another thread did it while we waited for the lock
+        return
+    import asyncio
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
 
     from shoal.client import inbox, pushed, tasks, transfer, waiting_on
     from shoal.client.future import (
@@ -56,59 +111,8 @@ if TYPE_CHECKING:
     from shoal.protocol import messages as m
     from shoal.protocol.serialize import Payload, dumps, loads
 
-    logger: logging.Logger
-
-_runtime_lock = threading.Lock()
-_runtime_loaded = False
-
-
-def load_runtime() -> None:
-    """Import what a running client needs, binding it in this module.
-
-    ``from shoal import Client`` must stay light: ``Client()`` with no address
-    launches a local cluster's fork server first (``shoal.cluster.prestart``)
-    and only then pays for asyncio, msgspec, cloudpickle and the rest of the
-    client (~90 ms), so that the two processes' imports overlap.  Every
-    ``Client`` calls this before its ``__init__`` runs; nothing in this module
-    uses these names before a client exists."""
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
-    global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
-    global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
-    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, SerializationError, m
-    global Payload, dumps, loads
-    if _runtime_loaded:
-        return
-    with _runtime_lock:
-        if _runtime_loaded:
-            return
-        import asyncio
-        import logging
-        from concurrent.futures import ThreadPoolExecutor
-
-        from shoal.client import inbox, pushed, tasks, transfer, waiting_on
-        from shoal.client.future import (
-            CANCELLED,
-            ERROR,
-            FINISHED,
-            PENDING,
-            Future,
-            FutureState,
-        )
-        from shoal.client.loop import LoopRunner, get_loop_runner, running_on
-        from shoal.client.structure import futures_in
-        from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
-        from shoal.comm.pool import ConnectionPool
-        from shoal.errors import (
-            CommClosedError,
-            FutureLost,
-            SchedulerError,
-            SerializationError,
-        )
-        from shoal.protocol import messages as m
-        from shoal.protocol.serialize import Payload, dumps, loads
-
-        logger = logging.getLogger("shoal.client")
-        _runtime_loaded = True
+    logger = logging.getLogger("shoal.client")
+    _runtime_loaded = True
 
 
 _default_client: ClientCore | None = None
@@ -256,7 +260,7 @@ class ClientCore:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def _start(self) -> Client:
+    async def _start(self) -> ClientCore:
         from shoal.comm import spin
         from shoal.worker import shm
 
@@ -316,7 +320,7 @@ class ClientCore:
     def __await__(self) -> Any:
         return self._start().__await__()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self: _C) -> _C:
         if self.status != "running":
             await self._start()
         return self
@@ -324,7 +328,7 @@ class ClientCore:
     async def __aexit__(self, *exc: Any) -> None:
         await self._close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -803,8 +807,8 @@ class Ready:
         self.value = value
 
     def __await__(self) -> Any:
+        yield from ()  # a generator: ``await`` runs it and gets the value
         return self.value
-        yield  # a generator: ``await`` runs it and gets the value
 
 
 def _done_coroutine() -> Ready:

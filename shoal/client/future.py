@@ -25,6 +25,7 @@ from shoal.errors import CancelledError, FutureLost
 from shoal.protocol.serialize import (
     Payload,
     collecting_dependencies,
+    collecting_references,
     loads,
     loads_exception,
     loads_traceback,
@@ -32,7 +33,7 @@ from shoal.protocol.serialize import (
 )
 
 if TYPE_CHECKING:
-    from shoal.client.core import Client
+    from shoal.client.core import ClientCore as Client
 
 T = TypeVar("T")
 
@@ -215,7 +216,7 @@ class Future(Generic[T]):
 
     def release(self) -> None:
         """Drop this handle's reference now instead of at garbage collection."""
-        client, self.client = self.client, None  # type: ignore[assignment]
+        client, self.client = self.client, None
         if client is not None:
             client._release_key(self.key)
 
@@ -251,6 +252,9 @@ class Future(Generic[T]):
         if deps is not None:
             deps.add(self.key)
             return (resolve_dependency, (self.key,))
+        refs = collecting_references()
+        if refs is not None:
+            refs.add(self.key)
         return (_rebuild_future, (self.key,))
 
     # -- display ---------------------------------------------------------------

@@ -12,7 +12,7 @@ from shoal.client.future import CANCELLED, ERROR, LOST
 from shoal.protocol import messages as m
 
 if TYPE_CHECKING:
-    from shoal.client.core import Client
+    from shoal.client.core import ClientCore as Client
 
 logger = logging.getLogger("shoal.client")
 

@@ -32,7 +32,7 @@ from shoal.client.future import PENDING
 from shoal.protocol import messages as m
 
 if TYPE_CHECKING:
-    from shoal.client.core import Client
+    from shoal.client.core import ClientCore as Client
 
 logger = logging.getLogger("shoal.client")
 

@@ -30,7 +30,7 @@ from shoal.worker import shm
 from shoal.worker.sizeof import sizeof
 
 if TYPE_CHECKING:
-    from shoal.client.core import Client
+    from shoal.client.core import ClientCore as Client
 
 logger = logging.getLogger("shoal.client")
 

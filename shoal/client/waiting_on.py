@@ -13,7 +13,7 @@ from shoal.client.future import Future, FutureState, Waiter
 from shoal.comm.spin import spin_if_waiting
 
 if TYPE_CHECKING:
-    from shoal.client.core import Client
+    from shoal.client.core import ClientCore as Client
 
 logger = logging.getLogger("shoal.client")
 

@@ -174,6 +174,25 @@ def collecting_dependencies() -> set[str] | None:
     return getattr(_local, "deps", None)
 
 
+def collecting_references() -> set[str] | None:
+    """The set a ``Future.__reduce__`` should add its key to while an object
+    that keeps its futures (a published dataset) is pickled; else ``None``."""
+    return getattr(_local, "refs", None)
+
+
+def dumps_with_references(obj: object) -> tuple[Payload, set[str]]:
+    """Serialize ``obj`` with the futures inside it (which stay futures when
+    it is unpickled); return the payload and those futures' keys."""
+    refs: set[str] = set()
+    previous = getattr(_local, "refs", None)
+    _local.refs = refs
+    try:
+        payload = dumps(obj)
+    finally:
+        _local.refs = previous
+    return payload, refs
+
+
 def dumps_task_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Payload, set[str]]:
     """Serialize ``(args, kwargs)``; return the payload and the keys of the
     futures found anywhere inside them."""

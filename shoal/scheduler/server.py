@@ -38,6 +38,7 @@ from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
+from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
@@ -87,6 +88,7 @@ class SchedulerServer:
         self.coordination = Coordination(self)
         self.add_extension(self.coordination)
         self.add_extension(Queries(self))
+        self.add_extension(Datasets(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
@@ -234,7 +236,7 @@ class SchedulerServer:
             return
         if self.status == "running":
             logger.info("worker %s left%s", address, f": {exc}" if exc else "")
-        for rid, (worker, fut) in list(self._worker_requests.items()):
+        for worker, fut in list(self._worker_requests.values()):
             if worker == address and not fut.done():
                 fut.set_exception(CommClosedError(f"worker {address} left: {exc or 'closed'}"))
         self.state.remove_worker(address, time.monotonic(), str(exc or ""))

@@ -1,69 +1,17 @@
 """Helpers for the seed-document tests.
 
-The ``cluster`` (one real ``processes=True`` LocalCluster per module) and
-``client`` (a fresh client on it per test) fixtures come from tests/conftest.py.
+The ``cluster`` (one real ``processes=True`` LocalCluster per module),
+``client`` (a fresh client on it per test), ``wait_until``, ``forgotten`` and
+``released`` fixtures come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import gc
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from shoal import Client, LocalCluster
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-@pytest.fixture
-def wait_until() -> Callable[..., bool]:
-    """``wait_until(predicate, timeout=10)``: poll until true; returns the last answer."""
-    return _wait_until
-
-
-def _keys_checker(client: Client, settled: Callable[[set[str], dict[str, str]], bool]
-                  ) -> Callable[..., bool]:
-    """``check(keys, timeout=10)``: after a ``gc.collect()``, poll until no
-    worker holds the data of ``keys`` and ``settled(keys, task_states)``."""
-
-    def check(keys: Iterable[str], timeout: float = 10.0) -> bool:
-        wanted = set(keys)
-        gc.collect()
-
-        def gone() -> bool:
-            states = client.task_states()
-            held = {k for ks in client.has_what().values() for k in ks}
-            return not (wanted & held) and settled(wanted, states)
-
-        return _wait_until(gone, timeout, 0.02)
-
-    return check
-
-
-@pytest.fixture
-def forgotten(client: Client) -> Callable[..., bool]:
-    """``forgotten(keys, timeout=10)``: True once the scheduler has no record of
-    any of ``keys`` and no worker holds their data (after a ``gc.collect()``)."""
-    return _keys_checker(client, lambda keys, states: not (keys & set(states)))
-
-
-@pytest.fixture
-def released(client: Client) -> Callable[..., bool]:
-    """``released(keys, timeout=10)``: True once no worker holds the data of ``keys``
-    and the scheduler keeps at most a ``released`` record of them (as dask does for a
-    key that finished dependents still point at)."""
-    return _keys_checker(
-        client, lambda keys, states: all(states.get(k, "released") == "released" for k in keys)
-    )
 
 
 @pytest.fixture

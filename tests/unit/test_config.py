@@ -62,7 +62,7 @@ def test_unknown_key_names_the_key() -> None:
 
 
 def test_malformed_value_names_the_key() -> None:
-    with config.set({"comm.timeouts.connect": "soon"}), pytest.raises(ValueError, match="comm.timeouts.connect"):
+    with config.set({"comm.timeouts.connect": "soon"}), pytest.raises(ValueError, match=r"comm\.timeouts\.connect"):
         config.duration("comm.timeouts.connect")
 
 
