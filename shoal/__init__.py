@@ -49,6 +49,15 @@ _EXPORTS = {
     "rejoin": "shoal.worker.context",
     "secede": "shoal.worker.context",
     "worker_client": "shoal.worker.context",
+    "WorkerPlugin": "shoal.plugins",
+    "SchedulerPlugin": "shoal.plugins",
+    "NannyPlugin": "shoal.plugins",
+    "PipInstall": "shoal.plugins",
+    "CondaInstall": "shoal.plugins",
+    "InstallPlugin": "shoal.plugins",
+    "Environ": "shoal.plugins",
+    "UploadFile": "shoal.plugins",
+    "UploadDirectory": "shoal.plugins",
 }
 
 #: submodules that are part of the API: ``shoal.config.set(...)``
@@ -138,6 +147,33 @@ if TYPE_CHECKING:
     )
     from shoal.errors import (
         ShoalError as ShoalError,
+    )
+    from shoal.plugins import (
+        CondaInstall as CondaInstall,
+    )
+    from shoal.plugins import (
+        Environ as Environ,
+    )
+    from shoal.plugins import (
+        InstallPlugin as InstallPlugin,
+    )
+    from shoal.plugins import (
+        NannyPlugin as NannyPlugin,
+    )
+    from shoal.plugins import (
+        PipInstall as PipInstall,
+    )
+    from shoal.plugins import (
+        SchedulerPlugin as SchedulerPlugin,
+    )
+    from shoal.plugins import (
+        UploadDirectory as UploadDirectory,
+    )
+    from shoal.plugins import (
+        UploadFile as UploadFile,
+    )
+    from shoal.plugins import (
+        WorkerPlugin as WorkerPlugin,
     )
     from shoal.worker.context import (
         get_client as get_client,

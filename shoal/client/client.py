@@ -6,6 +6,7 @@ responsibility.
     ClusterControl    control.py         run_on_scheduler, wait_for_workers, ...
     Computing         compute.py         compute, persist, get (dask collections)
     DatasetMethods    datasets.py        publish_dataset, get_dataset, client.datasets, ...
+    PluginMethods     plugins.py         register_plugin, upload_file, ...
 
 The mixins use the core (through ``self``); the core imports none of them.
 
@@ -25,13 +26,14 @@ from shoal.client.control import ClusterControl
 from shoal.client.core import ClientCore, load_runtime
 from shoal.client.datasets import DatasetMethods
 from shoal.client.introspection import Introspection
+from shoal.client.plugins import PluginMethods
 
 TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from typing import Any
 
-class Client(Computing, ClusterControl, DatasetMethods, Introspection, ClientCore):
+class Client(Computing, ClusterControl, DatasetMethods, Introspection, PluginMethods, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments

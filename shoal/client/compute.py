@@ -1,22 +1,18 @@
 """dask collections on the cluster: ``compute``, ``persist``, ``get`` as
 methods of ``shoal.Client`` (the work itself is in ``collections.py``).
-
-A mixin of ``shoal.Client`` that uses the client's core and that the core
-does not import.
 """
 
 from __future__ import annotations
+
+from shoal.client.mixin import MixinBase
 
 TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
 if TYPE_CHECKING:
     from typing import Any
 
-    from shoal.client.core import ClientCore as _Base
-else:
-    _Base = object
 
 
-class Computing(_Base):
+class Computing(MixinBase):
     def compute(self, collections: Any, sync: bool = False, optimize_graph: bool = True,
                 retries: int | None = None, priority: int = 0, **kwargs: Any) -> Any:
         """Start computing dask collections; one ``Future`` per collection (the
