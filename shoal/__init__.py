@@ -49,6 +49,10 @@ _EXPORTS = {
     "rejoin": "shoal.worker.context",
     "secede": "shoal.worker.context",
     "worker_client": "shoal.worker.context",
+    "Status": "shoal.status",
+    "rpc": "shoal.comm.rpc",
+    "connect": "shoal.comm.core",
+    "sync": "shoal.client.loop",
     "WorkerPlugin": "shoal.plugins",
     "SchedulerPlugin": "shoal.plugins",
     "NannyPlugin": "shoal.plugins",
@@ -60,15 +64,28 @@ _EXPORTS = {
     "UploadDirectory": "shoal.plugins",
 }
 
-#: submodules that are part of the API: ``shoal.config.set(...)``
-_SUBMODULES = {"config"}
+#: modules that are part of the API: ``shoal.config.set(...)``, ``shoal.dask``
+_MODULES = {"config": "shoal.config", "dask": "dask"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, *_MODULES, "TimeoutError", "CompatibleExecutor"])
+
+#: what dask.distributed calls TimeoutError: the builtin, which shoal raises
+TimeoutError = TimeoutError
+
+
+def CompatibleExecutor(*args: Any, **kwargs: Any) -> Any:
+    """Gone from dask.distributed too: use ``client.get_executor()``."""
+    raise NotImplementedError("CompatibleExecutor was replaced by Client.get_executor()")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"shoal.{name}")
+    if name in _MODULES:
+        try:
+            return importlib.import_module(_MODULES[name])
+        except ImportError:
+            if name == "dask":
+                raise AttributeError("shoal.dask needs dask: pip install 'shoal[dask]'") from None
+            raise
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
@@ -78,7 +95,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
+    return sorted(set(globals()) | set(_EXPORTS) | set(_MODULES))
 
 
 if TYPE_CHECKING:
@@ -90,6 +107,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.future import (
         Future as Future,
+    )
+    from shoal.client.loop import (
+        sync as sync,
     )
     from shoal.client.primitives import (
         Event as Event,
@@ -126,6 +146,12 @@ if TYPE_CHECKING:
     )
     from shoal.cluster.local import (
         LocalCluster as LocalCluster,
+    )
+    from shoal.comm.core import (
+        connect as connect,
+    )
+    from shoal.comm.rpc import (
+        rpc as rpc,
     )
     from shoal.errors import (
         CancelledError as CancelledError,
@@ -174,6 +200,9 @@ if TYPE_CHECKING:
     )
     from shoal.plugins import (
         WorkerPlugin as WorkerPlugin,
+    )
+    from shoal.status import (
+        Status as Status,
     )
     from shoal.worker.context import (
         get_client as get_client,

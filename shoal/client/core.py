@@ -51,10 +51,8 @@ if TYPE_CHECKING:
         CommClosedError,
         FutureLost,
         SchedulerError,
-        SerializationError,
     )
     from shoal.protocol import messages as m
-    from shoal.protocol.serialize import Payload, loads
 
     logger: logging.Logger
     _C = TypeVar("_C", bound="ClientCore")
@@ -81,8 +79,8 @@ def _bind_runtime() -> None:
     global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
-    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, SerializationError, m
-    global Payload, dumps, loads
+    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, m
+    global Payload, dumps, loads, raise_error_answer
     if _runtime_loaded:  # another thread did it while we waited for the lock
         return
     import asyncio
@@ -102,11 +100,11 @@ def _bind_runtime() -> None:
     from shoal.client.structure import futures_in
     from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
     from shoal.comm.pool import ConnectionPool
+    from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
         FutureLost,
         SchedulerError,
-        SerializationError,
     )
     from shoal.protocol import messages as m
     from shoal.protocol.serialize import Payload, dumps, loads
@@ -125,9 +123,12 @@ current_client: contextvars.ContextVar[Any] = contextvars.ContextVar("shoal_curr
                                                                     default=None)
 
 
-def default_client() -> Any:
-    """The client made current in this context (``Client.as_current()``),
-    else the one made most recently with ``set_as_default``."""
+def default_client(c: Any = None) -> Any:
+    """``c`` if given; else the client made current in this context
+    (``Client.as_current()``), else the one made most recently with
+    ``set_as_default``; ``ValueError`` if there is none."""
+    if c is not None:
+        return c
     c = current_client.get()
     if c is not None and c.status not in ("closing", "closed"):
         return c
@@ -529,15 +530,7 @@ class ClientCore:
             self._requests.pop(rid, None)
         if reply.ok:
             return reply.value
-        err = reply.value
-        if isinstance(err, Payload):
-            try:
-                err = loads(err)
-            except SerializationError:
-                err = SchedulerError(f"{method} failed")
-        if isinstance(err, BaseException):
-            raise err
-        raise SchedulerError(str(err))
+        raise_error_answer(method, reply.value)
 
     # ------------------------------------------------------------------ references
 

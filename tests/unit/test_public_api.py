@@ -13,7 +13,8 @@ PUBLIC = {
     "SerializationError", "ShoalError", "as_completed", "default_client", "fire_and_forget",
     "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
     "WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "PipInstall", "CondaInstall", "InstallPlugin",
-    "Environ", "UploadFile", "UploadDirectory",
+    "Environ", "UploadFile", "UploadDirectory", "Status", "sync", "TimeoutError",
+    "CompatibleExecutor", "config", "dask", "rpc", "connect",
 }
 
 
