@@ -249,6 +249,8 @@ class SchedulerServer:
         try:
             if handler is not None:
                 value = await handler(**req.args)
+            elif req.method == "cancel_unstarted":  # the asker's own claims
+                value = self._cancel_unstarted(client_id, **req.args)
             else:
                 shared = getattr(self.coordination, f"rpc_{req.method}", None)
                 if shared is None:
@@ -265,6 +267,13 @@ class SchedulerServer:
                 comm.send([reply])
             except CommClosedError:
                 pass
+
+    def _cancel_unstarted(self, client_id: str, keys: list[str]) -> list[str]:
+        """Cancel the client's keys no worker was given yet (see
+        ``SchedulerState.cancel_unstarted``); answer with the ones cancelled."""
+        cancelled = self.state.cancel_unstarted(client_id, keys, time.monotonic())
+        self._schedule_flush()
+        return cancelled
 
     def _worker_list(self) -> list[str]:
         return list(self.state.workers)
