@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal.client import front, inbox, pushed, tasks, transfer, waiting_on
 from shoal.client.future import (
@@ -51,6 +51,9 @@ from shoal.errors import (
 )
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+
+if TYPE_CHECKING:
+    from shoal.client.executor import ClientExecutor
 
 logger = logging.getLogger("shoal.client")
 
@@ -781,6 +784,16 @@ class Client(front.Client):
             f"Scheduler: {html.escape(getattr(self, 'scheduler_address', '?'))}<br>"
             f"Workers: {len(self._workers)}<br>Status: {html.escape(self.status)}</div>"
         )
+
+    # --- wiring (executor): moves on merge
+    def get_executor(self, **kwargs: Any) -> ClientExecutor:
+        """A ``concurrent.futures.Executor`` running calls on this client's
+        cluster; ``kwargs`` (``workers``, ``resources``, ``retries``,
+        ``priority``, ``allow_other_workers``, ``pure``, ``fifo_timeout``)
+        apply to every call.  See ``shoal.client.executor``."""
+        from shoal.client.executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)
 
 
 def fmod_type_name(value: Any) -> str:
