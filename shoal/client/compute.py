@@ -1,5 +1,6 @@
-"""dask collections on the cluster: ``compute``, ``persist``, ``get`` as
-methods of ``shoal.Client`` (the work itself is in ``collections.py``).
+"""Other ways to run work on the cluster: dask collections (``compute``,
+``persist``, ``get``; the work itself is in ``collections.py``) and
+``get_executor`` (``executor.py``), as methods of ``shoal.Client``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from shoal.client.mixin import MixinBase
 TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
 if TYPE_CHECKING:
     from typing import Any
+
+    from shoal.client.executor import ClientExecutor
 
 
 
@@ -36,3 +39,12 @@ class Computing(MixinBase):
         from shoal.client import collections as coll
 
         return coll.get(self, dsk, keys, **kwargs)
+
+    def get_executor(self, **kwargs: Any) -> ClientExecutor:
+        """A ``concurrent.futures.Executor`` running calls on this client's
+        cluster; ``kwargs`` (``workers``, ``resources``, ``retries``,
+        ``priority``, ``allow_other_workers``, ``pure``, ``fifo_timeout``)
+        apply to every call.  See ``shoal.client.executor``."""
+        from shoal.client.executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from shoal.client.structure import futures_in
     from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
     from shoal.comm.pool import ConnectionPool
+    from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
         FutureLost,

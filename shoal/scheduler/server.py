@@ -430,6 +430,11 @@ class SchedulerServer:
             result = await result
         return dumps(result)
 
+    async def rpc_cancel_unstarted(self, client_id: str, keys: list[str]) -> list[str]:
+        """Cancel the client's keys no worker was given yet (see
+        ``SchedulerState.cancel_unstarted``); answer with the ones cancelled."""
+        return self.state.cancel_unstarted(client_id, keys, time.monotonic())
+
     async def rpc_close(self, client_id: str) -> bool:
         self.loop.call_later(0.05, lambda: self._spawn(self.close()))
         return True
