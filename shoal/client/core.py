@@ -363,9 +363,7 @@ class ClientCore:
             task.cancel()
         if hasattr(self, "pool"):
             self.pool.close()
-        for fut in self._requests.values():
-            if not fut.done():
-                fut.set_exception(CommClosedError("the client was closed"))
+        self._fail_pending("the client was closed")
         if self._owns_cluster and self.cluster is not None:
             await self.cluster._close()
         if self._callback_executor is not None:
@@ -404,16 +402,22 @@ class ClientCore:
             log("lost the connection to the scheduler at %s: %s", self.scheduler_address, exc)
             self.status = "closed"
             self._restore_dask_scheduler()
-            err = CommClosedError(f"lost the connection to the scheduler: {exc}")
-            for fut in self._requests.values():
-                if not fut.done():
-                    fut.set_exception(err)
-            with self._lock:
-                for st in self.futures.values():
-                    if not st.done():
-                        st.status = CANCELLED
-                        st.exception = FutureLost(f"lost the connection to the scheduler: {exc}")
-                        self._wake(st)
+            self._fail_pending(f"lost the connection to the scheduler: {exc}")
+
+    def _fail_pending(self, reason: str) -> None:
+        """No answer will come any more: requests fail, and pending futures
+        are cancelled with ``reason`` (their ``result()`` raises instead of
+        waiting forever)."""
+        err = CommClosedError(reason)
+        for fut in self._requests.values():
+            if not fut.done():
+                fut.set_exception(err)
+        with self._lock:
+            for st in self.futures.values():
+                if not st.done():
+                    st.status = CANCELLED
+                    st.exception = FutureLost(reason)
+                    self._wake(st)
 
     def _in_loop_thread(self) -> bool:
         return running_on(self.loop)

@@ -184,3 +184,14 @@ def test_module_level_sync_runs_on_the_clients_loop(client: Client) -> None:
     assert shoal.sync(client.loop, where) == "shoal-loop"
     with pytest.raises(TimeoutError):
         shoal.sync(client.loop, asyncio.sleep, 1, callback_timeout="10ms")
+
+
+def test_pending_futures_of_a_closed_client_do_not_hang(cluster: LocalCluster, client: Client) -> None:
+    c = Client(cluster, set_as_default=False)
+    blocker = shoal.Event(client=c)
+    f = c.submit(lambda e: e.wait(30), blocker, pure=False)
+    c.close()
+    shoal.Event(blocker.name, client=client).set()  # frees the worker's thread
+    with pytest.raises(shoal.FutureLost, match="the client was closed"):
+        f.result(timeout=10)
+    assert f.status == "cancelled"
