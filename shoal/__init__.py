@@ -51,7 +51,8 @@ _EXPORTS = {
     "worker_client": "shoal.worker.context",
     "Status": "shoal.status",
     "rpc": "shoal.comm.rpc",
-    "connect": "shoal.comm.core",
+    "connect": "shoal.comm.rpc",
+    "local_client": "shoal.worker.context",
     "sync": "shoal.client.loop",
     "WorkerPlugin": "shoal.plugins",
     "SchedulerPlugin": "shoal.plugins",
@@ -147,7 +148,7 @@ if TYPE_CHECKING:
     from shoal.cluster.local import (
         LocalCluster as LocalCluster,
     )
-    from shoal.comm.core import (
+    from shoal.comm.rpc import (
         connect as connect,
     )
     from shoal.comm.rpc import (
@@ -209,6 +210,9 @@ if TYPE_CHECKING:
     )
     from shoal.worker.context import (
         get_worker as get_worker,
+    )
+    from shoal.worker.context import (
+        local_client as local_client,
     )
     from shoal.worker.context import (
         rejoin as rejoin,

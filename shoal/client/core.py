@@ -146,7 +146,9 @@ class ClientCore:
     modules of their own, mixed into ``shoal.Client``; this class imports none
     of them."""
 
-    _prestarted: Any = None  # the fork server Client.__new__ launched, if any
+    _prestarted: Any = None  # the fork server Client.__init__ launched, if any
+    #: the event loop this client's coroutines run on (set once it starts)
+    loop: asyncio.AbstractEventLoop | None = None
 
     def _init_core(
         self,
@@ -201,7 +203,6 @@ class ClientCore:
         self._set_as_default = set_as_default
         self._callback_executor: ThreadPoolExecutor | None = None
         self._runner: LoopRunner | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.scheduler_comm: Comm | None = None
         self.cluster: Any = None
         self._owns_cluster = False
@@ -327,13 +328,13 @@ class ClientCore:
             await self._start()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None) -> None:
         await self._close()
 
     def __enter__(self: _C) -> _C:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None) -> None:
         self.close()
 
     def close(self, timeout: float | None = None) -> Any:

@@ -1,5 +1,6 @@
 """``rpc(address)``: ask a scheduler things directly, without a Client, as
-dask.distributed's ``rpc`` does: ``await rpc(addr).who_has()``.
+dask.distributed's ``rpc`` does: ``await rpc(addr).who_has()``; and
+``connect(addr)``, a raw connection.
 
 Each ``rpc`` opens one connection (as a client, handshake and all) on first
 use; every attribute is a coroutine function sending that request and
@@ -78,6 +79,27 @@ class rpc:
 
     def __repr__(self) -> str:
         return f"<rpc to {self.address!r}>"
+
+
+async def connect(addr: str, timeout: float | str | None = None, deserialize: bool = True,
+                  handshake_overrides: dict[str, Any] | None = None, **connection_args: Any) -> Comm:
+    """A connection to a shoal server at ``addr``, handshake done, as dask's
+    ``connect``: ``comm.send([messages])``, ``await comm.recv()``.  It
+    connects as a client.  ``deserialize=False``, ``handshake_overrides`` and
+    connection arguments (TLS) have no meaning for shoal's comms yet: asking
+    for them raises rather than being ignored."""
+    from shoal.units import parse_timedelta
+
+    if not deserialize:
+        raise NotImplementedError("connect(deserialize=False): shoal's comms always decode messages")
+    if handshake_overrides:
+        raise NotImplementedError("connect(handshake_overrides=...): shoal's handshake has no options")
+    if connection_args:
+        raise NotImplementedError(f"connect(): shoal takes no connection arguments "
+                                  f"(got {sorted(connection_args)})")
+    seconds = None if timeout is None else parse_timedelta(timeout)
+    comm, _ = await connect_and_greet(addr, "client", "connect", seconds)
+    return comm
 
 
 class SchedulerProxy:
