@@ -81,7 +81,7 @@ def _bind_runtime() -> None:
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureLost, SchedulerError, m
-    global Payload, dumps, loads, raise_error_answer
+    global raise_error_answer
     if _runtime_loaded:  # another thread did it while we waited for the lock
         return
     import asyncio
@@ -108,7 +108,6 @@ def _bind_runtime() -> None:
         SchedulerError,
     )
     from shoal.protocol import messages as m
-    from shoal.protocol.serialize import Payload, dumps, loads
 
     logger = logging.getLogger("shoal.client")
     _runtime_loaded = True
