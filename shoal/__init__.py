@@ -53,6 +53,7 @@ _EXPORTS = {
     "rpc": "shoal.comm.rpc",
     "connect": "shoal.comm.rpc",
     "local_client": "shoal.worker.context",
+    "get_task_metadata": "shoal.client.task_metadata",
     "sync": "shoal.client.loop",
     "WorkerPlugin": "shoal.plugins",
     "SchedulerPlugin": "shoal.plugins",
@@ -126,6 +127,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.progress import (
         progress as progress,
+    )
+    from shoal.client.task_metadata import (
+        get_task_metadata as get_task_metadata,
     )
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,

@@ -195,3 +195,17 @@ def test_pending_futures_of_a_closed_client_do_not_hang(cluster: LocalCluster, c
     with pytest.raises(shoal.FutureLost, match="the client was closed"):
         f.result(timeout=10)
     assert f.status == "cancelled"
+
+
+def test_get_task_metadata(client: Client) -> None:
+    def fail() -> None:
+        raise ValueError("no")
+
+    with shoal.get_task_metadata() as tasks:
+        ok = client.map(inc, range(3))
+        bad = client.submit(fail)
+        shoal.wait([*ok, bad], timeout=10)
+    assert tasks.state == {**{f.key: "memory" for f in ok}, bad.key: "erred"}
+    assert tasks.metadata[ok[0].key]["type"] == "int"
+    assert tasks.metadata[ok[0].key]["workers"]
+    assert client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins.plugins)) == []

@@ -153,7 +153,6 @@ GAPS: dict[str, str] = {
     'get_client(address=)': 'issue 9, to do',
     'get_client(positional order)': 'issue 9, to do',
     'get_client(resolve_address=)': 'issue 9, to do',
-    'get_task_metadata': 'issue 9, to do',
     'get_task_stream': 'issue 9, in progress: introspection',
     'performance_report': 'issue 12: dashboard, reports and HTML reprs',
     'print': 'issue 9, in progress: events and logging',

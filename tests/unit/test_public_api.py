@@ -14,7 +14,7 @@ PUBLIC = {
     "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
     "WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "PipInstall", "CondaInstall", "InstallPlugin",
     "Environ", "UploadFile", "UploadDirectory", "Status", "sync", "TimeoutError",
-    "CompatibleExecutor", "config", "dask", "rpc", "connect", "local_client",
+    "CompatibleExecutor", "config", "dask", "rpc", "connect", "local_client", "get_task_metadata",
 }
 
 
