@@ -200,11 +200,11 @@ def test_resources_for_every_task_and_from_dask_annotate(client: Client, wait_un
 
 
 def flaky(path: str, fail_times: int) -> int:
-    import os
+    from pathlib import Path
 
-    n = int(open(path).read()) if os.path.exists(path) else 0
-    with open(path, "w") as fh:
-        fh.write(str(n + 1))
+    counter = Path(path)
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
     if n < fail_times:
         raise RuntimeError(f"attempt {n}")
     return n
