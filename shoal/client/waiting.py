@@ -153,6 +153,11 @@ class as_completed:
         with self._lock:
             return bool(self._ready)
 
+    def _tracked(self) -> list[Future[Any]]:
+        """The futures still to be yielded (what ``progress`` counts)."""
+        with self._lock:
+            return list(dict.fromkeys([*self._ready, *self._pending]))
+
     def clear(self) -> None:
         with self._lock:
             self._ready.clear()
