@@ -202,7 +202,7 @@ def _text_bars(counts: Counts, interval: float, out: TextIO, width: int) -> None
     """Draw until the work is done or failed; one tqdm bar per group."""
     from tqdm import tqdm
 
-    class Bar(tqdm):  # type: ignore[type-arg,misc]
+    class Bar(tqdm):  # type: ignore[misc]
         monitor_interval = 0  # no monitor thread: we update the bars ourselves
 
     groups = counts.groups()
@@ -211,8 +211,8 @@ def _text_bars(counts: Counts, interval: float, out: TextIO, width: int) -> None
         out.flush()
         return
     label_width = max(len(group_label(g)) for g in groups)
-    fmt = ("{desc}[{bar:%d}] | {percentage:3.0f}%% Completed | {n_fmt}/{total_fmt} | "
-           "{elapsed}{postfix}") % width
+    fmt = ("{desc}[{bar:" + str(width) + "}] | {percentage:3.0f}% Completed | "
+           "{n_fmt}/{total_fmt} | {elapsed}{postfix}")
     bars = {
         g: Bar(total=counts.total[g], initial=counts.done[g], position=i, file=out, leave=True,
                desc=f"{group_label(g):<{label_width}} " if group_label(g) else "",
