@@ -337,3 +337,18 @@ def test_asynchronous_client_computes_and_persists(cluster) -> None:
             assert await c.get({"x": (inc, 1)}, "x") == 2
 
     asyncio.run(main())
+
+
+def compute_inside(n: int) -> int:
+    from shoal import get_client
+
+    client = get_client()
+    a, b = f"a-{n}", f"b-{n}"  # a key names one task, as in dask
+    return client.get({a: (inc, n), b: (add, a, a)}, b)
+
+
+def test_get_from_inside_a_task_secedes(client: Client) -> None:
+    # two single-threaded workers, four tasks each computing a graph: without
+    # leaving the thread pool while they wait, they would hold every thread
+    futures = client.map(compute_inside, range(4))
+    assert client.gather(futures) == [2 * (n + 1) for n in range(4)]
