@@ -31,6 +31,7 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client.waiting",
     "as_completed": "shoal.client.waiting",
     "fire_and_forget": "shoal.client.waiting",
+    "futures_of": "shoal.client.structure",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
     "Event": "shoal.client.primitives",
@@ -127,6 +128,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.progress import (
         progress as progress,
+    )
+    from shoal.client.structure import (
+        futures_of as futures_of,
     )
     from shoal.client.task_metadata import (
         get_task_metadata as get_task_metadata,

@@ -40,6 +40,7 @@ from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.plugins import SchedulerPlugins
+from shoal.scheduler.progress import ProgressWatches
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
@@ -92,6 +93,7 @@ class SchedulerServer:
         self.add_extension(Datasets(self))
         self.plugins = SchedulerPlugins(self)
         self.add_extension(self.plugins)
+        self.add_extension(ProgressWatches(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
