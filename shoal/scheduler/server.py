@@ -8,8 +8,10 @@ Requests from clients (``Request(method, args)``) go to *handlers*: the
 ``rpc_<method>(client_id, **args)`` coroutines of the server's extensions,
 one module per responsibility (``queries.py``: who_has, scheduler_info...;
 ``coordination.py``: queues, locks...).  An extension may also define
-``client_left(client_id)``, ``worker_joined(address)`` and
-``worker_left(address)``, called as those happen.  The server asks workers
+``client_joined(client_id)``, ``client_left(client_id)``,
+``worker_joined(address)`` and ``worker_left(address)``, called as those
+happen, and take messages of its own types (``client_messages``,
+``worker_messages``: see ``shoal/extensions.py``).  The server asks workers
 things with ``ask_worker``/``ask_workers`` (a ``Request`` on the worker's
 connection, answered by a ``Response``).
 
@@ -34,11 +36,12 @@ from typing import Any
 
 from shoal.comm.core import Comm, accept_greeting, listen
 from shoal.errors import CommClosedError, RemoteProtocolError, SchedulerError, WorkerRequestError
-from shoal.extensions import add_handlers
+from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
+from shoal.scheduler.events import Events
 from shoal.scheduler.plugins import SchedulerPlugins
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
@@ -84,6 +87,9 @@ class SchedulerServer:
         self._worker_requests: dict[int, tuple[str, asyncio.Future[m.Response]]] = {}
         self._worker_request_ids = itertools.count(1)
         self.handlers: dict[str, Any] = {}
+        # message types extensions take from clients / workers: type -> handler
+        self.client_message_handlers: dict[type, Any] = {}
+        self.worker_message_handlers: dict[type, Any] = {}
         self.extensions: list[Any] = []
         self.add_extension(self)
         self.coordination = Coordination(self)
@@ -92,11 +98,15 @@ class SchedulerServer:
         self.add_extension(Datasets(self))
         self.plugins = SchedulerPlugins(self)
         self.add_extension(self.plugins)
+        self.events = Events(self)
+        self.add_extension(self.events)
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
         call its ``client_left``/``worker_joined``/``worker_left`` hooks."""
         add_handlers(self.handlers, extension, "scheduler")
+        add_message_handlers(self.client_message_handlers, extension, "client_messages")
+        add_message_handlers(self.worker_message_handlers, extension, "worker_messages")
         if extension is not self:
             self.extensions.append(extension)
 
@@ -116,6 +126,17 @@ class SchedulerServer:
     @property
     def workers(self) -> dict[str, Any]:
         return self.state.workers
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log an event under ``topic`` (or each of a list of topics), as
+        dask's ``Scheduler.log_event``: for code run with ``run_on_scheduler``."""
+        self.events.log_event(topic, msg)
+
+    def get_events(self, topic: str | None = None) -> Any:
+        """``(time, msg)`` events of ``topic``, or ``{topic: events}`` of all."""
+        if topic is None:
+            return {k: tuple(v) for k, v in self.events.log.all_events().items()}
+        return tuple(self.events.log.events(topic))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -215,6 +236,7 @@ class SchedulerServer:
             lambda c, exc: self._on_client_closed(client_id),
         )
         self._notify("client_joined", client_id)
+        self._schedule_flush()
 
     def _add_worker(self, comm: Comm, register: m.RegisterWorker, rest: list[Any]) -> None:
         if register.address in self.state.workers:
@@ -252,9 +274,11 @@ class SchedulerServer:
             return
         if self.status == "running":
             logger.info("worker %s left%s", address, f": {exc}" if exc else "")
-        for worker, fut in list(self._worker_requests.values()):
-            if worker == address and not fut.done():
-                fut.set_exception(CommClosedError(f"worker {address} left: {exc or 'closed'}"))
+        for rid, (worker, fut) in list(self._worker_requests.items()):
+            if worker == address:
+                del self._worker_requests[rid]
+                if not fut.done():
+                    fut.set_exception(CommClosedError(f"worker {address} left: {exc or 'closed'}"))
         self.state.remove_worker(address, time.monotonic(), str(exc or ""))
         self._notify("worker_left", address)
         self._schedule_flush()
@@ -270,7 +294,10 @@ class SchedulerServer:
             if type(msg) is m.Request:
                 self._spawn(self._answer(client_id, msg))
             else:
-                raise RemoteProtocolError(f"a client may not send {type(msg).__name__}")
+                handler = self.client_message_handlers.get(type(msg))
+                if handler is None:
+                    raise RemoteProtocolError(f"a client may not send {type(msg).__name__}")
+                handler(client_id, msg)
         self._schedule_flush()
 
     def _on_worker_messages(self, address: str, msgs: list[Any]) -> None:
@@ -280,7 +307,10 @@ class SchedulerServer:
                 if waiting is not None and not waiting[1].done():
                     waiting[1].set_result(msg)
             else:
-                raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+                handler = self.worker_message_handlers.get(type(msg))
+                if handler is None:
+                    raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+                handler(address, msg)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -341,14 +371,8 @@ class SchedulerServer:
                          **args: Any) -> Any:
         """Ask worker ``address`` (a ``Request`` answered by its handler
         ``method``); its answer, or its error raised here."""
-        comm = self.worker_comms.get(address)
-        if comm is None:
-            raise SchedulerError(f"no worker at {address}")
-        rid = next(self._worker_request_ids)
-        fut: asyncio.Future[m.Response] = self.loop.create_future()
-        self._worker_requests[rid] = (address, fut)
+        rid, fut = self._send_request(address, method, args)
         try:
-            comm.send([m.Request(rid, method, args)])
             reply = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"worker {address} did not answer {method!r} within {timeout} s") from None
@@ -359,6 +383,27 @@ class SchedulerServer:
         if isinstance(reply.value, Payload):  # not opened here: it goes on to the client
             raise WorkerRequestError(f"worker {address} failed {method!r}", reply.value)
         raise WorkerRequestError(f"worker {address} failed {method!r}: {reply.value}")
+
+    def request_worker(self, address: str, method: str, **args: Any) -> asyncio.Future[m.Response]:
+        """Send worker ``address`` a request now, ahead of whatever this loop
+        tick still has to send it (tasks, say): the future of its
+        ``Response`` (a ``CommClosedError`` if the worker leaves first)."""
+        return self._send_request(address, method, args)[1]
+
+    def _send_request(self, address: str, method: str, args: dict[str, Any]
+                      ) -> tuple[int, asyncio.Future[m.Response]]:
+        comm = self.worker_comms.get(address)
+        if comm is None:
+            raise SchedulerError(f"no worker at {address}")
+        rid = next(self._worker_request_ids)
+        fut: asyncio.Future[m.Response] = self.loop.create_future()
+        self._worker_requests[rid] = (address, fut)
+        try:
+            comm.send([m.Request(rid, method, args)])
+        except BaseException:
+            del self._worker_requests[rid]
+            raise
+        return rid, fut
 
     async def ask_workers(self, method: str, workers: list[str] | None = None,
                           timeout: float | None = None, **args: Any) -> dict[str, Any]:
