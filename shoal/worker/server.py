@@ -32,6 +32,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import shm
 from shoal.worker import state as ws
+from shoal.worker.events import WorkerEvents
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
 from shoal.worker.plugins import WorkerPlugins
 
@@ -93,6 +94,8 @@ class WorkerServer:
         self._owned_directories: list[str] = []  # made here: removed at close
         self.plugins = WorkerPlugins(self)
         self.add_extension(self.plugins)
+        self.events = WorkerEvents(self)
+        self.add_extension(self.events)
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -158,6 +161,7 @@ class WorkerServer:
         await self.plugins.teardown_all()
         for t in list(self._tasks):
             t.cancel()
+        self.events.teardown()
         if hasattr(self, "scheduler"):
             await self.scheduler.close(timeout=1.0)
         for comm in list(self._data_comms):
@@ -221,7 +225,7 @@ class WorkerServer:
             elif t is m.CloseWorker:
                 self._spawn(self.close(msg.reason or "asked by the scheduler"))
             elif t is m.Request:
-                self._spawn(self._answer_scheduler(msg))
+                self._answer_scheduler(msg)
             else:
                 raise RemoteProtocolError(f"unexpected {t.__name__} from the scheduler")
         self._carry_out()
@@ -230,22 +234,35 @@ class WorkerServer:
         if self.status == "running":
             self._spawn(self.close("lost the connection to the scheduler"))
 
-    async def _answer_scheduler(self, msg: m.Request) -> None:
+    def _answer_scheduler(self, msg: m.Request) -> None:
+        """A plain handler answers at once, before anything that came after
+        the request (tasks, say) is started; a coroutine answers when done."""
         handler = self.handlers.get(msg.method)
         try:
             if handler is None:
                 raise ValueError(f"worker {self.address} has no request {msg.method!r}")
             value = handler(**msg.args)
             if inspect.isawaitable(value):
-                value = await value
+                self._spawn(self._answer_when_done(msg.id, value))
+                return
             reply = m.Response(msg.id, True, value)
         except Exception as e:
-            try:
-                payload: Any = dumps(e)
-            except Exception:
-                payload = f"{type(e).__name__}: {e}"
-            reply = m.Response(msg.id, False, payload)
+            reply = _error_response(msg.id, e)
         self._send_scheduler([reply])
+
+    async def _answer_when_done(self, rid: int, awaitable: Any) -> None:
+        try:
+            reply = m.Response(rid, True, await awaitable)
+        except Exception as e:
+            reply = _error_response(rid, e)
+        self._send_scheduler([reply])
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log an event under ``topic`` (or each of a list of topics) at the
+        scheduler, as dask's ``Worker.log_event``; from a task:
+        ``get_worker().log_event("topic", {"x": 1})``.  ``msg`` must be
+        plain msgpack data (``TypeError`` otherwise)."""
+        self.events.log_event(topic, msg)
 
     def rpc_ping(self) -> str:
         return "pong"
@@ -263,6 +280,9 @@ class WorkerServer:
     def _flush(self) -> None:
         self._flush_scheduled = False
         msgs, self._outbox = self._outbox, []
+        events = self.events.take()
+        if events:  # ahead of the reports of the tasks that logged them
+            msgs = events + msgs
         if msgs and self.status == "running":
             try:
                 self.scheduler.send(msgs)
@@ -552,6 +572,14 @@ class WorkerServer:
         self.state.data_put(sizes, msg.types)
         self._carry_out()
         return m.PutDataAck(msg.id, unreachable=unreachable)
+
+
+def _error_response(rid: int, e: Exception) -> m.Response:
+    try:
+        payload: Any = dumps(e)
+    except Exception:
+        payload = f"{type(e).__name__}: {e}"
+    return m.Response(rid, False, payload)
 
 
 def _reachable_address(listening: str, scheduler: str) -> str:
