@@ -25,20 +25,19 @@ does not import; ``shoal/client/inbox.py`` hands it the scheduler's
 
 from __future__ import annotations
 
+from shoal.client.mixin import MixinBase
+
 TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from shoal.client.core import ClientCore as _Base
     from shoal.protocol.messages import EventLogged
-else:
-    _Base = object
 
 _NOTSET = 0  # logging.NOTSET, without importing logging here
 
 
-class Events(_Base):
+class Events(MixinBase):
     def log_event(self, topic: str | list[str], msg: Any) -> Any:
         """Log ``msg`` under ``topic`` (or under each of a list of topics) at
         the scheduler.  ``msg`` must be msgpack-able plain data (dicts with
@@ -101,25 +100,35 @@ class Events(_Base):
         the attribute ``worker`` (the worker's address).  It is emitted here
         if this process's logger is enabled for its level, and the worker's
         logger must let it through in the first place: the effective level
-        is the higher of the two.  Workers that join later forward too.
-        Returns ``{worker: {"status": "OK"}}``."""
+        is the higher of the two.  A worker plugin, as in dask: workers that
+        join later forward too; returns what ``register_plugin`` returns."""
         from shoal.protocol.events import forwarding_topic
+        from shoal.worker.events import ForwardLoggingPlugin
 
-        if logger_name is not None and not isinstance(logger_name, str):
-            raise TypeError(f"logger_name must be a str or None, got {logger_name!r}")
+        name = _plugin_name(logger_name)
         number = _level_number(level)
-        self.subscribe_topic(forwarding_topic(logger_name), handle_forwarded_log_record)
-        return self._sync(self._request, "forward_logging", logger_name=logger_name, level=number)
+        topic = forwarding_topic(logger_name)
+        self.subscribe_topic(topic, handle_forwarded_log_record)
+        # registering the name again replaces the plugin: forwarding twice
+        # does not forward every record twice
+        client: Any = self  # a shoal.Client: register_plugin is PluginMethods'
+        return client.register_plugin(ForwardLoggingPlugin(logger_name, number, topic), name)
 
     def unforward_logging(self, logger_name: str | None = None) -> Any:
         """Stop forwarding ``logger_name``'s records from the workers (for
-        every client: the forwarding is the cluster's, as in dask)."""
+        every client: the plugin is the cluster's, as in dask)."""
         from shoal.protocol.events import forwarding_topic
 
-        if logger_name is not None and not isinstance(logger_name, str):
-            raise TypeError(f"logger_name must be a str or None, got {logger_name!r}")
+        name = _plugin_name(logger_name)
         self.unsubscribe_topic(forwarding_topic(logger_name))
-        return self._sync(self._request, "unforward_logging", logger_name=logger_name)
+        client: Any = self
+        return client.unregister_worker_plugin(name)
+
+
+def _plugin_name(logger_name: Any) -> str:
+    if logger_name is not None and not isinstance(logger_name, str):
+        raise TypeError(f"logger_name must be a str or None, got {logger_name!r}")
+    return f"forward-logging-{logger_name or '<root>'}"
 
 
 def _as_events(events: list[list[Any]]) -> tuple[tuple[float, Any], ...]:

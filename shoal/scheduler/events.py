@@ -17,9 +17,8 @@ Data flow::
 
 Every client is subscribed to the "print" and "warn" topics when it connects
 (``shoal.print``/``shoal.warn`` in tasks reach it that way, as in
-dask.distributed).  Forwarded logging (``client.forward_logging``) is kept
-here too: the scheduler asks every worker, and every worker that joins
-later, to publish a logger's records on the logger's topic.
+dask.distributed).  Scheduler plugins hear of every event (their
+``log_event(topic, msg)``).
 
 The pure part, bounded logs and subscriptions, is ``event_log.py``.
 """
@@ -32,12 +31,10 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from shoal.protocol import messages as m
-from shoal.protocol.events import DEFAULT_TOPICS, check_message, check_topics, forwarding_topic
+from shoal.protocol.events import DEFAULT_TOPICS, check_message, check_topics
 from shoal.scheduler.event_log import EventLog
 
 if TYPE_CHECKING:
-    import asyncio
-
     from shoal.scheduler.server import SchedulerServer
 
 logger = logging.getLogger("shoal.scheduler")
@@ -56,8 +53,6 @@ class Events:
         # this long after, unless it came back meanwhile
         self.cleanup_delay = config.duration("scheduler.events-cleanup-delay") or 0.0
         self._gone: OrderedDict[str, float] = OrderedDict()
-        # forwarded loggers: topic -> (logger name, level)
-        self.forwarded: dict[str, tuple[str | None, int]] = {}
 
     # ------------------------------------------------------------------ logging
 
@@ -74,6 +69,10 @@ class Events:
         for client, out in self.log.publish(topics, msg, time.time()):
             state.send_client(client, out)
         self.server._schedule_flush()
+        plugins = self.server.plugins
+        if plugins.plugins:
+            for topic in topics:
+                plugins.event_logged(topic, msg)
 
     async def rpc_log_event(self, client_id: str, topic: Any, msg: Any) -> None:
         self.log_event(topic, msg)
@@ -123,11 +122,6 @@ class Events:
         self._came_back(address)
         self._publish([address], {"action": "add-worker"})
         self._publish(["all"], {"action": "add-worker", "worker": address})
-        for topic, (name, level) in self.forwarded.items():
-            # sent now, ahead of the tasks this worker is about to get
-            reply = self.server.request_worker(address, "forward_logging", topic=topic,
-                                               logger_name=name, level=level)
-            reply.add_done_callback(_log_refusal(address, topic))
 
     def worker_left(self, address: str) -> None:
         self._publish([address], {"action": "remove-worker"})
@@ -147,44 +141,3 @@ class Events:
 
     def _came_back(self, topic: str) -> None:
         self._gone.pop(topic, None)
-
-    # ------------------------------------------------------------------ forwarded logging
-
-    async def rpc_forward_logging(self, client_id: str, logger_name: str | None,
-                                  level: int) -> dict[str, dict[str, str]]:
-        """Have every worker (and every worker that joins later) publish the
-        records of ``logger_name`` (None: the root logger) at ``level`` or
-        above that its tasks emit, on the logger's topic."""
-        topic = forwarding_topic(logger_name)
-        self.forwarded[topic] = (logger_name, level)
-        answers = await self.server.ask_workers("forward_logging", topic=topic,
-                                                logger_name=logger_name, level=level)
-        return _statuses(answers)
-
-    async def rpc_unforward_logging(self, client_id: str,
-                                    logger_name: str | None) -> dict[str, dict[str, str]]:
-        topic = forwarding_topic(logger_name)
-        self.forwarded.pop(topic, None)
-        answers = await self.server.ask_workers("unforward_logging", topic=topic)
-        return _statuses(answers)
-
-
-def _statuses(answers: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """dask's answer to a plugin's registration: ``{worker: {"status": ...}}``."""
-    out = {}
-    for address, answer in answers.items():
-        if isinstance(answer, BaseException):
-            out[address] = {"status": "error", "exception": f"{type(answer).__name__}: {answer}"}
-        else:
-            out[address] = {"status": "OK"}
-    return out
-
-
-def _log_refusal(address: str, topic: str) -> Any:
-    def done(reply: asyncio.Future[m.Response]) -> None:
-        # no answer (the worker left): nothing to say
-        if not reply.cancelled() and reply.exception() is None and not reply.result().ok:
-            logger.warning("worker %s did not start forwarding %s: %s", address, topic,
-                           reply.result().value)
-
-    return done

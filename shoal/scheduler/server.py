@@ -274,11 +274,9 @@ class SchedulerServer:
             return
         if self.status == "running":
             logger.info("worker %s left%s", address, f": {exc}" if exc else "")
-        for rid, (worker, fut) in list(self._worker_requests.items()):
-            if worker == address:
-                del self._worker_requests[rid]
-                if not fut.done():
-                    fut.set_exception(CommClosedError(f"worker {address} left: {exc or 'closed'}"))
+        for worker, fut in list(self._worker_requests.values()):
+            if worker == address and not fut.done():
+                fut.set_exception(CommClosedError(f"worker {address} left: {exc or 'closed'}"))
         self.state.remove_worker(address, time.monotonic(), str(exc or ""))
         self._notify("worker_left", address)
         self._schedule_flush()
@@ -371,8 +369,14 @@ class SchedulerServer:
                          **args: Any) -> Any:
         """Ask worker ``address`` (a ``Request`` answered by its handler
         ``method``); its answer, or its error raised here."""
-        rid, fut = self._send_request(address, method, args)
+        comm = self.worker_comms.get(address)
+        if comm is None:
+            raise SchedulerError(f"no worker at {address}")
+        rid = next(self._worker_request_ids)
+        fut: asyncio.Future[m.Response] = self.loop.create_future()
+        self._worker_requests[rid] = (address, fut)
         try:
+            comm.send([m.Request(rid, method, args)])
             reply = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"worker {address} did not answer {method!r} within {timeout} s") from None
@@ -383,27 +387,6 @@ class SchedulerServer:
         if isinstance(reply.value, Payload):  # not opened here: it goes on to the client
             raise WorkerRequestError(f"worker {address} failed {method!r}", reply.value)
         raise WorkerRequestError(f"worker {address} failed {method!r}: {reply.value}")
-
-    def request_worker(self, address: str, method: str, **args: Any) -> asyncio.Future[m.Response]:
-        """Send worker ``address`` a request now, ahead of whatever this loop
-        tick still has to send it (tasks, say): the future of its
-        ``Response`` (a ``CommClosedError`` if the worker leaves first)."""
-        return self._send_request(address, method, args)[1]
-
-    def _send_request(self, address: str, method: str, args: dict[str, Any]
-                      ) -> tuple[int, asyncio.Future[m.Response]]:
-        comm = self.worker_comms.get(address)
-        if comm is None:
-            raise SchedulerError(f"no worker at {address}")
-        rid = next(self._worker_request_ids)
-        fut: asyncio.Future[m.Response] = self.loop.create_future()
-        self._worker_requests[rid] = (address, fut)
-        try:
-            comm.send([m.Request(rid, method, args)])
-        except BaseException:
-            del self._worker_requests[rid]
-            raise
-        return rid, fut
 
     async def ask_workers(self, method: str, workers: list[str] | None = None,
                           timeout: float | None = None, **args: Any) -> dict[str, Any]:

@@ -1,25 +1,26 @@
-"""Events from a worker and its tasks to the scheduler, and forwarded
-logging: a worker extension (``WorkerServer.add_extension``).
+"""Events from a worker and its tasks to the scheduler, and the worker
+side of forwarded logging.
 
-``log_event`` may be called from any thread (a task's, the loop's).  An
-event goes to the scheduler ahead of anything the worker sends after it was
-logged, the report of the task that logged it included: the worker's
-``_flush`` takes the pending events first.
+``WorkerEvents.log_event`` may be called from any thread (a task's, the
+loop's).  An event goes to the scheduler ahead of anything the worker sends
+after it was logged, the report of the task that logged it included: the
+worker's ``_flush`` takes the pending events first.
 
-Forwarded logging (``client.forward_logging``): the scheduler asks each
-worker to put a handler on a logger; the handler publishes, on the logger's
-topic, each record a task of *this* worker emits (in the task's thread).
-Records from other threads are not forwarded: several workers and a client
-may share one process (``processes=False``), where "every record of the
-process" would be forwarded once per worker and the client's own re-emitted
-records would come back round.
+Forwarded logging (``client.forward_logging``) is a worker plugin, as in
+dask.distributed: ``ForwardLoggingPlugin`` puts a handler on a logger, on
+every worker present and future (a worker that joins sets its plugins up
+before it runs a task).  The handler publishes, on the logger's topic, each
+record a task of *this* worker emits (in the task's thread).  Records from
+other threads are not forwarded: several workers and a client may share one
+process (``processes=False``), where "every record of the process" would be
+forwarded once per worker and the client's own re-emitted records would come
+back round.
 
 Data flow::
 
     task thread --log_event--> pending deque --(loop) WorkerServer._flush-->
         LogEvent ahead of the batch --> scheduler (shoal/scheduler/events.py)
-    scheduler --Request forward_logging--> rpc_forward_logging: add a handler
-    task --logger.error(...)--> handler --log_event(topic, record attributes)
+    task --logger.error(...)--> ForwardingHandler --log_event(topic, record attributes)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from shoal.plugins import WorkerPlugin
 from shoal.protocol import messages as m
 from shoal.protocol.events import check_message, check_topics, is_plain
 from shoal.worker.executor import current_task
@@ -44,8 +46,6 @@ class WorkerEvents:
         self.worker = worker
         self._pending: deque[m.LogEvent] = deque()
         self._wake_scheduled = False
-        # forwarded loggers: topic -> (logger, the handler on it)
-        self.forwarders: dict[str, tuple[logging.Logger, ForwardingHandler]] = {}
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
         """Log ``msg`` under ``topic`` (or each of a list of topics) at the
@@ -76,43 +76,42 @@ class WorkerEvents:
             out.append(pending.popleft())
         return out
 
-    # ------------------------------------------------------------------ forwarded logging
 
-    def rpc_forward_logging(self, topic: str, logger_name: str | None, level: int) -> str:
-        self.rpc_unforward_logging(topic)  # once per topic, whoever asks again
-        log = logging.getLogger(logger_name)
-        handler = ForwardingHandler(self, topic, level)
-        log.addHandler(handler)
-        self.forwarders[topic] = (log, handler)
-        return "OK"
+class ForwardLoggingPlugin(WorkerPlugin):
+    """On each worker: forward the records of ``logger_name`` (None: the root
+    logger) at ``level`` or above that tasks emit, as events on ``topic``."""
 
-    def rpc_unforward_logging(self, topic: str) -> str:
-        entry = self.forwarders.pop(topic, None)
-        if entry is not None:
-            entry[0].removeHandler(entry[1])
-        return "OK"
+    def __init__(self, logger_name: str | None, level: int, topic: str) -> None:
+        self.logger_name = logger_name
+        self.level = level
+        self.topic = topic
+        self.handler: ForwardingHandler | None = None
 
-    def teardown(self) -> None:
-        """The worker is closing: take its handlers off the loggers."""
-        for topic in list(self.forwarders):
-            self.rpc_unforward_logging(topic)
+    def setup(self, worker: Any) -> None:
+        self.handler = ForwardingHandler(worker, self.topic, self.level)
+        logging.getLogger(self.logger_name).addHandler(self.handler)
+
+    def teardown(self, worker: Any) -> None:
+        if self.handler is not None:
+            logging.getLogger(self.logger_name).removeHandler(self.handler)
+            self.handler = None
 
 
 class ForwardingHandler(logging.Handler):
     """Publishes the records its worker's tasks emit as events on ``topic``."""
 
-    def __init__(self, events: WorkerEvents, topic: str, level: int) -> None:
+    def __init__(self, worker: Any, topic: str, level: int) -> None:
         super().__init__(level)
-        self.events = events
+        self.worker = worker
         self.topic = topic
 
     def emit(self, record: logging.LogRecord) -> None:
         task = current_task()
-        if task is None or task[0] is not self.events.worker or getattr(_local, "busy", False):
+        if task is None or task[0] is not self.worker or getattr(_local, "busy", False):
             return
         _local.busy = True  # a record logged while publishing one is not forwarded
         try:
-            self.events.log_event(self.topic, self.attributes(record))
+            self.worker.log_event(self.topic, self.attributes(record))
         except Exception:
             self.handleError(record)
         finally:

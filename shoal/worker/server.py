@@ -95,7 +95,6 @@ class WorkerServer:
         self.plugins = WorkerPlugins(self)
         self.add_extension(self.plugins)
         self.events = WorkerEvents(self)
-        self.add_extension(self.events)
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -161,7 +160,6 @@ class WorkerServer:
         await self.plugins.teardown_all()
         for t in list(self._tasks):
             t.cancel()
-        self.events.teardown()
         if hasattr(self, "scheduler"):
             await self.scheduler.close(timeout=1.0)
         for comm in list(self._data_comms):
@@ -225,7 +223,7 @@ class WorkerServer:
             elif t is m.CloseWorker:
                 self._spawn(self.close(msg.reason or "asked by the scheduler"))
             elif t is m.Request:
-                self._answer_scheduler(msg)
+                self._spawn(self._answer_scheduler(msg))
             else:
                 raise RemoteProtocolError(f"unexpected {t.__name__} from the scheduler")
         self._carry_out()
@@ -234,27 +232,21 @@ class WorkerServer:
         if self.status == "running":
             self._spawn(self.close("lost the connection to the scheduler"))
 
-    def _answer_scheduler(self, msg: m.Request) -> None:
-        """A plain handler answers at once, before anything that came after
-        the request (tasks, say) is started; a coroutine answers when done."""
+    async def _answer_scheduler(self, msg: m.Request) -> None:
         handler = self.handlers.get(msg.method)
         try:
             if handler is None:
                 raise ValueError(f"worker {self.address} has no request {msg.method!r}")
             value = handler(**msg.args)
             if inspect.isawaitable(value):
-                self._spawn(self._answer_when_done(msg.id, value))
-                return
+                value = await value
             reply = m.Response(msg.id, True, value)
         except Exception as e:
-            reply = _error_response(msg.id, e)
-        self._send_scheduler([reply])
-
-    async def _answer_when_done(self, rid: int, awaitable: Any) -> None:
-        try:
-            reply = m.Response(rid, True, await awaitable)
-        except Exception as e:
-            reply = _error_response(rid, e)
+            try:
+                payload: Any = dumps(e)
+            except Exception:
+                payload = f"{type(e).__name__}: {e}"
+            reply = m.Response(msg.id, False, payload)
         self._send_scheduler([reply])
 
     def log_event(self, topic: str | list[str], msg: Any) -> None:
@@ -572,14 +564,6 @@ class WorkerServer:
         self.state.data_put(sizes, msg.types)
         self._carry_out()
         return m.PutDataAck(msg.id, unreachable=unreachable)
-
-
-def _error_response(rid: int, e: Exception) -> m.Response:
-    try:
-        payload: Any = dumps(e)
-    except Exception:
-        payload = f"{type(e).__name__}: {e}"
-    return m.Response(rid, False, payload)
 
 
 def _reachable_address(listening: str, scheduler: str) -> str:

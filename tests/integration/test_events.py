@@ -276,7 +276,7 @@ def test_forward_logging_re_emits_task_records_here(
     caplog.set_level(logging.INFO, logger=name)
     statuses = client.forward_logging(name)
     try:
-        assert statuses == {w: {"status": "OK"} for w in client.nthreads()}
+        assert statuses == {w: "OK" for w in client.nthreads()}  # register_plugin's answer
         client.submit(log_records, f"{name}.sub", marker).result()
         assert wait_until(lambda: len(marks.events) == 1)
         records = _forwarded(caplog, f"{name}.sub")
@@ -386,3 +386,23 @@ def test_workers_that_join_later_forward_too(small_log_client: Client,
         assert {getattr(r, "worker") for r in records} == {new}  # noqa: B009
     finally:
         small_log_client.unforward_logging(name)
+
+
+SEEN_BY_PLUGIN: list[tuple[str, Any]] = []
+
+
+class EventWatcher(shoal.SchedulerPlugin):
+    def log_event(self, topic: str, msg: Any) -> None:
+        SEEN_BY_PLUGIN.append((topic, msg))
+
+
+def test_scheduler_plugins_hear_of_every_event(small_log_client: Client) -> None:
+    """In one process, the plugin the scheduler runs appends to this module's list."""
+    topics = [unique("p1"), unique("p2")]
+    small_log_client.register_plugin(EventWatcher(), name="event-watcher")
+    try:
+        small_log_client.log_event(topics, {"n": 1})
+        assert [(t, m) for t, m in SEEN_BY_PLUGIN if t in topics] == [
+            (topics[0], {"n": 1}), (topics[1], {"n": 1})]
+    finally:
+        small_log_client.unregister_scheduler_plugin("event-watcher")
