@@ -14,9 +14,9 @@ coroutine functions on the client's event loop; plain functions on the
 client's callback thread for a synchronous client (so they may call the
 client's blocking methods) and on the event loop for an asynchronous one
 (as in dask.distributed).  Every client has handlers for the topics
-"print" and "warn" from the start: what tasks ``shoal.print`` and
-``shoal.warn`` reach the client's ``sys.stdout``/``sys.stderr`` and
-warnings (see shoal/worker/printing.py).
+"print" and "warn" from the start: what tasks send with ``shoal.print``
+and ``shoal.warn`` is printed to the client's ``sys.stdout``/``sys.stderr``
+or issued as a warning (see shoal/worker/printing.py).
 
 A mixin of ``shoal.Client`` that uses the client's core and that the core
 does not import; ``shoal/client/inbox.py`` hands it the scheduler's
