@@ -65,7 +65,13 @@ _EXPORTS = {
     "Environ": "shoal.plugins",
     "UploadFile": "shoal.plugins",
     "UploadDirectory": "shoal.plugins",
+    "print": "shoal.worker.printing",
+    "warn": "shoal.worker.printing",
 }
+
+#: public names that are builtins too (``shoal.print``): never cached in this
+#: module's globals, where they would replace the builtin for its own code
+_SHADOWS_BUILTIN = frozenset({"print"})
 
 #: modules that are part of the API: ``shoal.config.set(...)``, ``shoal.dask``
 _MODULES = {"config": "shoal.config", "dask": "dask"}
@@ -93,7 +99,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
+    if name not in _SHADOWS_BUILTIN:  # this module's own code keeps the builtin print
+        globals()[name] = value
     return value
 
 
@@ -230,4 +237,10 @@ if TYPE_CHECKING:
     )
     from shoal.worker.context import (
         worker_client as worker_client,
+    )
+    from shoal.worker.printing import (
+        print as print,
+    )
+    from shoal.worker.printing import (
+        warn as warn,
     )
