@@ -32,6 +32,7 @@ from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import shm
 from shoal.worker import state as ws
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
+from shoal.worker.observability import WorkerObservability
 
 logger = logging.getLogger("shoal.worker")
 
@@ -87,6 +88,8 @@ class WorkerServer:
         self.handlers: dict[str, Any] = {}
         self.extensions: list[Any] = []
         self.add_extension(self)
+        self.observability = WorkerObservability(self)  # task stream, profile, logs...
+        self.add_extension(self.observability)
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -357,6 +360,7 @@ class WorkerServer:
         return reply  # type: ignore[no-any-return]
 
     async def _gather_dep(self, worker: str, keys: list[str]) -> None:
+        start = time.perf_counter()
         try:
             reply = await self._fetch(worker, keys)
         except (OSError, TimeoutError) as e:
@@ -378,6 +382,7 @@ class WorkerServer:
                 received[key] = state.tasks[key].nbytes or payload.nbytes
             else:
                 self._drop_shared(key)
+        self.observability.record_transfer(worker, list(received), start, time.perf_counter())
         state.gather_done(worker, received, reply.missing)
         self._carry_out()
 
@@ -431,6 +436,8 @@ class WorkerServer:
                 self._actor_call(comm, msg)
             elif t is m.SubscribeResults:
                 self._subscribers[msg.client] = comm
+            elif t is m.Echo:  # client.benchmark_hardware(): straight back
+                replies.append(msg)
             else:
                 raise RemoteProtocolError(f"a worker does not accept {t.__name__}")
         if replies:
