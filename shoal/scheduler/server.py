@@ -39,6 +39,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
+from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
@@ -89,6 +90,7 @@ class SchedulerServer:
         self.add_extension(self.coordination)
         self.add_extension(Queries(self))
         self.add_extension(Datasets(self))
+        self.add_extension(SchedulerObservability(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
