@@ -31,6 +31,7 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client.waiting",
     "as_completed": "shoal.client.waiting",
     "fire_and_forget": "shoal.client.waiting",
+    "get_task_stream": "shoal.client.task_stream",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
     "Event": "shoal.client.primitives",
@@ -96,6 +97,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.progress import (
         progress as progress,
+    )
+    from shoal.client.task_stream import (
+        get_task_stream as get_task_stream,
     )
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,

@@ -11,7 +11,7 @@ PUBLIC = {
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "CancelledError", "Client",
     "CommClosedError", "Event", "Future", "Lock", "Queue", "Variable", "FutureLost", "KilledWorker", "LocalCluster", "RemoteException",
     "SerializationError", "ShoalError", "as_completed", "default_client", "fire_and_forget",
-    "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
+    "get_client", "get_task_stream", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
 }
 
 
