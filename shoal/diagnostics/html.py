@@ -91,7 +91,7 @@ def flame_graph(tree: dict[str, Any], title: str = "shoal profile", interval: fl
             label = d["name"]
             tip = (f'{d["name"]}  {d["filename"]}:{d["line_number"]}\n{d["line"]}\n'
                    f'{node["count"]} samples, {100 * width:.1f}%, ~{format_time(node["count"] * interval)}')
-            fill = color(d["filename"])
+            fill = color(f'{d["filename"]}:{d["name"]}')
         boxes.append(_box(x0, x0 + width, depth, fill, label, tip))
         depth_max = max(depth_max, depth)
         x = x0

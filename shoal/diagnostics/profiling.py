@@ -137,7 +137,8 @@ class Sampler:
     (an event loop: ``watch_thread``), and keeps their call trees in cycles of
     ``cycle`` seconds, ``history_length`` cycles back.
 
-    ``alive()`` is asked every tick; the thread ends when it says False.
+    ``alive()`` is asked every tick; the thread ends when it says False, or
+    at once on ``stop()``.
     ``key_prefix`` turns a task key into the name its tree is filed under.
     """
 
@@ -163,6 +164,7 @@ class Sampler:
         self.thread_recent = create()
         self.thread_history: deque[tuple[float, dict[str, Any]]] = deque(maxlen=history_length)
         self._cycle_start = clock()
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> Sampler:
@@ -173,9 +175,14 @@ class Sampler:
         """Sample thread ``ident`` too from now on (``profile(thread=True)``)."""
         self.thread_ident = ident
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread and wait for it (at most ``timeout`` seconds)."""
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
     def _run(self) -> None:
-        while self.alive():
-            time.sleep(self.interval)
+        while self.alive() and not self._stopped.wait(self.interval):
             self.sample()
 
     def sample(self) -> None:

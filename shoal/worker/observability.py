@@ -82,6 +82,11 @@ class WorkerObservability:
                 running, alive, key_prefix, stop_code=TaskExecutor._run.__code__,
             ).start()
 
+    def close(self) -> None:
+        """The worker is closing: stop sampling."""
+        if self.sampler is not None:
+            self.sampler.stop()
+
     # ------------------------------------------------------------------ task stream
 
     def record_transfer(self, source: str, keys: list[str], start: float, stop: float) -> None:

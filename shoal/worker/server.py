@@ -146,6 +146,7 @@ class WorkerServer:
             await self._closed.wait()
             return
         self.status = "closing"
+        self.observability.close()
         if reason:
             logger.info("worker %s closing: %s", self.address, reason)
         self.listener.stop() if hasattr(self, "listener") else None

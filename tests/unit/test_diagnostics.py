@@ -153,6 +153,12 @@ def test_sampler_thread_ends_when_its_owner_is_gone() -> None:
     assert not sampler._thread.is_alive()
 
 
+def test_sampler_stops_at_once_when_told() -> None:
+    sampler = profiling.Sampler(3600.0, 1.0, 10, dict, lambda: True, str).start()
+    sampler.stop()
+    assert not sampler._thread.is_alive()
+
+
 def test_sampler_rejects_a_zero_interval() -> None:
     with pytest.raises(ValueError, match="positive"):
         profiling.Sampler(0, 1.0, 10, dict, lambda: True, str)
