@@ -32,6 +32,7 @@ _EXPORTS = {
     "as_completed": "shoal.client.waiting",
     "fire_and_forget": "shoal.client.waiting",
     "futures_of": "shoal.client.structure",
+    "get_task_stream": "shoal.client.task_stream",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
     "Event": "shoal.client.primitives",
@@ -141,6 +142,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.task_metadata import (
         get_task_metadata as get_task_metadata,
+    )
+    from shoal.client.task_stream import (
+        get_task_stream as get_task_stream,
     )
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,

@@ -2,7 +2,8 @@
 responsibility.
 
     ClientCore        core.py            connection, futures, submit/map, gather/scatter, cancel
-    Introspection     introspection.py   who_has, has_what, scheduler_info, story, ...
+    Introspection     introspection.py   who_has, has_what, scheduler_info, story, metadata, ...
+    Diagnostics       diagnostics.py     get_task_stream, profile, call_stack, logs, versions, ...
     ClusterControl    control.py         run_on_scheduler, wait_for_workers, ...
     Computing         compute.py         compute, persist, get (dask collections)
     DatasetMethods    datasets.py        publish_dataset, get_dataset, client.datasets, ...
@@ -26,6 +27,7 @@ from shoal.client.compute import Computing
 from shoal.client.control import ClusterControl
 from shoal.client.core import ClientCore, load_runtime
 from shoal.client.datasets import DatasetMethods
+from shoal.client.diagnostics import Diagnostics
 from shoal.client.events import Events
 from shoal.client.introspection import Introspection
 from shoal.client.plugins import PluginMethods
@@ -35,8 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from typing import Any
 
-class Client(Computing, ClusterControl, DatasetMethods, Events, Introspection, PluginMethods,
-             ClientCore):
+class Client(Computing, ClusterControl, DatasetMethods, Diagnostics, Events, Introspection,
+             PluginMethods, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments

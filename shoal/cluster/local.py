@@ -94,6 +94,9 @@ class LocalCluster:
         from shoal import config
 
         self.start_timeout = start_timeout or config.duration("local-cluster.start-timeout") or 60.0
+        from shoal.cluster.cluster_logs import record_cluster_logs
+
+        record_cluster_logs()  # the supervisor's lines, for get_logs()
         self.name = name or f"LocalCluster-{next(_ids)}"
         self.status = "created"
         self.scheduler_address = ""
@@ -353,6 +356,14 @@ class LocalCluster:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._close()
+
+    def get_logs(self, cluster: bool = True, scheduler: bool = True, workers: Any = True) -> Any:
+        """``{"Cluster": lines, "Scheduler": lines, worker address: lines}``
+        (``shoal.cluster.cluster_logs``); ``workers``: True (all), False, or
+        addresses.  An asynchronous cluster returns an awaitable."""
+        from shoal.cluster.cluster_logs import get_logs
+
+        return get_logs(self, scheduler, workers, cluster_manager=cluster)
 
     def __repr__(self) -> str:
         kind = "processes" if self.processes else "threads"

@@ -16,11 +16,19 @@ logger = logging.getLogger("shoal")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s - %(name)s - %(levelname)s - %(message)s",
-        stream=sys.stderr,
-    )
+    """Print records of ``level`` and up on stderr; shoal's own loggers
+    record INFO and up all the same, for the process's log buffer
+    (``client.get_worker_logs()``, ``shoal.diagnostics.logs``)."""
+    from shoal.diagnostics.logs import DEFAULT_FORMAT, LogBuffer
+
+    printed = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=printed, format=DEFAULT_FORMAT, stream=sys.stderr)
+    root = logging.getLogger()
+    root.setLevel(printed)  # also in a process forked from one that set it up already
+    for handler in root.handlers:
+        if not isinstance(handler, LogBuffer):
+            handler.setLevel(printed)
+    logging.getLogger("shoal").setLevel(min(printed, logging.INFO))
 
 
 def _watch_parent(loop: asyncio.AbstractEventLoop, on_gone: Any) -> None:

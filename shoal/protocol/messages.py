@@ -344,6 +344,14 @@ class PutDataAck(_Msg, tag="put-ack"):
     unreachable: list[str] = []  # shared keys this worker could not map: send them again
 
 
+class Echo(_Msg, tag="echo"):
+    """Sent back unchanged by the worker that receives it: the network part
+    of ``client.benchmark_hardware()``."""
+
+    id: int
+    data: Payload
+
+
 class SubscribeResults(_Msg, tag="subscribe"):
     """From a client on its data connection to a worker: results of this
     client's tasks may come this way too (``ResultPushed``)."""
@@ -420,6 +428,7 @@ Message = Union[
     DataReply,
     PutData,
     PutDataAck,
+    Echo,
     SubscribeResults,
     ResultPushed,
     ActorCall,

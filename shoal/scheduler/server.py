@@ -42,6 +42,7 @@ from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.events import Events
+from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.plugins import SchedulerPlugins
 from shoal.scheduler.progress import ProgressWatches
 from shoal.scheduler.queries import Queries
@@ -102,6 +103,7 @@ class SchedulerServer:
         self.add_extension(ProgressWatches(self))
         self.events = Events(self)
         self.add_extension(self.events)
+        self.add_extension(SchedulerObservability(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and

@@ -74,6 +74,8 @@ class SchedulerState:
         # get queued tasks when the transitions are done (see transitions())
         self.freed: dict[WorkerRecord, None] = {}
         self.durations: dict[str, float] = {}
+        # client.set_metadata(): nested dicts; a task's entry goes with it (forget)
+        self.task_metadata: dict[Any, Any] = {}
         self.to_workers: dict[str, list[Any]] = {}
         self.to_clients: dict[str, list[Any]] = {}
         self.log: deque[tuple[str, Any, Any, str, float]] = deque(maxlen=log_size)
@@ -210,6 +212,8 @@ class SchedulerState:
 
     def forget(self, ts: TaskRecord) -> None:
         self.tasks.pop(ts.key, None)
+        if self.task_metadata:
+            self.task_metadata.pop(ts.key, None)
         self.unrunnable.discard(ts)
         self.unknown_deps.pop(ts, None)
 

@@ -34,6 +34,7 @@ from shoal.worker import shm
 from shoal.worker import state as ws
 from shoal.worker.events import WorkerEvents
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
+from shoal.worker.observability import WorkerObservability
 from shoal.worker.plugins import WorkerPlugins
 
 logger = logging.getLogger("shoal.worker")
@@ -95,6 +96,8 @@ class WorkerServer:
         self.plugins = WorkerPlugins(self)
         self.add_extension(self.plugins)
         self.events = WorkerEvents(self)
+        self.observability = WorkerObservability(self)  # task stream, profile, logs...
+        self.add_extension(self.observability)
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -154,6 +157,7 @@ class WorkerServer:
             await self._closed.wait()
             return
         self.status = "closing"
+        self.observability.close()
         if reason:
             logger.info("worker %s closing: %s", self.address, reason)
         self.listener.stop() if hasattr(self, "listener") else None
@@ -387,6 +391,7 @@ class WorkerServer:
         return reply  # type: ignore[no-any-return]
 
     async def _gather_dep(self, worker: str, keys: list[str]) -> None:
+        start = time.perf_counter()
         try:
             reply = await self._fetch(worker, keys)
         except (OSError, TimeoutError) as e:
@@ -408,6 +413,7 @@ class WorkerServer:
                 received[key] = state.tasks[key].nbytes or payload.nbytes
             else:
                 self._drop_shared(key)
+        self.observability.record_transfer(worker, list(received), start, time.perf_counter())
         state.gather_done(worker, received, reply.missing)
         self._carry_out()
 
@@ -461,6 +467,8 @@ class WorkerServer:
                 self._actor_call(comm, msg)
             elif t is m.SubscribeResults:
                 self._subscribers[msg.client] = comm
+            elif t is m.Echo:  # client.benchmark_hardware(): straight back
+                replies.append(msg)
             else:
                 raise RemoteProtocolError(f"a worker does not accept {t.__name__}")
         if replies:
