@@ -7,7 +7,8 @@ makes no scheduling decisions itself.
 Requests from clients (``Request(method, args)``) go to *handlers*: the
 ``rpc_<method>(client_id, **args)`` coroutines of the server's extensions,
 one module per responsibility (``queries.py``: who_has, scheduler_info...;
-``coordination.py``: queues, locks...).  An extension may also define
+``coordination.py``: queues, variables, events; ``locks.py``: semaphores,
+locks, multi-locks...).  An extension may also define
 ``client_left(client_id)``, ``worker_joined(address)`` and
 ``worker_left(address)``, called as those happen.  The server asks workers
 things with ``ask_worker``/``ask_workers`` (a ``Request`` on the worker's
@@ -38,6 +39,7 @@ from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
+from shoal.scheduler.locks import Locks
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
@@ -87,6 +89,7 @@ class SchedulerServer:
         self.coordination = Coordination(self)
         self.add_extension(self.coordination)
         self.add_extension(Queries(self))
+        self.add_extension(Locks(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
