@@ -34,9 +34,14 @@ _EXPORTS = {
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
     "Event": "shoal.client.primitives",
-    "Lock": "shoal.client.primitives",
     "Queue": "shoal.client.primitives",
     "Variable": "shoal.client.primitives",
+    "Lock": "shoal.client.semaphore",
+    "Semaphore": "shoal.client.semaphore",
+    "MultiLock": "shoal.client.multilock",
+    "Actor": "shoal.client.actor",
+    "ActorFuture": "shoal.client.actor",
+    "BaseActorFuture": "shoal.client.actor",
     "CancelledError": "shoal.errors",
     "CommClosedError": "shoal.errors",
     "FutureLost": "shoal.errors",
@@ -73,6 +78,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from shoal.client.actor import (
+        Actor as Actor,
+    )
+    from shoal.client.actor import (
+        ActorFuture as ActorFuture,
+    )
+    from shoal.client.actor import (
+        BaseActorFuture as BaseActorFuture,
+    )
     from shoal.client.client import (
         Client as Client,
     )
@@ -82,11 +96,11 @@ if TYPE_CHECKING:
     from shoal.client.future import (
         Future as Future,
     )
-    from shoal.client.primitives import (
-        Event as Event,
+    from shoal.client.multilock import (
+        MultiLock as MultiLock,
     )
     from shoal.client.primitives import (
-        Lock as Lock,
+        Event as Event,
     )
     from shoal.client.primitives import (
         Queue as Queue,
@@ -96,6 +110,12 @@ if TYPE_CHECKING:
     )
     from shoal.client.progress import (
         progress as progress,
+    )
+    from shoal.client.semaphore import (
+        Lock as Lock,
+    )
+    from shoal.client.semaphore import (
+        Semaphore as Semaphore,
     )
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -30,6 +31,16 @@ def inproc_client() -> Iterator[Client]:
     """Scheduler and two workers inside this process (processes=False)."""
     with Client(n_workers=2, threads_per_worker=1, processes=False, validate=True) as c:
         yield c
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def shoal_threads() -> list[threading.Thread]:

@@ -50,13 +50,18 @@ class LazyValue:
 
 
 class Store(dict):  # type: ignore[type-arg]
-    """The worker's values by key.  Reading a ``LazyValue`` unpickles it."""
+    """The worker's values by key.  Reading a ``LazyValue`` unpickles it,
+    once, except for objects that ask to be unpickled afresh for each reader
+    (a class attribute ``_unpickle_per_read``): actor handles, which claim
+    their actor through the reader's client while the reader holds them."""
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
         if type(value) is LazyValue:
-            value = loads(value.payload)
-            dict.__setitem__(self, key, value)
+            loaded = loads(value.payload)
+            if not getattr(type(loaded), "_unpickle_per_read", False):
+                dict.__setitem__(self, key, loaded)
+            return loaded
         return value
 
 
@@ -196,6 +201,15 @@ class TaskExecutor:
                     self.functions[func_id] = func
         return func
 
+    def _call(self, func_id: bytes, args: Payload) -> Any:
+        """Run one task.  Its arguments are unpickled here, so they go when
+        it returns, not when this thread's next task comes: objects that let
+        go of something when collected (a Semaphore's lease, a handle's claim
+        on its actor) let go when the task ends."""
+        func = self._function(func_id)
+        a, kw = loads_task_args(args, self.data)
+        return func(*a, **kw)
+
     def _run(self) -> None:
         get = self._queue.get
         while True:
@@ -211,9 +225,7 @@ class TaskExecutor:
             _local.seceded = False
             start = time.perf_counter()
             try:
-                func = self._function(func_id)
-                a, kw = loads_task_args(args, self.data)
-                value = func(*a, **kw)
+                value = self._call(func_id, args)
                 duration = time.perf_counter() - start
                 result: Success | Failure = (
                     self._actor_created(key, value, duration) if actor else self._success(key, value, duration)
@@ -278,7 +290,8 @@ class TaskExecutor:
         """An actor's constructor ran: what travels is a handle, not the object."""
         from shoal.client.actor import Actor
 
-        handle = dumps(Actor(type(instance), key, self.worker.address if self.worker else ""))
+        address = self.worker.address if self.worker else ""
+        handle = dumps(Actor._unbound(type(instance), address, key))
         return Success(key, instance, sizeof(instance), _type_name(instance), duration, handle)
 
     # -- on the loop -------------------------------------------------------------
