@@ -7,8 +7,8 @@ which explains why waiting MultiLocks cannot deadlock each other).
 
 MultiLock names are their own namespace: ``MultiLock(["x"])`` and
 ``Lock("x")`` do not exclude each other (as in dask.distributed).  What a
-MultiLock holds goes back when it is released, when the object is
-garbage-collected, or when the connection it was taken through closes.
+MultiLock holds goes back when it is released, or when the connection it
+was taken through closes (not when the object is dropped: use ``with``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from typing import Any
 from shoal.client.named import (
     Acquired,
     Bound,
-    Holdings,
     answer,
-    release_when_collected,
     run,
     seconds,
 )
@@ -36,8 +34,7 @@ class MultiLock(Acquired, Bound):
         super().__init__(client)
         self.names = list(names or [])
         self.id = uuid.uuid4().hex
-        self._held = Holdings("multi_lock_release")
-        release_when_collected(self, self._held)
+        self._held: tuple[Any, str] | None = None  # (client, request id) while acquired
 
     def acquire(self, blocking: bool = True, timeout: Any = None, num_locks: int | None = None) -> Any:
         """Take ``num_locks`` (default: all) of the locks, waiting up to
@@ -48,7 +45,7 @@ class MultiLock(Acquired, Bound):
             if limit is not None:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             limit = 0
-        if self._held.items:
+        if self._held is not None:
             raise RuntimeError(f"{self!r} is acquired already; release() it first")
         client = self._bound()
         return run(client, self._acquire, client, limit, num_locks)
@@ -58,24 +55,24 @@ class MultiLock(Acquired, Bound):
         taken = await client._request("multi_lock_acquire", wait, names=self.names, id=self.id,
                                       timeout=timeout, num_locks=num_locks)
         if taken:
-            self._held.add(client, id=self.id)
+            self._held = (client, self.id)
         return bool(taken)
 
     def release(self) -> Any:
         """Give the locks back; ``ValueError`` if this object holds none."""
-        if not self._held.items:
+        if self._held is None:
             raise ValueError("Lock is not yet acquired")
-        client, args = self._held.items.popleft()
+        (client, request_id), self._held = self._held, None
         if client.status != "running":
             return answer(client, None)  # its connection closed: the locks went with it
-        return run(client, self._release, client, args["id"])
+        return run(client, self._release, client, request_id)
 
     async def _release(self, client: Any, request_id: str) -> None:
         await client._request("multi_lock_release", id=request_id)
 
     def locked(self) -> bool:
         """Whether this object holds its locks."""
-        return bool(self._held.items)
+        return self._held is not None
 
     def __reduce__(self) -> Any:
         return (MultiLock, (self.names,))

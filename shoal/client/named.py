@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-import weakref
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
@@ -87,8 +85,8 @@ def answer(client: Any, value: Any) -> Any:
 
 
 def post(client: Any, method: str, **args: Any) -> None:
-    """Send a request without waiting for (or reading) its answer: for
-    clean-ups made where nobody can wait (``close``, garbage collection).
+    """Send a request without waiting for (or reading) its answer, as
+    dask.distributed's ``Queue.close`` and ``Variable.delete`` do.
     Requests of one client are handled in the order they were sent."""
     if client is None or client.status != "running":
         return
@@ -112,32 +110,6 @@ async def settle(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-class Holdings:
-    """What an object holds on the scheduler (leases, a multi-lock), each
-    with the client that took it and the arguments of the request that
-    releases it.  ``release_all`` runs when the object is garbage-collected:
-    what its owner can no longer release goes back at once."""
-
-    __slots__ = ("items", "method")
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.items: deque[tuple[Any, dict[str, Any]]] = deque()
-
-    def add(self, client: Any, **args: Any) -> None:
-        self.items.append((client, args))
-
-    def release_all(self) -> None:
-        while self.items:
-            client, args = self.items.popleft()
-            post(client, self.method, **args)
-
-
-def release_when_collected(obj: object, holdings: Holdings) -> None:
-    finalizer = weakref.finalize(obj, holdings.release_all)
-    finalizer.atexit = False  # at exit the connections close, which releases too
 
 
 class Bound:

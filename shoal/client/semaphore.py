@@ -10,10 +10,12 @@ dask.distributed: leases of a named semaphore kept by the scheduler
 
 A lease belongs to the object that took it: ``release()`` gives back the
 oldest lease this object holds, and raises ``RuntimeError("Released too
-often")`` when it holds none.  A lease goes back by itself when the object
-is garbage-collected, when the connection it was taken through closes (its
-client closed, its process or worker died), or when that connection stays
-silent for ``scheduler.locks.lease-timeout``.
+often")`` when it holds none.  A lease is held until it is released, the
+semaphore is closed, the connection it was taken through closes (its client
+closed, its process or worker died), or that connection stays silent for
+``scheduler.locks.lease-timeout``.  An object that is dropped while holding
+a lease does not give it back (in dask.distributed the object lives on,
+refreshing its leases): use ``with``.
 
 Lock and Semaphore share one namespace: ``Lock("x")`` is the semaphore "x"
 with one lease.
@@ -22,15 +24,14 @@ with one lease.
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
 from shoal.client.named import (
     Acquired,
-    Holdings,
     Named,
     answer,
-    release_when_collected,
     run,
     seconds,
     settle,
@@ -62,8 +63,8 @@ class Semaphore(Acquired, Named):
         super().__init__(name, client)
         self.max_leases = max_leases
         self.id = uuid.uuid4().hex
-        self._leases = Holdings("semaphore_release")  # oldest first
-        release_when_collected(self, self._leases)
+        # the leases this object holds, oldest first, with the client each came through
+        self._leases: deque[tuple[Any, str]] = deque()
 
     def register(self, **kwargs: Any) -> Any:
         """Make the semaphore on the scheduler now (any call does it too);
@@ -93,18 +94,18 @@ class Semaphore(Acquired, Named):
         taken = await self._ask(client, "semaphore_acquire", timeout, max_leases=self.max_leases,
                                 lease_id=lease_id, timeout=timeout)
         if taken:
-            self._leases.add(client, name=self.name, lease_id=lease_id)
+            self._leases.append((client, lease_id))
         return bool(taken)
 
     def release(self) -> Any:
         """Give back this object's oldest lease; True if the scheduler still
         counted it (False: it had ended already, e.g. by the lease timeout)."""
-        if not self._leases.items:
+        if not self._leases:
             raise RuntimeError(f"Released too often: {self!r} holds no lease")
-        client, args = self._leases.items.popleft()
+        client, lease_id = self._leases.popleft()
         if client.status != "running":
             return answer(client, False)  # its connection closed: the lease ended with it
-        return run(client, self._release, client, args["lease_id"])
+        return run(client, self._release, client, lease_id)
 
     async def _release(self, client: Any, lease_id: str) -> bool:
         try:
@@ -124,7 +125,7 @@ class Semaphore(Acquired, Named):
         """Delete the semaphore on the scheduler: its leases end and waiting
         ``acquire`` calls fail (the name can be used afresh afterwards)."""
         client = self._bound()
-        self._leases.items.clear()
+        self._leases.clear()
         return run(client, self._close, client)
 
     async def _close(self, client: Any) -> None:

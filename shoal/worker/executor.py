@@ -203,9 +203,8 @@ class TaskExecutor:
 
     def _call(self, func_id: bytes, args: Payload) -> Any:
         """Run one task.  Its arguments are unpickled here, so they go when
-        it returns, not when this thread's next task comes: objects that let
-        go of something when collected (a Semaphore's lease, a handle's claim
-        on its actor) let go when the task ends."""
+        it returns, not when this thread's next task comes: their memory, and
+        what they hold (an actor handle's claim on its actor)."""
         func = self._function(func_id)
         a, kw = loads_task_args(args, self.data)
         return func(*a, **kw)
