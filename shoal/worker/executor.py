@@ -229,6 +229,7 @@ class TaskExecutor:
                 result: Success | Failure = (
                     self._actor_created(key, value, duration) if actor else self._success(key, value, duration)
                 )
+                del value  # the store holds it now; this thread need not, until its next task
             except BaseException as e:
                 duration = time.perf_counter() - start
                 exc, tb, text = dumps_exception(e)
