@@ -7,13 +7,15 @@ A scheduler extension (see ``server.py``): ``rpc_semaphore_*`` and
 the event loop, up to each request's timeout (``waiters.py``).
 
 A lease or multi-lock belongs to the client connection that took it (a
-user's client, or the client a worker's tasks share).  It ends when released,
-when that connection closes (its process died or closed the client), or when
-the connection has sent nothing, not even a heartbeat, for the lease timeout
-(setting ``scheduler.locks.lease-timeout``, ``null``/``inf``: never; checked
-every ``scheduler.locks.lease-validation-interval``).  A lease given up for
-silence may mean two holders at once if the silent one wakes up, as in
-dask.distributed: the scheduler logs a warning when it happens.
+user's client, or the client a worker's tasks share).  It ends when released
+or when that connection closes (its process died or closed the client).  A
+lease also ends when the connection has sent nothing, not even a heartbeat,
+for the lease timeout (setting ``scheduler.locks.lease-timeout``,
+``null``/``inf``: never; checked every
+``scheduler.locks.lease-validation-interval``); multi-locks have no timeout,
+as in dask.distributed.  A lease given up for silence may mean two holders
+at once if the silent one wakes up, as in dask.distributed: the scheduler
+logs a warning when it happens.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ PURE = [
     "scheduler/placement.py",
     "scheduler/invariants.py",
     "scheduler/records.py",
+    "scheduler/semaphores.py",
+    "scheduler/multilocks.py",
     "worker/state.py",
     "comm/framing.py",
     "comm/codec.py",
