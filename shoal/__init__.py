@@ -36,9 +36,14 @@ _EXPORTS = {
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
     "Event": "shoal.client.primitives",
-    "Lock": "shoal.client.primitives",
     "Queue": "shoal.client.primitives",
     "Variable": "shoal.client.primitives",
+    "Lock": "shoal.client.semaphore",
+    "Semaphore": "shoal.client.semaphore",
+    "MultiLock": "shoal.client.multilock",
+    "Actor": "shoal.client.actor",
+    "ActorFuture": "shoal.client.actor",
+    "BaseActorFuture": "shoal.client.actor",
     "CancelledError": "shoal.errors",
     "CommClosedError": "shoal.errors",
     "FutureLost": "shoal.errors",
@@ -108,44 +113,30 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS) | set(_MODULES))
 
-
-if TYPE_CHECKING:
-    from shoal.client.client import (
-        Client as Client,
+if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
+    from shoal.client.actor import (
+        Actor as Actor,
     )
-    from shoal.client.core import (
-        default_client as default_client,
+    from shoal.client.actor import (
+        ActorFuture as ActorFuture,
     )
-    from shoal.client.future import (
-        Future as Future,
+    from shoal.client.actor import (
+        BaseActorFuture as BaseActorFuture,
     )
-    from shoal.client.loop import (
-        sync as sync,
-    )
-    from shoal.client.primitives import (
-        Event as Event,
-    )
-    from shoal.client.primitives import (
-        Lock as Lock,
-    )
-    from shoal.client.primitives import (
-        Queue as Queue,
-    )
-    from shoal.client.primitives import (
-        Variable as Variable,
-    )
-    from shoal.client.progress import (
-        progress as progress,
-    )
-    from shoal.client.structure import (
-        futures_of as futures_of,
-    )
-    from shoal.client.task_metadata import (
-        get_task_metadata as get_task_metadata,
-    )
-    from shoal.client.task_stream import (
-        get_task_stream as get_task_stream,
-    )
+    from shoal.client.client import Client as Client
+    from shoal.client.core import default_client as default_client
+    from shoal.client.future import Future as Future
+    from shoal.client.loop import sync as sync
+    from shoal.client.multilock import MultiLock as MultiLock
+    from shoal.client.primitives import Event as Event
+    from shoal.client.primitives import Queue as Queue
+    from shoal.client.primitives import Variable as Variable
+    from shoal.client.progress import progress as progress
+    from shoal.client.semaphore import Lock as Lock
+    from shoal.client.semaphore import Semaphore as Semaphore
+    from shoal.client.structure import futures_of as futures_of
+    from shoal.client.task_metadata import get_task_metadata as get_task_metadata
+    from shoal.client.task_stream import get_task_stream as get_task_stream
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,
     )
@@ -164,15 +155,9 @@ if TYPE_CHECKING:
     from shoal.client.waiting import (
         wait as wait,
     )
-    from shoal.cluster.local import (
-        LocalCluster as LocalCluster,
-    )
-    from shoal.comm.rpc import (
-        connect as connect,
-    )
-    from shoal.comm.rpc import (
-        rpc as rpc,
-    )
+    from shoal.cluster.local import LocalCluster as LocalCluster
+    from shoal.comm.rpc import connect as connect
+    from shoal.comm.rpc import rpc as rpc
     from shoal.errors import (
         CancelledError as CancelledError,
     )
@@ -221,9 +206,7 @@ if TYPE_CHECKING:
     from shoal.plugins import (
         WorkerPlugin as WorkerPlugin,
     )
-    from shoal.status import (
-        Status as Status,
-    )
+    from shoal.status import Status as Status
     from shoal.worker.context import (
         get_client as get_client,
     )
@@ -242,9 +225,5 @@ if TYPE_CHECKING:
     from shoal.worker.context import (
         worker_client as worker_client,
     )
-    from shoal.worker.printing import (
-        print as print,
-    )
-    from shoal.worker.printing import (
-        warn as warn,
-    )
+    from shoal.worker.printing import print as print
+    from shoal.worker.printing import warn as warn

@@ -142,9 +142,10 @@ class Future(Generic[T]):
 
     def __init__(self, key: str, client: Client | None = None, inform: bool = True) -> None:
         if client is None:
-            from shoal.client.core import default_client
+            # the client of this place: inside a task or an actor method, the worker's
+            from shoal.worker.context import get_client
 
-            client = default_client()
+            client = get_client()
         self.key = key
         self.client = client
         self._state = client._acquire_key(key, inform)

@@ -7,7 +7,8 @@ makes no scheduling decisions itself.
 Requests from clients (``Request(method, args)``) go to *handlers*: the
 ``rpc_<method>(client_id, **args)`` coroutines of the server's extensions,
 one module per responsibility (``queries.py``: who_has, scheduler_info...;
-``coordination.py``: queues, locks...).  An extension may also define
+``coordination.py``: queues, variables, events; ``locks.py``: semaphores,
+locks, multi-locks...).  An extension may also define
 ``client_joined(client_id)``, ``client_left(client_id)``,
 ``worker_joined(address)`` and ``worker_left(address)``, called as those
 happen, and take messages of its own types (``client_messages``,
@@ -42,6 +43,7 @@ from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.events import Events
+from shoal.scheduler.locks import Locks
 from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.plugins import SchedulerPlugins
 from shoal.scheduler.progress import ProgressWatches
@@ -104,6 +106,7 @@ class SchedulerServer:
         self.events = Events(self)
         self.add_extension(self.events)
         self.add_extension(SchedulerObservability(self))
+        self.add_extension(Locks(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and

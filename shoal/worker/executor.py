@@ -56,13 +56,18 @@ class LazyValue:
 
 
 class Store(dict):  # type: ignore[type-arg]
-    """The worker's values by key.  Reading a ``LazyValue`` unpickles it."""
+    """The worker's values by key.  Reading a ``LazyValue`` unpickles it,
+    once, except for objects that ask to be unpickled afresh for each reader
+    (a class attribute ``_unpickle_per_read``): actor handles, which claim
+    their actor through the reader's client while the reader holds them."""
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
         if type(value) is LazyValue:
-            value = loads(value.payload)
-            dict.__setitem__(self, key, value)
+            loaded = loads(value.payload)
+            if not getattr(type(loaded), "_unpickle_per_read", False):
+                dict.__setitem__(self, key, loaded)
+            return loaded
         return value
 
 
@@ -240,6 +245,7 @@ class TaskExecutor:
                 self.runs.append((next(self.run_seq), key, start, stop, ident, success.nbytes,
                                   success.type_name))
                 result: Success | Failure = success
+                del value, success  # the store holds it now; this thread need not
             except BaseException as e:
                 stop = time.perf_counter()
                 exc, tb, text = dumps_exception(e)
@@ -257,6 +263,9 @@ class TaskExecutor:
                 # not after a trip through this loop and the scheduler
                 self.push(push_to, result)
             self._done.append(result)
+            # the task's function and arguments go now, not when this thread's
+            # next task comes: their memory, and what they hold (an actor
+            # handle's claim on its actor)
             del result, item, args, func, a, kw
             if not self._wake():
                 return
@@ -304,7 +313,8 @@ class TaskExecutor:
         """An actor's constructor ran: what travels is a handle, not the object."""
         from shoal.client.actor import Actor
 
-        handle = dumps(Actor(type(instance), key, self.worker.address if self.worker else ""))
+        address = self.worker.address if self.worker else ""
+        handle = dumps(Actor._unbound(type(instance), address, key))
         return Success(key, instance, sizeof(instance), _type_name(instance), duration, handle)
 
     # -- on the loop -------------------------------------------------------------

@@ -15,6 +15,7 @@ Data flow::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import os
@@ -30,7 +31,7 @@ from shoal.errors import CommClosedError, RemoteProtocolError, SerializationErro
 from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
-from shoal.worker import shm
+from shoal.worker import context, shm
 from shoal.worker import state as ws
 from shoal.worker.events import WorkerEvents
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
@@ -145,6 +146,7 @@ class WorkerServer:
         self.scheduler.keeps_loop_polling = False
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
         self.status = "running"
+        context.worker_started(self)
         self._spawn(self._heartbeat())
         logger.info("worker %s (%s) connected to %s", self.address, self.name, self.scheduler_address)
         return self
@@ -158,6 +160,7 @@ class WorkerServer:
             return
         self.status = "closing"
         self.observability.close()
+        context.worker_stopped(self)
         if reason:
             logger.info("worker %s closing: %s", self.address, reason)
         self.listener.stop() if hasattr(self, "listener") else None
@@ -295,14 +298,16 @@ class WorkerServer:
         self.state.handle_scheduler([])  # start what the new slot allows
         self._carry_out()
 
-    def get_client(self) -> Any:
-        """The client tasks on this worker share (made on first use)."""
+    def get_client(self, timeout: float | str | None = None) -> Any:
+        """The client tasks and actors on this worker share (made on first
+        use, connecting within ``timeout``)."""
         with self._client_lock:
             if self._client is None or self._client.status != "running":
                 from shoal.client.client import Client
 
                 self._client = Client(self.scheduler_address, set_as_default=False,
-                                      name=f"worker-{self.name}", timeout=self.connect_timeout)
+                                      name=f"worker-{self.name}",
+                                      timeout=self.connect_timeout if timeout is None else timeout)
             return self._client
 
     # ------------------------------------------------------------------ carrying out
@@ -518,6 +523,9 @@ class WorkerServer:
                 comm.send([answer])
 
         def run() -> None:
+            # actor methods see this worker as theirs: get_worker(), get_client()
+            # and objects made without a client work as in a task
+            token = context.in_actor(self)
             try:
                 if msg.kind == "getattr":
                     value = getattr(instance, msg.name)
@@ -526,12 +534,16 @@ class WorkerServer:
                     args, kwargs = loads(msg.args)
                     value = getattr(instance, msg.name)(*args, **kwargs)
                 if inspect.isawaitable(value):
-                    loop.call_soon_threadsafe(self._spawn, self._await_actor(msg.id, value, reply))
+                    # an async method runs on the loop, in this context (a copy)
+                    loop.call_soon_threadsafe(self._spawn, self._await_actor(msg.id, value, reply),
+                                              context=contextvars.copy_context())
                     return
                 answer = m.ActorReply(msg.id, True, dumps(value))
             except BaseException as e:
                 exc, tb, text = dumps_exception(e)
                 answer = m.ActorReply(msg.id, False, None, exc, tb, text)
+            finally:
+                context.left_actor(token)
             if comm.threadsafe_send:
                 try:
                     reply(answer)

@@ -8,7 +8,8 @@ import sys
 import shoal
 
 PUBLIC = {
-    "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "CancelledError", "Client",
+    "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Actor", "ActorFuture",
+    "BaseActorFuture", "CancelledError", "Client", "MultiLock", "Semaphore",
     "CommClosedError", "Event", "Future", "Lock", "Queue", "Variable", "FutureLost", "KilledWorker", "LocalCluster", "RemoteException",
     "SerializationError", "ShoalError", "as_completed", "default_client", "fire_and_forget",
     "futures_of", "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",

@@ -16,6 +16,8 @@ PURE = [
     "scheduler/invariants.py",
     "scheduler/records.py",
     "scheduler/event_log.py",
+    "scheduler/semaphores.py",
+    "scheduler/multilocks.py",
     "worker/state.py",
     "comm/framing.py",
     "comm/codec.py",
