@@ -538,6 +538,7 @@ class SchedulerState:
         w = WorkerRecord(msg.address, msg.name or msg.address, msg.nthreads, msg.memory_limit,
                          msg.host, msg.pid, msg.resources)
         w.last_seen = now
+        w.supervised = msg.supervised
         self.workers[w.address] = w
         self._running = None
         if self.unrunnable:
@@ -556,10 +557,13 @@ class SchedulerState:
             return
         self._begin(f"worker-left-{address}", now)
         self._running = None
+        # a retiring worker leaves as planned: its running tasks are not to blame
+        graceful = w.status == "closing_gracefully"
         w.status = "closed"
         recs: Recs = {}
         for ts in list(w.processing):
-            ts.suspicious += 1
+            if not graceful:
+                ts.suspicious += 1
             if ts.suspicious > self.allowed_failures:
                 ts.exception = self.make_exception(KilledWorker(ts.key, address, self.allowed_failures))
                 ts.erred_on = address
@@ -704,6 +708,64 @@ class SchedulerState:
                 self.assign(ts, w)
                 self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
                 self.transition_counter += 1  # the log's readers count entries by it
+
+    # ------------------------------------------------------------------ cluster control
+
+    def set_retiring(self, address: str, retiring: bool, now: float = 0.0) -> None:
+        """Mark a worker as retiring (``closing_gracefully``: it gets no new
+        tasks, and its leaving is not held against the tasks it runs) or, with
+        ``retiring=False``, as running again (a retirement given up)."""
+        w = self.workers[address]
+        self._begin(f"retiring-{address}" if retiring else f"not-retiring-{address}", now)
+        w.status = "closing_gracefully" if retiring else "running"
+        self._running = None
+        if not retiring:
+            if self.unrunnable:
+                ordered = sorted(self.unrunnable, key=_by_priority, reverse=True)
+                self.transitions({ts: PROCESSING for ts in ordered})
+            self.fill_worker(w)
+        self._finish()
+
+    def drop_replicas(self, address: str, keys: Iterable[str], now: float = 0.0) -> list[str]:
+        """The worker at ``address`` is to drop its copies of ``keys`` (moved
+        elsewhere by ``rebalance``, trimmed by ``replicate``); it is told so.
+        A copy that is the last one on any worker is kept.  Returns the keys
+        dropped."""
+        w = self.workers.get(address)
+        if w is None:
+            return []
+        self._begin(f"drop-replicas-{address}", now)
+        dropped = []
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state is not MEMORY or w not in ts.who_has or len(ts.who_has) < 2:
+                continue
+            ts.who_has = tuple(x for x in ts.who_has if x is not w)
+            w.has_what.discard(ts)
+            w.nbytes -= ts.nbytes
+            dropped.append(key)
+        if dropped:
+            self.send_worker(w, m.FreeKeys(dropped))
+        self._finish()
+        return dropped
+
+    def release_all(self, reason: str, now: float = 0.0) -> None:
+        """Forget every task (``client.restart``): every client hears that its
+        keys are cancelled, with ``reason``, and drops its claims; the usual
+        transitions then release everything (workers are told to drop their
+        data and abandon their runs) and forget every record."""
+        self._begin("restart", now)
+        recs: Recs = {}
+        for c in self.clients.values():
+            if not c.wants:
+                continue
+            ordered = by_priority(c.wants)
+            self.send_client(c.client_id, m.TasksCancelled([ts.key for ts in ordered], reason))
+            for ts in ordered:
+                self._unwant(ts, recs)
+            c.wants.clear()
+        self.transitions(recs)
+        self._finish()
 
     # ------------------------------------------------------------------ queries
 

@@ -13,6 +13,7 @@ PURE = [
     "scheduler/state.py",
     "scheduler/transitions.py",
     "scheduler/placement.py",
+    "scheduler/replicas.py",
     "scheduler/invariants.py",
     "scheduler/records.py",
     "worker/state.py",
