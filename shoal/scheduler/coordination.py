@@ -82,6 +82,11 @@ class Coordination:
 
     # -- keys held on behalf of queues and variables --------------------------------
 
+    def cluster_restarted(self) -> None:
+        """``client.restart`` forgot every task, the keys held here too: a
+        future taken from a queue or variable afterwards is lost."""
+        self.holder_counts.clear()
+
     def _hold(self, item: dict[str, Any]) -> None:
         key = item.get("key")
         if key is None:
