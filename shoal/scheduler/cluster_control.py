@@ -81,13 +81,13 @@ class ClusterControl:
             if not fut.done():
                 fut.set_result(None)
 
-    async def _until(self, condition: Callable[[], bool], deadline: float) -> bool:
+    async def _until(self, condition: Callable[[], bool], deadline: float | None) -> bool:
         """Wait until ``condition()`` (checked whenever workers join or leave),
-        at most until ``deadline`` (loop time); whether it holds."""
+        at most until ``deadline`` (loop time; None: no limit); whether it holds."""
         loop = self.server.loop
         while not condition():
-            left = deadline - loop.time()
-            if left <= 0:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
                 return False
             fut: asyncio.Future[None] = loop.create_future()
             self._membership.append(fut)
@@ -117,7 +117,8 @@ class ClusterControl:
 
     # -- restart ----------------------------------------------------------------------
 
-    async def rpc_restart(self, client_id: str, timeout: float, wait_for_workers: bool = True) -> None:
+    async def rpc_restart(self, client_id: str, timeout: float | None,
+                          wait_for_workers: bool = True) -> None:
         """Forget every task (every client's futures are cancelled, saying
         why), then restart every worker and, with ``wait_for_workers``, wait
         until as many are back (``TimeoutError`` after ``timeout`` s)."""
@@ -128,8 +129,8 @@ class ClusterControl:
         server._flush()  # clients hear that their futures are cancelled before anything else
         await self._restart(list(server.state.workers), timeout, wait_for_workers, True)
 
-    async def rpc_restart_workers(self, client_id: str, workers: list[str], timeout: float,
-                                  raise_for_error: bool = True) -> dict[str, str]:
+    async def rpc_restart_workers(self, client_id: str, workers: list[Any], timeout: float | None,
+                                  raise_for_error: bool = True) -> dict[Any, str]:
         """Restart these workers (addresses or names) and wait until as many
         are back: ``{worker as given: "OK" | "timed out"}``.  Their tasks are
         rescheduled, their results recomputed, as when a worker dies."""
@@ -140,23 +141,25 @@ class ClusterControl:
             raise ValueError(f"Restarting workers requires a nanny to be used: workers {alone} "
                              "have no supervisor (started with `shoal worker --no-nanny`?)")
         out = await self._restart(list(dict.fromkeys(addresses)), timeout, True, raise_for_error)
-        return {str(w): out[a] for w, a in zip(workers, addresses)}
+        return {w: out[a] for w, a in zip(workers, addresses)}
 
-    async def _restart(self, addresses: list[str], timeout: float, wait: bool, raise_errors: bool
-                       ) -> dict[str, str]:
+    async def _restart(self, addresses: list[str], timeout: float | None, wait: bool,
+                       raise_errors: bool) -> dict[str, str]:
         server = self.server
         state = server.state
-        deadline = server.loop.time() + timeout
+        deadline = None if timeout is None else server.loop.time() + timeout
         n_before = len(state.workers)
-        names = {a: str(state.workers[a].name) for a in addresses}
-        supervised = [a for a in addresses if state.workers[a].supervised]
+        records = {a: state.workers[a] for a in addresses}
+        supervised = [a for a in addresses if records[a].supervised]
         out = {a: "removed" for a in addresses if a not in supervised}
         for address in out:
             logger.warning("worker %s has no supervisor: closing it instead of restarting it", address)
             self._remove_worker(address, "restart asked, but no supervisor would start it again")
         await server.ask_workers("restart", supervised, timeout=timeout, reason="client.restart")
-        await self._until(lambda: not any(a in state.workers for a in supervised), deadline)
-        stuck = [a for a in supervised if a in state.workers]
+        # gone: a new worker may come back at the same address (a fixed port)
+        await self._until(lambda: not any(state.workers.get(a) is records[a] for a in supervised),
+                          deadline)
+        stuck = [a for a in supervised if state.workers.get(a) is records[a]]
         for address in supervised:
             out[address] = "timed out" if address in stuck else "OK"
         for address in stuck:  # so that every worker after a restart is a new one
@@ -179,7 +182,7 @@ class ClusterControl:
             raise TimeoutError(message)
         back = {str(w.name) for w in state.workers.values()}
         for address in supervised:
-            if names[address] not in back:
+            if str(records[address].name) not in back:
                 out[address] = "timed out"
         return out
 

@@ -712,9 +712,8 @@ class SchedulerState:
     # ------------------------------------------------------------------ cluster control
 
     def set_retiring(self, address: str, retiring: bool, now: float = 0.0) -> None:
-        """Mark a worker as retiring (``closing_gracefully``: it gets no new
-        tasks, and its leaving is not held against the tasks it runs) or, with
-        ``retiring=False``, as running again (a retirement given up)."""
+        """Mark a worker retiring (``closing_gracefully``: no new tasks; its
+        leaving is not held against its tasks) or running again."""
         w = self.workers[address]
         self._begin(f"retiring-{address}" if retiring else f"not-retiring-{address}", now)
         w.status = "closing_gracefully" if retiring else "running"
@@ -727,10 +726,9 @@ class SchedulerState:
         self._finish()
 
     def drop_replicas(self, address: str, keys: Iterable[str], now: float = 0.0) -> list[str]:
-        """The worker at ``address`` is to drop its copies of ``keys`` (moved
-        elsewhere by ``rebalance``, trimmed by ``replicate``); it is told so.
-        A copy that is the last one on any worker is kept.  Returns the keys
-        dropped."""
+        """The worker at ``address`` drops its copies of ``keys`` (moved by
+        ``rebalance``, trimmed by ``replicate``), except a last copy on any
+        worker.  Returns the keys dropped."""
         w = self.workers.get(address)
         if w is None:
             return []
@@ -750,10 +748,9 @@ class SchedulerState:
         return dropped
 
     def release_all(self, reason: str, now: float = 0.0) -> None:
-        """Forget every task (``client.restart``): every client hears that its
-        keys are cancelled, with ``reason``, and drops its claims; the usual
-        transitions then release everything (workers are told to drop their
-        data and abandon their runs) and forget every record."""
+        """Forget every task (``client.restart``): every client hears its keys
+        are cancelled, with ``reason``; the usual transitions then release
+        and forget everything (workers drop their data and runs)."""
         self._begin("restart", now)
         recs: Recs = {}
         for c in self.clients.values():

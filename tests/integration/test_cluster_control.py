@@ -181,7 +181,7 @@ def test_restart_gives_fresh_workers_and_cancels_every_client_s_futures(
 def test_restart_without_waiting_then_wait_for_workers(own_cluster: tuple[LocalCluster, Client]) -> None:
     _, client = own_cluster
     old = set(client.run(os.getpid).values())
-    client.restart(wait_for_workers=False)
+    client.restart(timeout=None, wait_for_workers=False)  # None: no time limit
     client.wait_for_workers(2, timeout=30)
     assert not set(client.run(os.getpid).values()) & old
 
@@ -274,19 +274,22 @@ def test_retire_moves_data_first_and_the_worker_stays_gone(
     leaving, staying = sorted(workers)
     futures = [client.submit(counted, log, i, workers=[leaving]) for i in range(6)]
     small = client.submit(sum, [1, 2], workers=[leaving])  # travels inline too
-    client.gather([*futures, small])
+    big = client.submit(np.ones, 700_000, workers=[leaving])  # 5.6 MB: in shared memory
+    client.gather([*futures, small, big])
 
     retired = client.retire_workers([leaving])
 
     assert list(retired) == [leaving]
     assert retired[leaving]["name"] == workers[leaving]["name"] and "metrics" in retired[leaving]
     assert list(client.scheduler_info()["workers"]) == [staying]
-    assert all(holders == [staying] for holders in client.who_has([*futures, small]).values())
+    assert all(holders == [staying] for holders in client.who_has([*futures, small, big]).values())
     assert [int(a[0]) for a in client.gather(futures)] == list(range(6)) and small.result() == 3
     assert sorted(Path(log).read_text().split()) == [str(i) for i in range(6)]  # no recomputation
     name = workers[leaving]["name"]
     assert wait_until(lambda: name not in supervised(cluster), timeout=20)
     assert list(client.scheduler_info()["workers"]) == [staying]  # its supervisor let it go
+    # the copy outlives the process it came from
+    assert client.submit(np.sum, big).result(timeout=10) == 700_000 and client.gather(big).sum() == 700_000
 
 
 def test_retire_by_name_and_the_last_worker_cannot_retire(
@@ -380,3 +383,29 @@ def test_wait_for_workers_as_dask(client: Client) -> None:
     for bad in (0, -1, 1.5, "2"):
         with pytest.raises(ValueError, match="positive integer"):
             client.wait_for_workers(bad)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# an asynchronous client
+# ---------------------------------------------------------------------------
+
+
+def test_cluster_control_from_an_asynchronous_client() -> None:
+    async def main() -> None:
+        async with Client(asynchronous=True, n_workers=2, threads_per_worker=1,
+                          processes=False) as client:
+            names = await client.run(worker_name)
+            assert sorted(names.values()) == ["0", "1"]
+            first = sorted(names)[0]
+            xs = client.map(np.full, [40_000] * 4, range(4), workers=[first])
+            await client.rebalance(xs)  # waits for them first
+            assert sorted(len(h) for h in (await client.who_has(xs)).values()) == [1] * 4
+            assert len({h[0] for h in (await client.who_has(xs)).values()}) == 2
+            await client.replicate(xs)
+            assert all(len(h) == 2 for h in (await client.who_has(xs)).values())
+            await client.wait_for_workers(2)
+            await client.restart()
+            assert all(x.status == "cancelled" for x in xs)
+            assert set(await client.run(worker_name)).isdisjoint(names)
+
+    asyncio.run(main())
