@@ -5,8 +5,9 @@ them (``retire_workers``), and move copies of results between them
 
 A scheduler extension (see ``server.py``): each ``rpc_<method>`` answers the
 client request of that name.  Decisions about where copies go are pure
-(``replicas.py``); state changes go through ``SchedulerState``
-(``set_retiring``, ``drop_replicas``, ``release_all``, ``remove_worker``).
+(``replicas.py``); state changes go through ``control_state.py``
+(``set_retiring``, ``drop_replicas``, ``release_all``) and
+``SchedulerState.remove_worker``.
 
 Rules:
 1. The scheduler never opens user data: ``run``'s function, arguments,
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from shoal.errors import SchedulerError, WorkerRequestError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
-from shoal.scheduler import replicas
+from shoal.scheduler import control_state, replicas
 from shoal.scheduler.queries import worker_info
 from shoal.scheduler.records import WorkerRecord
 
@@ -124,7 +125,7 @@ class ClusterControl:
         until as many are back (``TimeoutError`` after ``timeout`` s)."""
         server = self.server
         logger.info("restarting the cluster, asked by %s", client_id)
-        server.state.release_all(RESTART_REASON, time.monotonic())
+        control_state.release_all(server.state, RESTART_REASON, time.monotonic())
         server._notify("cluster_restarted")
         server._flush()  # clients hear that their futures are cancelled before anything else
         await self._restart(list(server.state.workers), timeout, wait_for_workers, True)
@@ -218,13 +219,13 @@ class ClusterControl:
             retiring = [w for w in chosen if state.workers.get(w.address) is w]
             now = time.monotonic()
             for w in retiring:
-                state.set_retiring(w.address, True, now)
+                control_state.set_retiring(state, w.address, True, now)
             self.server._schedule_flush()
             kept = await self._evacuate(retiring)
             now = time.monotonic()
             for w in kept:
                 if state.workers.get(w.address) is w:
-                    state.set_retiring(w.address, False, now)
+                    control_state.set_retiring(state, w.address, False, now)
             retired = [w for w in retiring if w not in kept]
             # no wait from the last check of unique data to here: nothing new lands on them
             info = {w.address: worker_info(w) for w in retired}
@@ -334,7 +335,7 @@ class ClusterControl:
                     originals.setdefault(giver.address, []).append(ts.key)
             now = time.monotonic()
             for address, moved in originals.items():
-                state.drop_replicas(address, moved, now)
+                control_state.drop_replicas(state, address, moved, now)
             self.server._schedule_flush()
         return {"status": "OK"}
 
@@ -358,7 +359,7 @@ class ClusterControl:
             tasks = [state.tasks[k] for k in dict.fromkeys(keys)]
             now = time.monotonic()
             for w, extra in replicas.plan_trim(tasks, chosen, n).items():
-                state.drop_replicas(w.address, [ts.key for ts in extra], now)
+                control_state.drop_replicas(state, w.address, [ts.key for ts in extra], now)
             self.server._schedule_flush()
             stalls = 0
             while stalls < self.move_attempts:

@@ -4,7 +4,7 @@
 The scheduler's cluster-control extension (``cluster_control.py``) carries a
 plan out: it asks each recipient worker to fetch its copies straight from the
 holders, the recipient announces them (``ReplicasAdded``), and for a move the
-original is then dropped (``SchedulerState.drop_replicas``).
+original is then dropped (``control_state.drop_replicas``).
 
 Rules:
 1. A worker's load is its managed bytes (``WorkerRecord.nbytes``: the results

@@ -709,61 +709,6 @@ class SchedulerState:
                 self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
                 self.transition_counter += 1  # the log's readers count entries by it
 
-    # ------------------------------------------------------------------ cluster control
-
-    def set_retiring(self, address: str, retiring: bool, now: float = 0.0) -> None:
-        """Mark a worker retiring (``closing_gracefully``: no new tasks; its
-        leaving is not held against its tasks) or running again."""
-        w = self.workers[address]
-        self._begin(f"retiring-{address}" if retiring else f"not-retiring-{address}", now)
-        w.status = "closing_gracefully" if retiring else "running"
-        self._running = None
-        if not retiring:
-            if self.unrunnable:
-                ordered = sorted(self.unrunnable, key=_by_priority, reverse=True)
-                self.transitions({ts: PROCESSING for ts in ordered})
-            self.fill_worker(w)
-        self._finish()
-
-    def drop_replicas(self, address: str, keys: Iterable[str], now: float = 0.0) -> list[str]:
-        """The worker at ``address`` drops its copies of ``keys`` (moved by
-        ``rebalance``, trimmed by ``replicate``), except a last copy on any
-        worker.  Returns the keys dropped."""
-        w = self.workers.get(address)
-        if w is None:
-            return []
-        self._begin(f"drop-replicas-{address}", now)
-        dropped = []
-        for key in keys:
-            ts = self.tasks.get(key)
-            if ts is None or ts.state is not MEMORY or w not in ts.who_has or len(ts.who_has) < 2:
-                continue
-            ts.who_has = tuple(x for x in ts.who_has if x is not w)
-            w.has_what.discard(ts)
-            w.nbytes -= ts.nbytes
-            dropped.append(key)
-        if dropped:
-            self.send_worker(w, m.FreeKeys(dropped))
-        self._finish()
-        return dropped
-
-    def release_all(self, reason: str, now: float = 0.0) -> None:
-        """Forget every task (``client.restart``): every client hears its keys
-        are cancelled, with ``reason``; the usual transitions then release
-        and forget everything (workers drop their data and runs)."""
-        self._begin("restart", now)
-        recs: Recs = {}
-        for c in self.clients.values():
-            if not c.wants:
-                continue
-            ordered = by_priority(c.wants)
-            self.send_client(c.client_id, m.TasksCancelled([ts.key for ts in ordered], reason))
-            for ts in ordered:
-                self._unwant(ts, recs)
-            c.wants.clear()
-        self.transitions(recs)
-        self._finish()
-
     # ------------------------------------------------------------------ queries
 
     def who_has(self, keys: Iterable[str] | None = None) -> dict[str, list[str]]:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.protocol import messages as m
+from shoal.scheduler import control_state
 from shoal.scheduler.state import SchedulerState
 from shoal.testing import sim_checks, sim_tasks
 from shoal.testing.sim_client import Expect, SimClient, describe, error_acceptable
@@ -254,7 +255,7 @@ class Simulation:
             address = self.rng.choice(running)
             self.log(f"{address} retires")
             self.count("retires")
-            self.scheduler.set_retiring(address, True, float(self.now))
+            control_state.set_retiring(self.scheduler, address, True, float(self.now))
             self._flush_scheduler()
             return
         if alive and self.n_kills < self.profile.max_kills and (

@@ -1,14 +1,14 @@
-"""Cluster control in the pure parts: the scheduler state's ``release_all``
-(``client.restart``), ``set_retiring``/graceful removal (``retire_workers``)
-and ``drop_replicas`` (``rebalance``, ``replicate``), the copy plans of
-``shoal.scheduler.replicas``, and the worker state's ``copies_received``.
+"""Cluster control in the pure parts: ``control_state.release_all``
+(``client.restart``), ``set_retiring`` and a graceful removal
+(``retire_workers``), ``drop_replicas`` (``rebalance``, ``replicate``), the
+copy plans of ``shoal.scheduler.replicas``, and the worker state's ``copies_received``.
 Each docstring states the real-life scenario."""
 
 from __future__ import annotations
 
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload
-from shoal.scheduler import replicas
+from shoal.scheduler import control_state, replicas
 from shoal.scheduler.invariants import check_invariants
 from shoal.scheduler.records import MEMORY, NO_WORKER, PROCESSING, TaskRecord, WorkerRecord
 from shoal.scheduler.state import SchedulerState
@@ -42,7 +42,7 @@ def test_restart_forgets_every_task_and_tells_every_client() -> None:
     assert s.tasks["only-1"].state is NO_WORKER
     s.take_messages()
 
-    s.release_all("the cluster restarted", 3.0)
+    control_state.release_all(s, "the cluster restarted", 3.0)
 
     assert s.tasks == {} and not s.unrunnable
     assert all(not c.wants for c in s.clients.values())
@@ -64,7 +64,7 @@ def test_work_submitted_after_a_restart_runs_with_the_functions_already_sent() -
     The scheduler must still know it."""
     s = make_state(1)
     submit(s, "c", spec("a-1"))
-    s.release_all("restart", 2.0)
+    control_state.release_all(s, "restart", 2.0)
     s.handle_client("c", [m.SubmitTasks([spec("a-2")], [])], 3.0)  # no FunctionDef this time
     assert s.tasks["a-2"].state is PROCESSING
     check_invariants(s)
@@ -78,7 +78,7 @@ def test_work_submitted_after_a_restart_runs_with_the_functions_already_sent() -
 def test_a_retiring_worker_gets_no_new_tasks() -> None:
     """While w0 retires, new work goes to w1 only."""
     s = make_state(2)
-    s.set_retiring("w0", True, 1.0)
+    control_state.set_retiring(s, "w0", True, 1.0)
     submit(s, "c", *(spec(f"t-{i}") for i in range(4)))
     assert all(ts.processing_on is s.workers["w1"] for ts in s.tasks.values() if ts.state is PROCESSING)
     assert s.workers["w0"].processing == {}
@@ -92,7 +92,7 @@ def test_a_retired_worker_leaving_does_not_count_against_its_tasks() -> None:
     s = make_state(2)
     submit(s, "c", spec("t-1", workers=["w0"]), spec("t-2", workers=["w1"]))
     s.tasks["t-1"].restrictions.loose = True  # type: ignore[union-attr]
-    s.set_retiring("w0", True, 1.0)
+    control_state.set_retiring(s, "w0", True, 1.0)
     s.remove_worker("w0", 2.0)
     assert s.tasks["t-1"].suspicious == 0 and s.tasks["t-1"].processing_on is s.workers["w1"]
     s.remove_worker("w1", 3.0)  # a crash
@@ -104,10 +104,10 @@ def test_a_retirement_given_up_lets_waiting_tasks_run_there_again() -> None:
     """Tasks that only the retiring worker may run wait (no-worker) and run
     there once the retirement is given up (the data could not move)."""
     s = make_state(1)
-    s.set_retiring("w0", True, 1.0)
+    control_state.set_retiring(s, "w0", True, 1.0)
     submit(s, "c", spec("t-1", workers=["w0"]))
     assert s.tasks["t-1"].state is NO_WORKER
-    s.set_retiring("w0", False, 2.0)
+    control_state.set_retiring(s, "w0", False, 2.0)
     assert s.tasks["t-1"].state is PROCESSING and s.workers["w0"].status == "running"
     check_invariants(s)
 
@@ -127,11 +127,11 @@ def test_a_moved_result_is_dropped_only_where_another_copy_exists() -> None:
     copy_to(s, "w1", "x-1")
     assert [w.address for w in s.tasks["x-1"].who_has] == ["w0", "w1"]
     s.take_messages()
-    assert s.drop_replicas("w0", ["x-1"], 3.0) == ["x-1"]
+    assert control_state.drop_replicas(s, "w0", ["x-1"], 3.0) == ["x-1"]
     assert [w.address for w in s.tasks["x-1"].who_has] == ["w1"]
     to_workers, _ = s.take_messages()
     assert of_type(to_workers["w0"], m.FreeKeys) == [m.FreeKeys(["x-1"])]
-    assert s.drop_replicas("w1", ["x-1"], 4.0) == []  # the last copy
+    assert control_state.drop_replicas(s, "w1", ["x-1"], 4.0) == []  # the last copy
     assert [w.address for w in s.tasks["x-1"].who_has] == ["w1"]
     check_invariants(s)
 

@@ -14,6 +14,7 @@ PURE = [
     "scheduler/transitions.py",
     "scheduler/placement.py",
     "scheduler/replicas.py",
+    "scheduler/control_state.py",
     "scheduler/invariants.py",
     "scheduler/records.py",
     "worker/state.py",
