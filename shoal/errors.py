@@ -14,6 +14,7 @@
     │   └── InvalidTransition / InvariantViolation   a state machine bug (tests)
     ├── CancelledError                   (concurrent.futures.CancelledError) a future was cancelled
     └── TimeoutError                     (builtin) a wait ran out of time
+        └── WorkerStartTimeoutError      ...for workers to arrive (``wait_for_workers``)
 
 A user's own exception is never wrapped: ``Future.result()`` re-raises it as
 itself, with the remote traceback attached.  Only when the exception could not
@@ -41,6 +42,7 @@ __all__ = [
     "SerializationError",
     "ShoalError",
     "WorkerRequestError",
+    "WorkerStartTimeoutError",
 ]
 
 
@@ -107,6 +109,21 @@ class WorkerRequestError(SchedulerError):
     def __init__(self, message: str, payload: object = None) -> None:
         super().__init__(message)
         self.payload = payload
+
+
+class WorkerStartTimeoutError(TimeoutError):
+    """Fewer workers than waited for arrived in time (dask.distributed's
+    exception of the same name and message, ``wait_for_workers``)."""
+
+    def __init__(self, available_workers: int, expected_workers: int, timeout: float) -> None:
+        super().__init__(available_workers, expected_workers, timeout)
+        self.available_workers = available_workers
+        self.expected_workers = expected_workers
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (f"Only {self.available_workers}/{self.expected_workers} workers arrived "
+                f"after {self.timeout}")
 
 
 class RemoteException(ShoalError):

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--connect-timeout", type=float, default=30.0)
     w.add_argument("--parent-watch", action="store_true", help=argparse.SUPPRESS)
     w.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    # set by a supervisor (LocalCluster's, or this command's with --nanny) on its workers
+    w.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     w.add_argument("--validate", action="store_true")
     w.add_argument("--log-level", default="WARNING")
 
@@ -114,7 +116,7 @@ def _worker(args: Any) -> int:
 
         return run_worker(scheduler, args.nthreads, args.name, host, args.port, memory_limit,
                           _resources(args.resources), args.parent_watch, args.validate,
-                          args.connect_timeout, args.ready_fd)
+                          args.connect_timeout, args.ready_fd, args.supervised)
     return _supervise(args, scheduler, host, memory_limit)
 
 
@@ -131,7 +133,7 @@ def _supervise(args: Any, scheduler: str, host: str, memory_limit: int) -> int:
         name = f"{base}-{i}" if base and args.nworkers > 1 else base
         child = ["worker", scheduler, "--nthreads", str(args.nthreads), "--host", host,
                  "--memory-limit", str(memory_limit), "--no-nanny", "--log-level", args.log_level,
-                 "--connect-timeout", str(args.connect_timeout)]
+                 "--connect-timeout", str(args.connect_timeout), "--supervised"]
         if name:
             child += ["--name", name]
         if args.port and args.nworkers == 1:

@@ -51,6 +51,8 @@ def type_name(value: Any) -> str:
 
 def exception_of(st: FutureState) -> BaseException:
     if st.status == CANCELLED:
+        if isinstance(st.exception, CancelledError):  # a fresh one: see exception_of_state
+            return CancelledError(*st.exception.args)
         return st.exception if isinstance(st.exception, BaseException) else CancelledError(st.key)
     return fmod.exception_of_state(st)
 

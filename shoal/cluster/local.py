@@ -106,6 +106,8 @@ class LocalCluster:
         self._supervisor: Supervisor | None = None
         self._scheduler: Any = None  # in-process SchedulerServer
         self._workers: list[Any] = []  # in-process WorkerServers
+        self._watchers: set[asyncio.Task[None]] = set()  # see _replace_when_restarted
+        self._closing = False
         self._runner: Any = None
         self._worker_ids = itertools.count()
         if _prestarted is not None:
@@ -147,7 +149,7 @@ class LocalCluster:
     def _worker_args(self, name: str) -> list[str]:
         args = ["worker", self.scheduler_address, "--nthreads", str(self.threads_per_worker),
                 "--log-level", "WARNING",
-                "--name", name, "--host", self.host, "--no-nanny",
+                "--name", name, "--host", self.host, "--no-nanny", "--supervised",
                 "--memory-limit", str(self.memory_limit)]
         if self.resources:
             args += ["--resources", ",".join(f"{k}={v}" for k, v in self.resources.items())]
@@ -254,18 +256,33 @@ class LocalCluster:
         for _ in range(self.n_workers):
             await self._add_worker_in_process()
 
-    async def _add_worker_in_process(self) -> Any:
+    async def _add_worker_in_process(self, name: str | None = None) -> Any:
         from shoal.worker.server import WorkerServer
 
-        name = str(next(self._worker_ids))
+        name = name or str(next(self._worker_ids))
         w = WorkerServer(
             self.scheduler_address, nthreads=self.threads_per_worker, name=name,
             listen_address=f"inproc://{self.name}-worker-{name}-{uuid.uuid4().hex[:8]}",
             memory_limit=self.memory_limit, resources=self.resources, validate=self.validate,
+            supervised=True,
         )
         await w.start()
         self._workers.append(w)
+        task = asyncio.get_running_loop().create_task(self._replace_when_restarted(w))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
         return w
+
+    async def _replace_when_restarted(self, w: Any) -> None:
+        """The nanny's part in-process: a worker that closes because the
+        scheduler asked for a fresh one (``client.restart``) is replaced by a
+        new ``WorkerServer`` of the same name (in this same process)."""
+        await w.finished()
+        if not w.restart_requested or self._closing:
+            return
+        if w in self._workers:
+            self._workers.remove(w)
+        await self._add_worker_in_process(w.name)
 
     # ------------------------------------------------------------------ scale
 
@@ -339,6 +356,9 @@ class LocalCluster:
             self._forkserver = None
 
     async def _close_in_process(self) -> None:
+        self._closing = True
+        for task in list(self._watchers):
+            task.cancel()
         for w in self._workers:
             await w.close("the cluster is closing")
         self._workers = []

@@ -9,6 +9,15 @@ matters for start-up time on small machines.
 
 Children are tied to their parent through their stdin: when the parent goes
 away (even by ``kill -9``) the pipe closes and the child shuts itself down.
+
+How a worker's exit code reads here:
+
+* 0: it left for good (the scheduler closed it, retired it, or went away):
+  it is not started again;
+* ``RESTART_EXIT_CODE``: the scheduler asked for a fresh worker
+  (``client.restart``, ``client.restart_workers``): started again at once,
+  and not counted as a death;
+* anything else: it died; started again unless it died too often.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from shoal.cluster.zygote import child_env, shoal_command
 
 logger = logging.getLogger("shoal.nanny")
 
+#: a worker's exit code that asks its supervisor for a fresh worker process
+#: (EX_TEMPFAIL in sysexits.h: "try again"; no Python error exits with it)
+RESTART_EXIT_CODE = 75
 
 
 def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
@@ -150,6 +162,10 @@ class Supervisor:
                     with self._lock:
                         self.workers.pop(wp.name, None)
                     continue
+                if code == RESTART_EXIT_CODE:
+                    logger.info("worker %s restarting, as the scheduler asked", wp.name)
+                    self._respawn(wp)
+                    continue
                 self._restart(wp, code, now)
 
     def _check_memory(self, wp: WorkerProcess) -> None:
@@ -177,6 +193,9 @@ class Supervisor:
                 self.workers.pop(wp.name, None)
             return
         logger.warning("worker %s died (exit code %s); restarting it", wp.name, code)
+        self._respawn(wp)
+
+    def _respawn(self, wp: WorkerProcess) -> None:
         if wp.proc is not None and wp.proc.stdin is not None:
             try:
                 wp.proc.stdin.close()

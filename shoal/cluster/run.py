@@ -105,9 +105,15 @@ def run_scheduler(host: str = "127.0.0.1", port: int = 8786, fd: int | None = No
 def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "127.0.0.1",
                port: int = 0, memory_limit: int = 0, resources: dict[str, float] | None = None,
                parent_watch: bool = False, validate: bool = False,
-               connect_timeout: float | None = None, ready_fd: int | None = None) -> int:
-    """Run one worker until it is closed.  ``ready_fd``: a pipe to write one
-    byte to once registered with the scheduler (how LocalCluster waits)."""
+               connect_timeout: float | None = None, ready_fd: int | None = None,
+               supervised: bool = False) -> int:
+    """Run one worker until it is closed; return the process's exit code:
+    ``RESTART_EXIT_CODE`` when the scheduler asked for a fresh worker
+    (``client.restart``), which tells the supervisor to start one.
+    ``ready_fd``: a pipe to write one byte to once registered with the
+    scheduler (how LocalCluster waits).  ``supervised``: a supervisor will
+    restart this worker when asked (the scheduler is told)."""
+    from shoal.cluster.process import RESTART_EXIT_CODE
     from shoal.worker.server import WorkerServer
 
     exit_code = 0
@@ -117,7 +123,7 @@ def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "1
         server = WorkerServer(
             scheduler, nthreads=nthreads, name=name, host=host, port=port,
             memory_limit=memory_limit, resources=resources, validate=validate,
-            connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout, supervised=supervised,
         )
         loop = asyncio.get_running_loop()
         starting = loop.create_task(server.start())
@@ -148,6 +154,8 @@ def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "1
             if ready_fd is not None:
                 os.close(ready_fd)
         await server.finished()
+        if server.restart_requested:
+            exit_code = RESTART_EXIT_CODE
 
     _run(main)
     return exit_code

@@ -211,6 +211,7 @@ class RegisterWorker(_Msg, tag="register-worker"):
     resources: dict[str, float] = {}
     pid: int = 0
     host: str = ""
+    supervised: bool = False  # a supervisor (nanny) restarts this worker when asked to
 
 
 class TaskFinished(_Msg, tag="finished"):
@@ -296,6 +297,9 @@ class FreeKeys(_Msg, tag="free"):
 
 
 class CloseWorker(_Msg, tag="close-worker"):
+    """Leave the cluster for good: the worker exits cleanly and its
+    supervisor, if any, does not start it again."""
+
     reason: str = ""
 
 

@@ -73,6 +73,10 @@ class Coordination:
                 raise TimeoutError(f"Task {key!r} unknown to the scheduler (was the future released "
                                    "or cancelled?)")
             await asyncio.sleep(0.01)
+    def cluster_restarted(self) -> None:
+        """``client.restart`` forgot every task, the keys held here too: a
+        future taken from a queue or variable afterwards is lost."""
+        self.holder_counts.clear()
 
     def _hold(self, item: dict[str, Any]) -> None:
         key = item.get("key")

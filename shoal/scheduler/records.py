@@ -132,7 +132,8 @@ class WorkerRecord:
         "pid",
         "processing",  # dict[TaskRecord, float]: estimated duration
         "resources",
-        "status",
+        "status",  # "running", "closing_gracefully" (retiring: no new tasks) or "closed"
+        "supervised",  # a supervisor restarts it when asked (client.restart)
     )
 
     def __init__(
@@ -163,6 +164,7 @@ class WorkerRecord:
         self.metrics: dict[str, Any] = {}
         self.last_seen = 0.0
         self.status = "running"
+        self.supervised = False
 
     @property
     def busy(self) -> int:

@@ -8,11 +8,13 @@ Requests from clients (``Request(method, args)``) go to *handlers*: the
 ``rpc_<method>(client_id, **args)`` coroutines of the server's extensions,
 one module per responsibility (``queries.py``: who_has, scheduler_info...;
 ``coordination.py``: queues, variables, events; ``locks.py``: semaphores,
-locks, multi-locks...).  An extension may also define
-``client_joined(client_id)``, ``client_left(client_id)``,
-``worker_joined(address)`` and ``worker_left(address)``, called as those
-happen, and take messages of its own types (``client_messages``,
-``worker_messages``: see ``shoal/extensions.py``).  The server asks workers
+locks, multi-locks; ``cluster_control.py``: run, restart, retire...).  An
+extension may also define ``client_joined(client_id)``,
+``client_left(client_id)``, ``worker_joined(address)``,
+``worker_left(address)`` and ``cluster_restarted()`` (every task was
+forgotten: ``client.restart``), called as those happen, and take messages of
+its own types (``client_messages``, ``worker_messages``: see
+``shoal/extensions.py``).  The server asks workers
 things with ``ask_worker``/``ask_workers`` (a ``Request`` on the worker's
 connection, answered by a ``Response``).
 
@@ -36,10 +38,17 @@ import uuid
 from typing import Any
 
 from shoal.comm.core import Comm, accept_greeting, listen
-from shoal.errors import CommClosedError, RemoteProtocolError, SchedulerError, WorkerRequestError
+from shoal.errors import (
+    CommClosedError,
+    RemoteProtocolError,
+    SchedulerError,
+    WorkerRequestError,
+    WorkerStartTimeoutError,
+)
 from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.events import Events
@@ -107,10 +116,12 @@ class SchedulerServer:
         self.add_extension(self.events)
         self.add_extension(SchedulerObservability(self))
         self.add_extension(Locks(self))
+        self.add_extension(ClusterControl(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
-        call its ``client_left``/``worker_joined``/``worker_left`` hooks."""
+        call its ``client_left``/``worker_joined``/``worker_left``/
+        ``cluster_restarted`` hooks."""
         add_handlers(self.handlers, extension, "scheduler")
         add_message_handlers(self.client_message_handlers, extension, "client_messages")
         add_message_handlers(self.worker_message_handlers, extension, "worker_messages")
@@ -306,6 +317,8 @@ class SchedulerServer:
         self._schedule_flush()
 
     def _on_worker_messages(self, address: str, msgs: list[Any]) -> None:
+        if address not in self.state.workers:
+            return  # removed (retired) while its connection closes
         for msg in self.state.handle_worker(address, msgs, time.monotonic()):
             if type(msg) is m.Response:
                 waiting = self._worker_requests.pop(msg.id, None)
@@ -423,7 +436,7 @@ class SchedulerServer:
         return list(self.state.workers)
 
     def _wake_worker_waiters(self) -> None:
-        n = len(self.state.workers)
+        n = len(self.state.running_workers())
         still = []
         for want, fut in self._worker_waiters:
             if n >= want and not fut.done():
@@ -438,16 +451,16 @@ class SchedulerServer:
         return None
 
     async def rpc_wait_for_workers(self, client_id: str, n: int, timeout: float | None = None) -> int:
-        if len(self.state.workers) < n:
+        """Answered once ``n`` workers are running (retiring ones do not count)."""
+        if len(self.state.running_workers()) < n:
             fut: asyncio.Future[None] = self.loop.create_future()
             self._worker_waiters.append((n, fut))
             try:
                 await asyncio.wait_for(fut, timeout)
             except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"only {len(self.state.workers)} of {n} workers arrived within {timeout} s"
-                ) from None
-        return len(self.state.workers)
+                assert timeout is not None
+                raise WorkerStartTimeoutError(len(self.state.running_workers()), n, timeout) from None
+        return len(self.state.running_workers())
 
     async def rpc_run_on_scheduler(self, client_id: str, function: Payload, args: Payload) -> Payload:
         """Run user code here, because the user asked for exactly that."""

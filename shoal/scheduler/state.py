@@ -542,6 +542,7 @@ class SchedulerState:
         w = WorkerRecord(msg.address, msg.name or msg.address, msg.nthreads, msg.memory_limit,
                          msg.host, msg.pid, msg.resources)
         w.last_seen = now
+        w.supervised = msg.supervised
         self.workers[w.address] = w
         self._running = None
         if self.unrunnable:
@@ -560,10 +561,13 @@ class SchedulerState:
             return
         self._begin(f"worker-left-{address}", now)
         self._running = None
+        # a retiring worker leaves as planned: its running tasks are not to blame
+        graceful = w.status == "closing_gracefully"
         w.status = "closed"
         recs: Recs = {}
         for ts in list(w.processing):
-            ts.suspicious += 1
+            if not graceful:
+                ts.suspicious += 1
             if ts.suspicious > self.allowed_failures:
                 ts.exception = self.make_exception(KilledWorker(ts.key, address, self.allowed_failures))
                 ts.erred_on = address

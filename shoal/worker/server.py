@@ -33,6 +33,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import context, shm
 from shoal.worker import state as ws
+from shoal.worker.control import WorkerControl
 from shoal.worker.events import WorkerEvents
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
 from shoal.worker.observability import WorkerObservability
@@ -56,6 +57,7 @@ class WorkerServer:
         validate: bool = False,
         heartbeat_interval: float | None = None,
         connect_timeout: float | None = None,
+        supervised: bool = False,
     ) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be at least 1, got {nthreads}")
@@ -68,6 +70,9 @@ class WorkerServer:
         self.memory_limit = memory_limit
         self.resources = dict(resources or {})
         self.validate = validate
+        # a supervisor (nanny) starts this worker again when it exits asking so
+        self.supervised = supervised
+        self.restart_requested = False  # the scheduler asked: exit for a fresh process
         from shoal import config
 
         self.heartbeat_interval = heartbeat_interval or config.duration("worker.heartbeat-interval") or 1.0
@@ -99,6 +104,7 @@ class WorkerServer:
         self.events = WorkerEvents(self)
         self.observability = WorkerObservability(self)  # task stream, profile, logs...
         self.add_extension(self.observability)
+        self.add_extension(WorkerControl(self))
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -128,7 +134,7 @@ class WorkerServer:
         self.pool = ConnectionPool("peer", self.name, self.connect_timeout)
         register = m.RegisterWorker(
             self.address, self.name, self.nthreads, self.memory_limit, self.resources,
-            os.getpid(), socket.gethostname(),
+            os.getpid(), socket.gethostname(), self.supervised,
         )
         try:
             self.scheduler, welcome = await connect_and_greet(

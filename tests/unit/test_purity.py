@@ -13,6 +13,8 @@ PURE = [
     "scheduler/state.py",
     "scheduler/transitions.py",
     "scheduler/placement.py",
+    "scheduler/replicas.py",
+    "scheduler/control_state.py",
     "scheduler/invariants.py",
     "scheduler/records.py",
     "scheduler/event_log.py",
