@@ -144,6 +144,16 @@ class ClusterControl:
         out = await self._restart(list(dict.fromkeys(addresses)), timeout, True, raise_for_error)
         return {w: out[a] for w, a in zip(workers, addresses)}
 
+    async def restart_supervised(self, timeout: float | None = None) -> list[str]:
+        """Restart every worker a supervisor watches and wait until as many
+        are back (for nanny plugins registered with ``restart``); the
+        addresses of the workers that have none, left running."""
+        state = self.server.state
+        supervised = [a for a, w in state.workers.items() if w.supervised]
+        if supervised:
+            await self._restart(supervised, timeout, True, True)
+        return [a for a, w in state.workers.items() if not w.supervised]
+
     async def _restart(self, addresses: list[str], timeout: float | None, wait: bool,
                        raise_errors: bool) -> dict[str, str]:
         server = self.server

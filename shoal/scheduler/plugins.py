@@ -58,12 +58,16 @@ class SchedulerPlugins:
         if idempotent and name in self.for_workers[kind]:
             return {}
         self.for_workers[kind][name] = plugin
-        restart_workers = getattr(self.server, "restart_workers", None)
-        if restart and kind == "nanny" and self.server.worker_comms and restart_workers is not None:
-            # their new processes set the plugin up before joining
-            await restart_workers(list(self.server.worker_comms))
-            return {a: "OK" for a in self.server.worker_comms}
-        answers = await self.server.ask_workers("plugin_add", name=name, plugin=plugin, kind=kind)
+        workers = None
+        if restart and kind == "nanny" and self.server.worker_comms:
+            # new processes set the plugin up before they join; workers no
+            # supervisor would start again set it up in place
+            workers = await self.server.cluster_control.restart_supervised(
+                self.server.cluster_control.move_timeout)
+            if not workers:
+                return {a: "OK" for a in self.server.worker_comms}
+        answers = await self.server.ask_workers("plugin_add", workers, name=name, plugin=plugin,
+                                                kind=kind)
         return _raise_first_error(answers, f"{kind} plugin {name!r}")
 
     async def rpc_unregister_worker_plugin(self, client_id: str, name: str,

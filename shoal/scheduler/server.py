@@ -116,7 +116,8 @@ class SchedulerServer:
         self.add_extension(self.events)
         self.add_extension(SchedulerObservability(self))
         self.add_extension(Locks(self))
-        self.add_extension(ClusterControl(self))
+        self.cluster_control = ClusterControl(self)
+        self.add_extension(self.cluster_control)
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and

@@ -220,7 +220,10 @@ def test_upload_file_py_and_zip(fresh: tuple[LocalCluster, Client], tmp_path: pa
 def test_environ_and_upload_directory_reach_every_worker(fresh: tuple[LocalCluster, Client],
                                                           tmp_path: pathlib.Path) -> None:
     cluster, client = fresh
+    before = client.run(os.getpid)
     client.register_plugin(Environ({"SHOAL_TEST_PLUGIN_VAR": 7}))
+    # Environ.restart: the running worker was restarted and set it up before joining again
+    assert set(client.run(os.getpid).values()).isdisjoint(before.values())
     package = tmp_path / "shoal_dir_upload"
     package.mkdir()
     (package / "helper_in_dir.py").write_text("NAME = 'from the directory'\n")
