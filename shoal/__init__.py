@@ -33,6 +33,9 @@ _EXPORTS = {
     "fire_and_forget": "shoal.client.waiting",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
+    "Nanny": "shoal.deploy.nanny",
+    "Scheduler": "shoal.deploy.scheduler",
+    "Worker": "shoal.deploy.worker",
     "Event": "shoal.client.primitives",
     "Lock": "shoal.client.primitives",
     "Queue": "shoal.client.primitives",
@@ -117,6 +120,15 @@ if TYPE_CHECKING:
     )
     from shoal.cluster.local import (
         LocalCluster as LocalCluster,
+    )
+    from shoal.deploy.nanny import (
+        Nanny as Nanny,
+    )
+    from shoal.deploy.scheduler import (
+        Scheduler as Scheduler,
+    )
+    from shoal.deploy.worker import (
+        Worker as Worker,
     )
     from shoal.errors import (
         CancelledError as CancelledError,

@@ -9,7 +9,7 @@ import shoal
 
 PUBLIC = {
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "CancelledError", "Client",
-    "CommClosedError", "Event", "Future", "Lock", "Queue", "Variable", "FutureLost", "KilledWorker", "LocalCluster", "RemoteException",
+    "CommClosedError", "Event", "Future", "Lock", "Queue", "Variable", "FutureLost", "KilledWorker", "LocalCluster", "Nanny", "RemoteException", "Scheduler", "Worker",
     "SerializationError", "ShoalError", "as_completed", "default_client", "fire_and_forget",
     "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
 }
