@@ -9,8 +9,9 @@ functions::
     def dask_teardown(worker_or_scheduler): ...  # before close (may be async)
 
 ``preload_argv`` (``--preload-argv "--flag 3"`` or trailing arguments on the
-command line) go to a ``dask_setup`` that is a ``click`` command, as in
-dask; a plain ``dask_setup`` given arguments is an error.  Preloads from web
+command line) go to the one preload whose ``dask_setup`` is a ``click``
+command, as in dask (arguments with no such preload, or two such preloads,
+are an error).  Preloads from web
 addresses (dask downloads and runs them) are refused: download the file and
 pass its path.
 
@@ -95,17 +96,14 @@ class Preload:
         self.name = name
         self.argv = list(argv)
         self.module = import_preload(name)
-        setup = getattr(self.module, "dask_setup", None)
-        if self.argv and not _is_click_command(setup):
-            raise ValueError(f"preload arguments {self.argv} given, but preload {name!r} has no "
-                             "click-command dask_setup to take them")
+        self.takes_argv = _is_click_command(getattr(self.module, "dask_setup", None))
 
     async def start(self) -> None:
         setup = getattr(self.module, "dask_setup", None)
         if setup is None:
             return
         logger.info("running preload %s: dask_setup", self.name)
-        if _is_click_command(setup):
+        if self.takes_argv:
             context = setup.make_context("dask_setup", list(self.argv), allow_extra_args=False)
             result = setup.callback(self.server, *context.args, **context.params)
         else:
@@ -131,6 +129,12 @@ class Preloads:
         names = _as_list(names, "preload")
         argv = _as_list(argv, "preload_argv")
         self.items = [Preload(server, name, argv) for name in names]
+        takers = [p.name for p in self.items if p.takes_argv]
+        if argv and not takers:
+            raise ValueError(f"preload arguments {argv} given, but no preload has a "
+                             "click-command dask_setup to take them")
+        if len(takers) > 1:
+            raise ValueError(f"more than one preload takes arguments (click commands): {takers}")
         self._started = False
 
     def __len__(self) -> int:

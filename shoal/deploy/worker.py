@@ -26,7 +26,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shoal.deploy.keywords import check_protocol, refuse
@@ -133,7 +133,7 @@ class Worker(WorkerServer, Startable):
         dashboard: bool = False,
         http_prefix: str = "/",
         nanny: Any = None,
-        plugins: tuple[Any, ...] = (),
+        plugins: Sequence[Any] = (),
         low_level_profiler: bool | None = None,
         validate: bool | None = None,
         profile_cycle_interval: Any = None,
@@ -236,7 +236,7 @@ class Worker(WorkerServer, Startable):
         """Listening, not yet registered: make the directory, run the preloads."""
         os.makedirs(self._scratch_root, exist_ok=True)
         self.local_directory = tempfile.mkdtemp(prefix="worker-", dir=self._scratch_root)
-        self._startup_values = {k: f(self) for k, f in self._startup_information.items()}
+        self._startup_values = {k: _plain(f(self)) for k, f in self._startup_information.items()}
         await self.preloads.start()
 
     def _metrics(self) -> dict[str, Any]:
@@ -244,12 +244,15 @@ class Worker(WorkerServer, Startable):
         out["local_directory"] = self.local_directory or ""
         if self.nanny is not None:
             out["nanny"] = self.nanny
-        out.update(self._startup_values)
+        custom = dict(self._startup_values)
         for key, f in self._extra_metrics.items():
             try:
-                out[key] = f(self)
+                value = f(self)
             except Exception as e:  # a user's metric must not stop the heartbeat
-                out[key] = f"{type(e).__name__}: {e}"
+                value = f"{type(e).__name__}: {e}"
+            custom[key] = _plain(value)
+        if custom:
+            out["custom"] = custom
         return out
 
     def _lifetime_reached(self) -> None:
@@ -305,3 +308,8 @@ def _lifetime(lifetime: Any, stagger: Any, config: Any) -> float | None:
         raise ValueError(f"lifetime must be positive and lifetime_stagger not negative, got "
                          f"{lifetime!r} and {stagger!r}")
     return max(0.0, seconds + (random.random() * 2 - 1) * spread)
+
+
+def _plain(value: Any) -> Any:
+    """A metric as the wire carries it: a number, string, bool or None, else its repr."""
+    return value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
