@@ -137,14 +137,22 @@ def test_preloads_run_when_servers_start_and_stop(tmp_path: pathlib.Path) -> Non
     run(main)
 
 
-def test_idle_timeout_and_blocked_handlers() -> None:
+def test_a_scheduler_closes_itself_after_its_idle_timeout() -> None:
     async def main() -> None:
-        s = await Scheduler(idle_timeout="0.2s", blocked_handlers=["run_on_scheduler"])
-        async with Client(s.address, asynchronous=True) as c:
+        s = await Scheduler(idle_timeout="0.2s")
+        await asyncio.wait_for(s.finished(), 20)  # nobody asked it to
+        assert s.status == "closed"
+
+    run(main)
+
+
+def test_blocked_handlers_refuse_their_requests() -> None:
+    async def main() -> None:
+        async with Scheduler(blocked_handlers=["run_on_scheduler"]) as s, \
+                Client(s.address, asynchronous=True) as c:
             with pytest.raises(PermissionError, match="run_on_scheduler"):
                 await c.run_on_scheduler(allowed)
-        await asyncio.wait_for(s.finished(), 20)  # closed itself, nobody asked
-        assert s.status == "closed"
+            assert await c.scheduler_info()  # the others still answer
 
     run(main)
 
