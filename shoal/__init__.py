@@ -52,17 +52,45 @@ _EXPORTS = {
     "rejoin": "shoal.worker.context",
     "secede": "shoal.worker.context",
     "worker_client": "shoal.worker.context",
+    "Status": "shoal.status",
+    "rpc": "shoal.comm.rpc",
+    "connect": "shoal.comm.rpc",
+    "local_client": "shoal.worker.context",
+    "get_task_metadata": "shoal.client.task_metadata",
+    "sync": "shoal.client.loop",
+    "WorkerPlugin": "shoal.plugins",
+    "SchedulerPlugin": "shoal.plugins",
+    "NannyPlugin": "shoal.plugins",
+    "PipInstall": "shoal.plugins",
+    "CondaInstall": "shoal.plugins",
+    "InstallPlugin": "shoal.plugins",
+    "Environ": "shoal.plugins",
+    "UploadFile": "shoal.plugins",
+    "UploadDirectory": "shoal.plugins",
 }
 
-#: submodules that are part of the API: ``shoal.config.set(...)``
-_SUBMODULES = {"config"}
+#: modules that are part of the API: ``shoal.config.set(...)``, ``shoal.dask``
+_MODULES = {"config": "shoal.config", "dask": "dask"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, *_MODULES, "TimeoutError", "CompatibleExecutor"])
+
+#: what dask.distributed calls TimeoutError: the builtin, which shoal raises
+TimeoutError = TimeoutError
+
+
+def CompatibleExecutor(*args: Any, **kwargs: Any) -> Any:
+    """Gone from dask.distributed too: use ``client.get_executor()``."""
+    raise NotImplementedError("CompatibleExecutor was replaced by Client.get_executor()")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"shoal.{name}")
+    if name in _MODULES:
+        try:
+            return importlib.import_module(_MODULES[name])
+        except ImportError:
+            if name == "dask":
+                raise AttributeError("shoal.dask needs dask: pip install 'shoal[dask]'") from None
+            raise
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
@@ -72,7 +100,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
+    return sorted(set(globals()) | set(_EXPORTS) | set(_MODULES))
 
 
 if TYPE_CHECKING:
@@ -84,6 +112,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.future import (
         Future as Future,
+    )
+    from shoal.client.loop import (
+        sync as sync,
     )
     from shoal.client.primitives import (
         Event as Event,
@@ -99,6 +130,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.progress import (
         progress as progress,
+    )
+    from shoal.client.task_metadata import (
+        get_task_metadata as get_task_metadata,
     )
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,
@@ -120,6 +154,12 @@ if TYPE_CHECKING:
     )
     from shoal.cluster.local import (
         LocalCluster as LocalCluster,
+    )
+    from shoal.comm.rpc import (
+        connect as connect,
+    )
+    from shoal.comm.rpc import (
+        rpc as rpc,
     )
     from shoal.deploy.nanny import (
         Nanny as Nanny,
@@ -151,11 +191,44 @@ if TYPE_CHECKING:
     from shoal.errors import (
         ShoalError as ShoalError,
     )
+    from shoal.plugins import (
+        CondaInstall as CondaInstall,
+    )
+    from shoal.plugins import (
+        Environ as Environ,
+    )
+    from shoal.plugins import (
+        InstallPlugin as InstallPlugin,
+    )
+    from shoal.plugins import (
+        NannyPlugin as NannyPlugin,
+    )
+    from shoal.plugins import (
+        PipInstall as PipInstall,
+    )
+    from shoal.plugins import (
+        SchedulerPlugin as SchedulerPlugin,
+    )
+    from shoal.plugins import (
+        UploadDirectory as UploadDirectory,
+    )
+    from shoal.plugins import (
+        UploadFile as UploadFile,
+    )
+    from shoal.plugins import (
+        WorkerPlugin as WorkerPlugin,
+    )
+    from shoal.status import (
+        Status as Status,
+    )
     from shoal.worker.context import (
         get_client as get_client,
     )
     from shoal.worker.context import (
         get_worker as get_worker,
+    )
+    from shoal.worker.context import (
+        local_client as local_client,
     )
     from shoal.worker.context import (
         rejoin as rejoin,

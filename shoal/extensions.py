@@ -5,6 +5,7 @@ its requests this way, so the servers stay shells."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 
@@ -16,3 +17,12 @@ def add_handlers(handlers: dict[str, Any], extension: Any, where: str) -> None:
             if method in handlers:
                 raise ValueError(f"two {where} extensions answer {method!r}")
             handlers[method] = getattr(extension, attr)
+
+
+async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, awaited if it returns an awaitable: user
+    hooks (plugins) may be plain functions or coroutine functions."""
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result

@@ -1,22 +1,21 @@
-"""dask collections on the cluster: ``compute``, ``persist``, ``get`` as
-methods of ``shoal.Client`` (the work itself is in ``collections.py``).
-
-A mixin of ``shoal.Client`` that uses the client's core and that the core
-does not import.
+"""Other ways to run work on the cluster: dask collections (``compute``,
+``persist``, ``get``; the work itself is in ``collections.py``) and
+``get_executor`` (``executor.py``), as methods of ``shoal.Client``.
 """
 
 from __future__ import annotations
+
+from shoal.client.mixin import MixinBase
 
 TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
 if TYPE_CHECKING:
     from typing import Any
 
-    from shoal.client.core import ClientCore as _Base
-else:
-    _Base = object
+    from shoal.client.executor import ClientExecutor
 
 
-class Computing(_Base):
+
+class Computing(MixinBase):
     def compute(self, collections: Any, sync: bool = False, optimize_graph: bool = True,
                 retries: int | None = None, priority: int = 0, **kwargs: Any) -> Any:
         """Start computing dask collections; one ``Future`` per collection (the
@@ -40,3 +39,12 @@ class Computing(_Base):
         from shoal.client import collections as coll
 
         return coll.get(self, dsk, keys, **kwargs)
+
+    def get_executor(self, **kwargs: Any) -> ClientExecutor:
+        """A ``concurrent.futures.Executor`` running calls on this client's
+        cluster; ``kwargs`` (``workers``, ``resources``, ``retries``,
+        ``priority``, ``allow_other_workers``, ``pure``, ``fifo_timeout``)
+        apply to every call.  See ``shoal.client.executor``."""
+        from shoal.client.executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)

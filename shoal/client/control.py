@@ -1,23 +1,19 @@
 """Running the cluster: ``run_on_scheduler``, ``wait_for_workers`` ... as
 methods of ``shoal.Client``.
-
-A mixin of ``shoal.Client`` that uses the client's core (``_sync``,
-``_request``) and that the core does not import.
 """
 
 from __future__ import annotations
+
+from shoal.client.mixin import MixinBase
 
 TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from shoal.client.core import ClientCore as _Base
-else:
-    _Base = object
 
 
-class ClusterControl(_Base):
+class ClusterControl(MixinBase):
     def wait_for_workers(self, n_workers: int = 1, timeout: float | str | None = None,
                          asynchronous: bool | None = None) -> Any:
         """Block until at least ``n_workers`` workers are connected; raise

@@ -1,21 +1,18 @@
 """What the cluster holds and does: ``who_has``, ``has_what``, ``nthreads``,
 ``processing``, ``scheduler_info``, ``story``... as methods of ``shoal.Client``.
 
-A mixin of ``shoal.Client`` that uses the client's core (its ``_sync`` and
-``_request``) and that the core does not import.  Each method asks the
-scheduler (``shoal/scheduler/server.py``, the ``_rpc_*`` handlers) and
-returns its answer; ``asynchronous=True`` gives an awaitable, as in dask.
+Each method asks the scheduler (``shoal/scheduler/queries.py``) and returns
+its answer; ``asynchronous=True`` gives an awaitable, as in dask.
 """
 
 from __future__ import annotations
+
+from shoal.client.mixin import MixinBase
 
 TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
 if TYPE_CHECKING:
     from typing import Any
 
-    from shoal.client.core import ClientCore as _Base
-else:
-    _Base = object
 
 
 def keys_of(futures: Any) -> list[str] | None:
@@ -54,7 +51,7 @@ def worker_list(workers: Any) -> list[str] | None:
     return list(workers)
 
 
-class Introspection(_Base):
+class Introspection(MixinBase):
     def who_has(self, futures: Any = None, asynchronous: bool | None = None,
                 callback_timeout: float | None = None) -> Any:
         """``{key: [worker addresses]}``: where the data of these futures (or of

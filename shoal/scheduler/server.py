@@ -39,6 +39,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
+from shoal.scheduler.plugins import SchedulerPlugins
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
@@ -89,6 +90,8 @@ class SchedulerServer:
         self.add_extension(self.coordination)
         self.add_extension(Queries(self))
         self.add_extension(Datasets(self))
+        self.plugins = SchedulerPlugins(self)
+        self.add_extension(self.plugins)
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
@@ -138,6 +141,13 @@ class SchedulerServer:
             await self._closed.wait()
             return
         self.status = "closing"
+        for ext in self.extensions:
+            closing = getattr(ext, "closing", None)
+            if closing is not None:
+                try:
+                    await closing()
+                except Exception:
+                    logger.exception("scheduler extension %s failed while closing", type(ext).__name__)
         self.listener.stop()
         for comm in self.worker_comms.values():
             try:
@@ -204,12 +214,18 @@ class SchedulerServer:
             lambda msgs: self._on_client_messages(client_id, msgs),
             lambda c, exc: self._on_client_closed(client_id),
         )
+        self._notify("client_joined", client_id)
 
     def _add_worker(self, comm: Comm, register: m.RegisterWorker, rest: list[Any]) -> None:
         if register.address in self.state.workers:
             comm.send([m.Rejected(f"a worker at {register.address} is already registered")])
             raise SchedulerError(f"duplicate worker address {register.address}")
-        comm.send([m.Welcome(m.PROTOCOL_VERSION, register.address, {"scheduler": self.address})])
+        info: dict[str, Any] = {"scheduler": self.address}
+        for ext in self.extensions:
+            welcome = getattr(ext, "worker_welcome", None)
+            if welcome is not None:
+                info.update(welcome(register.address))
+        comm.send([m.Welcome(m.PROTOCOL_VERSION, register.address, info)])
         self.worker_comms[register.address] = comm
         comm.name = register.address
         self.state.add_worker(register, time.monotonic())
@@ -246,6 +262,10 @@ class SchedulerServer:
     # ------------------------------------------------------------------ messages
 
     def _on_client_messages(self, client_id: str, msgs: list[Any]) -> None:
+        if self.plugins.plugins:
+            submitted = {spec.key for msg in msgs if type(msg) is m.SubmitTasks for spec in msg.tasks}
+            if submitted:
+                self.plugins.tasks_submitted(client_id, submitted)
         for msg in self.state.handle_client(client_id, msgs, time.monotonic()):
             if type(msg) is m.Request:
                 self._spawn(self._answer(client_id, msg))
@@ -270,6 +290,7 @@ class SchedulerServer:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self.plugins.batch_handled()
         to_workers, to_clients = self.state.take_messages()
         for address, msgs in to_workers.items():
             comm = self.worker_comms.get(address)
@@ -408,6 +429,11 @@ class SchedulerServer:
         if inspect.isawaitable(result):
             result = await result
         return dumps(result)
+
+    async def rpc_cancel_unstarted(self, client_id: str, keys: list[str]) -> list[str]:
+        """Cancel the client's keys no worker was given yet (see
+        ``SchedulerState.cancel_unstarted``); answer with the ones cancelled."""
+        return self.state.cancel_unstarted(client_id, keys, time.monotonic())
 
     async def rpc_close(self, client_id: str) -> bool:
         self.loop.call_later(0.05, lambda: self._spawn(self.close()))

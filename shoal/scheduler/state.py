@@ -32,6 +32,7 @@ from shoal.scheduler.records import (
     ERRED,
     FORGOTTEN,
     MEMORY,
+    NO_WORKER,
     PROCESSING,
     QUEUED,
     RELEASED,
@@ -50,6 +51,8 @@ UNKNOWN_DURATION = 0.5
 #: priorities: user priority first, then submission order
 _PRIORITY_SCALE = 1 << 48
 FIRE_AND_FORGET = "fire-and-forget"
+#: a task in these states has not been handed to a worker (this run)
+_NOT_STARTED = frozenset({RELEASED, WAITING, QUEUED, NO_WORKER})
 
 
 class SchedulerState:
@@ -462,6 +465,22 @@ class SchedulerState:
         for client_id, cancelled in told.items():
             self.send_client(client_id, m.TasksCancelled(cancelled, "cancelled"))
         self.transitions(recs)
+
+    def cancel_unstarted(self, client_id: str, keys: list[str], now: float) -> list[str]:
+        """Cancel, for this client, those of ``keys`` that no worker has been
+        given yet; return them.  One step, so nothing starts in between: a
+        ``concurrent.futures`` cancel that succeeds means the call never runs."""
+        self._begin(f"CancelUnstarted-{client_id}", now)
+        c = self.clients[client_id]
+        chosen = []
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ts in c.wants and ts.state in _NOT_STARTED:
+                chosen.append(key)
+        if chosen:
+            self.cancel_keys(c, chosen)
+        self._finish()
+        return chosen
 
     def retry_keys(self, keys: list[str]) -> None:
         order: list[TaskRecord] = []

@@ -61,3 +61,11 @@ def worker_client(timeout: float | None = None, separate_thread: bool = True) ->
     finally:
         if separate_thread:
             rejoin()
+
+
+def local_client(*args: Any, **kwargs: Any) -> Any:
+    """The old name of ``worker_client`` (dask.distributed warns, and so do we)."""
+    import warnings
+
+    warnings.warn("local_client has moved to worker_client", stacklevel=2)
+    return worker_client(*args, **kwargs)

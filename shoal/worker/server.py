@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import shm
 from shoal.worker import state as ws
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
+from shoal.worker.plugins import WorkerPlugins
 
 logger = logging.getLogger("shoal.worker")
 
@@ -90,6 +92,10 @@ class WorkerServer:
         self.handlers: dict[str, Any] = {}
         self.extensions: list[Any] = []
         self.add_extension(self)
+        self.local_directory: str | None = None
+        self._owned_directories: list[str] = []  # made here: removed at close
+        self.plugins = WorkerPlugins(self)
+        self.add_extension(self.plugins)
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -124,10 +130,13 @@ class WorkerServer:
             os.getpid(), socket.gethostname(),
         )
         try:
-            self.scheduler, _ = await connect_and_greet(
+            self.scheduler, welcome = await connect_and_greet(
                 self.scheduler_address, "worker", self.name, self.connect_timeout, retry=True,
                 extra=[register, m.Heartbeat(self._metrics())],
             )
+            # before any message from the scheduler is handled: no task runs
+            # here before the cluster's plugins are in place
+            await self.plugins.setup_at_start(welcome.info.get("plugins") or {})
         except BaseException:
             await self.close()
             raise
@@ -160,6 +169,7 @@ class WorkerServer:
         if reason:
             logger.info("worker %s closing: %s", self.address, reason)
         self.listener.stop() if hasattr(self, "listener") else None
+        await self.plugins.teardown_all()
         for t in list(self._tasks):
             t.cancel()
         if hasattr(self, "scheduler"):
@@ -180,6 +190,8 @@ class WorkerServer:
         for record in self.shared.values():
             record.close()
         self.shared.clear()
+        for directory in self._owned_directories:
+            shutil.rmtree(directory, ignore_errors=True)
         self.status = "closed"
         self._closed.set()
 
@@ -302,6 +314,8 @@ class WorkerServer:
                 ts = state.tasks[ins.key]
                 assert ts.func is not None and ts.args is not None
                 self.executor.submit(ins.key, ts.func, ts.args, ts.actor, ts.push_to)
+                if self.plugins.observers:
+                    self.plugins.transition(ins.key, "ready", "executing")
             elif t is ws.StoreInline:
                 self.data[ins.key] = LazyValue(ins.value)
             elif t is ws.DropData:
@@ -341,8 +355,12 @@ class WorkerServer:
                 elif r.shared is not None:
                     r.shared.close()  # cancelled meanwhile: nobody will ask
                 state.execute_done(r.key, r.nbytes, r.type_name, r.duration, r.inline)
+                if self.plugins.observers:
+                    self.plugins.transition(r.key, "executing", "memory")
             else:
                 state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
+                if self.plugins.observers:
+                    self.plugins.transition(r.key, "executing", "error")
         self._carry_out()
 
     async def _fetch(self, worker: str, keys: list[str]) -> m.DataReply:

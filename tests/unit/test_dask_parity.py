@@ -1,0 +1,237 @@
+"""shoal offers dask.distributed's futures API name for name and keyword for
+keyword: every name in ``distributed.__all__``, every public member of the
+classes users touch, and every parameter of every callable, in the same
+positional order.  What is still missing is listed in ``GAPS`` with the
+reason; the test fails both when something new is missing and when a listed
+gap has been filled (so the list only shrinks).
+
+The reference is ``tests/data/dask_api.json``, written from the installed
+package by ``scripts/dask_api_snapshot.py`` (dask.distributed is not needed
+to run this test).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import pathlib
+from typing import Any
+
+import shoal
+
+SNAPSHOT = json.loads((pathlib.Path(__file__).resolve().parents[1] / "data" / "dask_api.json").read_text())
+
+#: callables whose **kwargs have a meaning of their own (they go to the
+#: user's function, to LocalCluster, ...), so dask's extra keywords need not
+#: be named in shoal's signature
+KWARGS_FORWARDED = {
+    "Client.__init__", "Client.submit", "Client.map", "Client.run", "Client.run_on_scheduler",
+    "Client.sync", "LocalCluster.__init__", "sync", "Client.get",
+}
+
+#: dask names shoal does not have yet, and why: remove a line once it's built
+GAPS: dict[str, str] = {
+    'Actor': 'issue 9, in progress: primitives and actors',
+    'ActorFuture': 'issue 9, in progress: primitives and actors',
+    'Adaptive': 'issue 13: deployment and adaptive scaling',
+    'BaseActorFuture': 'issue 9, in progress: primitives and actors',
+    'Client.amm': 'issue 11: the Active Memory Manager belongs with memory management',
+    'Client.benchmark_hardware': 'issue 9, in progress: introspection',
+    'Client.call_stack': 'issue 9, in progress: introspection',
+    'Client.cancel(msg=)': 'issue 9, to do',
+    'Client.cancel(positional order)': 'issue 9, to do',
+    'Client.cancel(reason=)': 'issue 9, to do',
+    'Client.compute(actors=)': 'issue 9, in progress: dask collections and progress',
+    'Client.compute(allow_other_workers=)': 'issue 9, in progress: dask collections and progress',
+    'Client.compute(fifo_timeout=)': 'issue 9, in progress: dask collections and progress',
+    'Client.compute(positional order)': 'issue 9, in progress: dask collections and progress',
+    'Client.compute(resources=)': 'issue 9, in progress: dask collections and progress',
+    'Client.compute(traverse=)': 'issue 9, in progress: dask collections and progress',
+    'Client.compute(workers=)': 'issue 9, in progress: dask collections and progress',
+    'Client.dump_cluster_state': 'issue 9, in progress: introspection',
+    'Client.forward_logging': 'issue 9, in progress: events and logging',
+    'Client.futures_of': 'issue 9, in progress: dask collections and progress',
+    'Client.get(positional order)': 'issue 9, in progress: dask collections and progress',
+    'Client.get_events': 'issue 9, in progress: dask collections and progress',
+    'Client.get_metadata': 'issue 9, in progress: introspection',
+    'Client.get_scheduler_logs': 'issue 9, in progress: introspection',
+    'Client.get_task_stream': 'issue 9, in progress: introspection',
+    'Client.get_versions': 'issue 9, in progress: introspection',
+    'Client.get_worker_logs': 'issue 9, in progress: introspection',
+    'Client.log_event': 'issue 9, in progress: events and logging',
+    'Client.nbytes': 'issue 9, in progress: introspection',
+    'Client.normalize_collection': 'issue 9, in progress: dask collections and progress',
+    'Client.persist(actors=)': 'issue 9, in progress: dask collections and progress',
+    'Client.persist(allow_other_workers=)': 'issue 9, in progress: dask collections and progress',
+    'Client.persist(fifo_timeout=)': 'issue 9, in progress: dask collections and progress',
+    'Client.persist(positional order)': 'issue 9, in progress: dask collections and progress',
+    'Client.persist(resources=)': 'issue 9, in progress: dask collections and progress',
+    'Client.persist(workers=)': 'issue 9, in progress: dask collections and progress',
+    'Client.profile': 'issue 9, in progress: introspection',
+    'Client.rebalance': 'issue 9, in progress: cluster control',
+    'Client.replicate': 'issue 9, in progress: cluster control',
+    'Client.restart': 'issue 9, in progress: cluster control',
+    'Client.restart_workers': 'issue 9, in progress: cluster control',
+    'Client.retire_workers': 'issue 9, in progress: cluster control',
+    'Client.run': 'issue 9, in progress: cluster control',
+    'Client.set_metadata': 'issue 9, in progress: introspection',
+    'Client.subscribe_topic': 'issue 9, in progress: events and logging',
+    'Client.unforward_logging': 'issue 9, in progress: events and logging',
+    'Client.unsubscribe_topic': 'issue 9, in progress: events and logging',
+    'Event.__await__': 'issue 9, in progress: primitives and actors',
+    'Future.__init__(_id=)': 'issue 9, to do',
+    'Future.__init__(positional order)': 'issue 9, to do',
+    'Future.__init__(state=)': 'issue 9, to do',
+    'Future.bind_client': 'issue 9, to do',
+    'Future.cancel(msg=)': 'issue 9, to do',
+    'Future.cancel(positional order)': 'issue 9, to do',
+    'Future.cancel(reason=)': 'issue 9, to do',
+    'Future.substitute': 'issue 9, to do',
+    'LocalCluster.__aexit__(exc_type=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.__aexit__(exc_value=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.__aexit__(traceback=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.__exit__(exc_type=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.__exit__(exc_value=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.__exit__(traceback=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.__init__(positional order)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.adapt': 'issue 13: deployment and adaptive scaling',
+    'LocalCluster.asynchronous': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.called_from_running_loop': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.dashboard_link': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.from_name': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.get_client': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.get_logs': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.loop': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.name': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.new_worker_spec': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.observed': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.plan': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.requested': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.scale(cores=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.scale(memory=)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.scale(positional order)': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.scale_down': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.scale_up': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.scheduler_address': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.start_worker': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.sync': 'issue 9, in progress: command line, servers and LocalCluster',
+    'LocalCluster.wait_for_workers': 'issue 9, in progress: command line, servers and LocalCluster',
+    'Lock.__aenter__': 'issue 9, in progress: primitives and actors',
+    'Lock.__aexit__': 'issue 9, in progress: primitives and actors',
+    'Lock.__await__': 'issue 9, in progress: primitives and actors',
+    'Lock.__exit__(exc_type=)': 'issue 9, in progress: primitives and actors',
+    'Lock.__exit__(exc_value=)': 'issue 9, in progress: primitives and actors',
+    'Lock.__exit__(traceback=)': 'issue 9, in progress: primitives and actors',
+    'Lock.__init__(loop=)': 'issue 9, in progress: primitives and actors',
+    'Lock.__init__(positional order)': 'issue 9, in progress: primitives and actors',
+    'Lock.__init__(scheduler_rpc=)': 'issue 9, in progress: primitives and actors',
+    'Lock.asynchronous': 'issue 9, in progress: primitives and actors',
+    'Lock.close': 'issue 9, in progress: primitives and actors',
+    'Lock.get_value': 'issue 9, in progress: primitives and actors',
+    'Lock.loop': 'issue 9, in progress: primitives and actors',
+    'Lock.register': 'issue 9, in progress: primitives and actors',
+    'Lock.scheduler': 'issue 9, in progress: primitives and actors',
+    'Lock.sync': 'issue 9, in progress: primitives and actors',
+    'MultiLock': 'issue 9, in progress: primitives and actors',
+    'Nanny': 'issue 9, in progress: command line, servers and LocalCluster',
+    'Queue.__await__': 'issue 9, in progress: primitives and actors',
+    'Queue.close': 'issue 9, in progress: primitives and actors',
+    'Reschedule': 'issue 9, to do',
+    'SSHCluster': 'issue 13: deployment and adaptive scaling',
+    'Scheduler': 'issue 9, in progress: command line, servers and LocalCluster',
+    'Security': 'issue 10: security',
+    'Semaphore': 'issue 9, in progress: primitives and actors',
+    'SpecCluster': 'issue 13: deployment and adaptive scaling',
+    'SubprocessCluster': 'issue 13: deployment and adaptive scaling',
+    'Variable.set(positional order)': 'issue 9, in progress: primitives and actors',
+    'Variable.set(timeout=)': 'issue 9, in progress: primitives and actors',
+    'Worker': 'issue 9, in progress: command line, servers and LocalCluster',
+    'as_completed.__init__(timeout=)': 'issue 9, to do',
+    'as_completed.condition': 'issue 9, to do',
+    'as_completed.next': 'issue 9, to do',
+    'futures_of': 'issue 9, in progress: dask collections and progress',
+    'get_client(address=)': 'issue 9, to do',
+    'get_client(positional order)': 'issue 9, to do',
+    'get_client(resolve_address=)': 'issue 9, to do',
+    'get_task_stream': 'issue 9, in progress: introspection',
+    'performance_report': 'issue 12: dashboard, reports and HTML reprs',
+    'print': 'issue 9, in progress: events and logging',
+    'progress(group_by=)': 'issue 9, in progress: dask collections and progress',
+    'span': 'issue 9, to do',
+    'warn': 'issue 9, in progress: events and logging',
+    'widgets': 'issue 12: dashboard, reports and HTML reprs',
+}
+
+
+def _shoal_object(path: str) -> Any:
+    owner, _, member = path.partition(".")
+    obj = getattr(shoal, owner)
+    return getattr(obj, member) if member else obj
+
+
+def _params(obj: Any) -> list[inspect.Parameter] | None:
+    try:
+        return [p for p in inspect.signature(obj).parameters.values() if p.name not in ("self", "cls")]
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_params(path: str, dask_params: list[dict[str, str]] | None, obj: Any, gaps: dict[str, str]) -> None:
+    if dask_params is None:
+        return
+    ours = _params(obj)
+    if ours is None:
+        gaps[path] = "no signature"
+        return
+    names = {p.name for p in ours}
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in ours)
+    var_pos = any(p.kind is p.VAR_POSITIONAL for p in ours)
+    for p in dask_params:
+        if p["kind"] == "VAR_POSITIONAL":
+            if not var_pos:
+                gaps[f"{path}(*{p['name']})"] = "no *args"
+            continue
+        if p["kind"] == "VAR_KEYWORD":
+            continue
+        if p["name"] not in names and not (var_kw and path in KWARGS_FORWARDED):
+            gaps[f"{path}({p['name']}=)"] = "keyword missing"
+    dask_positional = [p["name"] for p in dask_params if p["kind"] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")]
+    our_positional = [p.name for p in ours if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if our_positional[: len(dask_positional)] != dask_positional and not var_pos:
+        gaps[f"{path}(positional order)"] = f"dask {dask_positional} vs shoal {our_positional}"
+
+
+def find_gaps() -> dict[str, str]:
+    gaps: dict[str, str] = {}
+    for name, info in SNAPSHOT["top_level"].items():
+        try:
+            obj = getattr(shoal, name)
+        except AttributeError:
+            gaps[name] = "missing"
+            continue
+        if info["kind"] == "function":
+            _check_params(name, info.get("params"), obj, gaps)
+    for cls_name, cls_members in SNAPSHOT["classes"].items():
+        cls = getattr(shoal, cls_name, None)
+        if cls is None:
+            continue  # reported above
+        for member, info in cls_members.items():
+            path = f"{cls_name}.{member}"
+            if not hasattr(cls, member):
+                gaps[path] = "missing"
+                continue
+            if info["kind"] == "method":
+                _check_params(path, info.get("params"), getattr(cls, member), gaps)
+    return gaps
+
+
+def test_every_dask_name_and_keyword_is_in_shoal_or_listed_as_a_gap() -> None:
+    gaps = find_gaps()
+    new = {k: v for k, v in gaps.items() if k not in GAPS}
+    filled = sorted(set(GAPS) - set(gaps))
+    assert not new, f"dask names or keywords shoal lacks (build them, or list them in GAPS): {new}"
+    assert not filled, f"these gaps are filled now: remove them from GAPS: {filled}"
+
+
+def test_the_snapshot_is_of_the_dask_the_benchmarks_compare_with() -> None:
+    assert SNAPSHOT["distributed"].startswith("2026.")
