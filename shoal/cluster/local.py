@@ -93,7 +93,7 @@ class LocalCluster(ClusterManager):
         # calls _wait_started() when it wants
         self._prestarted: Prestarted | None = None
         self._starting: list[str] = []  # forked workers not yet known to have registered
-        self.plan: Plan = plan(
+        self._plan: Plan = plan(
             n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
             loop=loop, start=start, host=host, ip=ip, silence_logs=silence_logs,
             worker_dashboard_address=worker_dashboard_address, services=services,
@@ -108,11 +108,11 @@ class LocalCluster(ClusterManager):
         #: dask's interval for syncing cluster information to the scheduler;
         #: shoal asks the scheduler when asked, so it is kept, not used
         self.scheduler_sync_interval = parse_timedelta(scheduler_sync_interval)
-        self.n_workers = self.plan.n_workers
-        self.threads_per_worker = self.plan.threads_per_worker
-        self.processes = self.plan.processes
-        self.memory_limit = self.plan.memory_limit
-        self.host = self.plan.host
+        self.n_workers = self._plan.n_workers
+        self.threads_per_worker = self._plan.threads_per_worker
+        self.processes = self._plan.processes
+        self.memory_limit = self._plan.memory_limit
+        self.host = self._plan.host
         self.scheduler_port = scheduler_port
         self.validate = validate
         self.asynchronous = asynchronous
@@ -130,10 +130,10 @@ class LocalCluster(ClusterManager):
         self._scheduler: Any = None  # in-process shoal.Scheduler
         self._workers: list[Any] = []  # in-process shoal.Workers
         self._runner: Any = None
-        self._worker_ids = itertools.count()
+        self._next_worker = 0
         self._init_manager()
         if _prestarted is not None:
-            if (self.processes and not asynchronous and self.plan.protocol == "tcp"
+            if (self.processes and not asynchronous and self._plan.protocol == "tcp"
                     and _prestarted.matches(self.host, scheduler_port) and forkserver_enabled()):
                 self._prestarted = _prestarted
             else:
@@ -157,6 +157,7 @@ class LocalCluster(ClusterManager):
     async def _start_async(self) -> LocalCluster:
         if self.status == "running":
             return self
+        self._loop = asyncio.get_running_loop()
         if self.processes:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._start_processes)
@@ -168,14 +169,14 @@ class LocalCluster(ClusterManager):
         return self
 
     def _log_args(self) -> list[str]:
-        level = self.plan.log_level
+        level = self._plan.log_level
         return ["--log-level", level] if level else []
 
     def _worker_args(self, name: str) -> list[str]:
         from shoal.deploy.child_args import worker_argv
 
         options = {"nthreads": self.threads_per_worker, "name": name, "host": self.host,
-                   "memory_limit": self.memory_limit, **self.plan.worker_kwargs}
+                   "memory_limit": self.memory_limit, **self._plan.worker_kwargs}
         return [*worker_argv(self.scheduler_address, options), *self._log_args()]
 
     def _start_processes(self) -> None:
@@ -184,7 +185,7 @@ class LocalCluster(ClusterManager):
         from shoal.deploy.child_args import scheduler_argv
 
         prestarted, self._prestarted = self._prestarted, None
-        extra = scheduler_argv(self.plan.scheduler_kwargs)
+        extra = scheduler_argv(self._plan.scheduler_kwargs)
         if prestarted is not None:
             sock, forkserver = prestarted.take()
         else:
@@ -206,7 +207,7 @@ class LocalCluster(ClusterManager):
                 # connect at once, the listening socket is already bound
                 scheduler = forkserver.request_spawn(args, inherit=(fd,))
                 forkserver.close_fd(fd)
-                names = [str(next(self._worker_ids)) for _ in range(self.n_workers)]
+                names = [self._new_name() for _ in range(self.n_workers)]
                 requests = [forkserver.request_spawn(self._worker_args(name), ready=True) for name in names]
                 self._scheduler_proc = forkserver.started(scheduler)
                 for name, request in zip(names, requests):
@@ -234,7 +235,7 @@ class LocalCluster(ClusterManager):
         names = []
         try:
             for _ in range(n):
-                name = str(next(self._worker_ids))
+                name = self._new_name()
                 self._supervisor.add(name, self._worker_args(name), self.memory_limit, write_end)
                 names.append(name)
         finally:
@@ -247,7 +248,7 @@ class LocalCluster(ClusterManager):
 
     def _start_forked_workers(self, n: int) -> list[str]:
         assert self._supervisor is not None
-        names = [str(next(self._worker_ids)) for _ in range(n)]
+        names = [self._new_name() for _ in range(n)]
         for name in names:
             self._supervisor.add(name, self._worker_args(name), self.memory_limit)
         self._wait_forked_workers(names)
@@ -271,9 +272,9 @@ class LocalCluster(ClusterManager):
     async def _start_in_process(self) -> None:
         from shoal.deploy.scheduler import Scheduler
 
-        where: dict[str, Any] = {"protocol": "inproc"} if self.plan.protocol == "inproc" else {
+        where: dict[str, Any] = {"protocol": "inproc"} if self._plan.protocol == "inproc" else {
             "host": self.host, "port": self.scheduler_port}
-        self._scheduler = Scheduler(**where, **self.plan.scheduler_kwargs)
+        self._scheduler = Scheduler(**where, **self._plan.scheduler_kwargs)
         await self._scheduler.start()
         self.scheduler_address = self._scheduler.address
         for _ in range(self.n_workers):
@@ -282,22 +283,38 @@ class LocalCluster(ClusterManager):
     async def _add_worker_in_process(self) -> Any:
         from shoal.deploy.worker import Worker
 
-        name = str(next(self._worker_ids))
-        where: dict[str, Any] = ({"protocol": "inproc"} if self.plan.protocol == "inproc"
+        name = self._new_name()
+        where: dict[str, Any] = ({"protocol": "inproc"} if self._plan.protocol == "inproc"
                                  else {"host": self.host})
         w = Worker(self.scheduler_address, nthreads=self.threads_per_worker, name=name,
-                   memory_limit=self.memory_limit, **where, **self.plan.worker_kwargs)
+                   memory_limit=self.memory_limit, **where, **self._plan.worker_kwargs)
         await w.start()
         self._workers.append(w)
         return w
 
+    def _new_name(self) -> str:
+        name = str(self._next_worker)
+        self._next_worker += 1
+        return name
+
+    def new_worker_spec(self) -> dict[str, dict[str, Any]]:
+        """The next worker ``scale`` would start, as dask's ``SpecCluster``
+        describes one: ``{name: {"cls": Nanny or Worker, "options": {...}}}``."""
+        from shoal.deploy.nanny import Nanny
+        from shoal.deploy.worker import Worker
+
+        options = {"nthreads": self.threads_per_worker, "memory_limit": self.memory_limit,
+                   "host": self.host, **self._plan.worker_kwargs}
+        return {str(self._next_worker): {"cls": Nanny if self.processes else Worker,
+                                          "options": options}}
+
     def _silence_here(self) -> None:
         """silence_logs for processes=False: shoal's loggers in this process,
         until the cluster closes."""
-        if self.plan.log_level is not None and not hasattr(self, "_old_level"):
+        if self._plan.log_level is not None and not hasattr(self, "_old_level"):
             shoal_logger = logging.getLogger("shoal")
             self._old_level = shoal_logger.level
-            shoal_logger.setLevel(self.plan.log_level)
+            shoal_logger.setLevel(self._plan.log_level)
 
     def _unsilence(self) -> None:
         old = self.__dict__.pop("_old_level", None)
@@ -331,6 +348,25 @@ class LocalCluster(ClusterManager):
             await self._add_worker_in_process()
         while len(self._workers) > n:
             await self._workers.pop().close("scaled down")
+
+    async def scale_down(self, workers: Any) -> None:
+        """Stop these workers (names or addresses), as dask's ``SpecCluster``."""
+        wanted = {str(w) for w in ([workers] if isinstance(workers, (str, int)) else workers)}
+        if self.processes:
+            by_address = {a: str(w.get("name")) for a, w in (await self._refresh_info())["workers"].items()}
+            names = {by_address.get(w, w) for w in wanted}
+            assert self._supervisor is not None
+            stopping = [name for name in names if name in self._supervisor.workers]
+            loop = asyncio.get_running_loop()
+            for name in stopping:
+                await loop.run_in_executor(None, self._supervisor.remove, name)
+            self.n_workers -= len(stopping)
+        else:
+            closing = [w for w in self._workers if w.name in wanted or w.address in wanted]
+            for w in closing:
+                self._workers.remove(w)
+                await w.close("scaled down")
+            self.n_workers -= len(closing)
 
     @property
     def workers(self) -> dict[str, Any]:
@@ -407,13 +443,14 @@ class LocalCluster(ClusterManager):
             raise TypeError("an asynchronous LocalCluster is used with 'async with', not 'with'")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None) -> None:
         self.close()
 
     async def __aenter__(self) -> LocalCluster:
         return await self._start_async()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None
+                        ) -> None:
         await self._close()
 
 

@@ -31,20 +31,87 @@ class ClusterManager:
     ``_scale_to_async``)."""
 
     processes: bool
-    asynchronous: bool
     status: str
-    name: str
-    scheduler_address: str
     n_workers: int
     threads_per_worker: int
     memory_limit: int
-    dashboard_link: str | None
     _scheduler: Any
     _runner: Any
+    #: the cluster's name
+    name: str = ""
+    #: whether its methods return awaitables
+    asynchronous: bool = False
+    scheduler_address: str = ""
+    #: shoal has no dashboard yet
+    dashboard_link: str | None = None
 
     def _init_manager(self) -> None:
         self._manager_client: Any = None
         self._info: dict[str, Any] = {"workers": {}}
+        self._loop: Any = None  # the caller's loop, for an asynchronous cluster
+
+    @property
+    def loop(self) -> Any:
+        """The event loop the cluster's coroutines run on (the shared loop
+        thread's, or the caller's for an asynchronous cluster); None if none yet."""
+        if self._runner is not None:
+            return self._runner.loop
+        return self._loop
+
+    @property
+    def called_from_running_loop(self) -> bool:
+        """Whether the caller runs on the cluster's event loop."""
+        import asyncio
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        loop = self.loop
+        return running is loop if loop is not None else self.asynchronous
+
+    def sync(self, func: Any, *args: Any, asynchronous: bool | None = None,
+             callback_timeout: float | str | None = None, **kwargs: Any) -> Any:
+        """Run ``func(*args, **kwargs)`` (a coroutine function) on the
+        cluster's loop: an awaitable when asynchronous, else its result (at
+        most ``callback_timeout``)."""
+        import asyncio
+
+        timeout = None if callback_timeout is None else parse_timedelta(callback_timeout)
+
+        async def call() -> Any:
+            result = func(*args, **kwargs)
+            if hasattr(result, "__await__"):
+                result = await asyncio.wait_for(result, timeout) if timeout else await result
+            return result
+
+        if self.asynchronous if asynchronous is None else asynchronous:
+            return call()
+        return self._acquire_runner().run_sync(call)
+
+    @classmethod
+    def from_name(cls, name: str) -> Any:
+        """As dask's: a local cluster cannot be found again by name."""
+        raise NotImplementedError(f"{cls.__name__}.from_name({name!r}): a local cluster cannot be "
+                                  "found by name (dask's cannot either)")
+
+    def start_worker(self, *args: Any, **kwargs: Any) -> Any:
+        """Removed from dask's LocalCluster: use ``scale``."""
+        raise NotImplementedError("cluster.start_worker was removed (as in dask): use cluster.scale(n)")
+
+    @property
+    def plan(self) -> set[str]:
+        """The names of the workers this cluster is running or starting."""
+        return set(self.workers)  # type: ignore[attr-defined]
+
+    @property
+    def requested(self) -> set[str]:
+        return set(self.workers)  # type: ignore[attr-defined]
+
+    @property
+    def observed(self) -> set[str]:
+        """The names of the workers the scheduler knows."""
+        return {str(w.get("name")) for w in self.scheduler_info.get("workers", {}).values()}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -154,6 +221,8 @@ class ClusterManager:
             return scale_async()
         self._scale_to(n)  # type: ignore[attr-defined]
         return None
+
+    scale_up = scale  # dask keeps this name for backwards compatibility
 
     # ------------------------------------------------------------------ reprs
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shoal import Client, LocalCluster, Scheduler, get_worker
+from shoal import Client, LocalCluster, Nanny, Scheduler, Worker, get_worker
 from shoal.deploy.sizing import system_memory
 
 pytestmark = pytest.mark.timeout(90)
@@ -59,11 +59,21 @@ def test_keywords_reach_the_scheduler_and_workers_and_members_work(
             assert client.cluster is cluster and cluster.get_client() is client
             assert client.submit(scratch).result(timeout=20) == info["local_directory"]
             assert client.run_on_scheduler(allowed) == 7
+            [(name, spec)] = cluster.new_worker_spec().items()
+            assert spec["cls"] is (Nanny if processes else Worker) and name not in cluster.plan
             cluster.scale(cores=2)  # one thread per worker: two workers
             cluster.wait_for_workers(2, timeout=30)
             assert len(cluster.scheduler_info["workers"]) == 2
+            assert cluster.plan == cluster.requested == cluster.observed == {"0", name}
+            cluster.sync(cluster.scale_down, [next(iter(cluster.scheduler_info["workers"]))])
+            assert wait_until(lambda: len(cluster.scheduler_info["workers"]) == 1, 30)
+            assert len(cluster.plan) == 1
+            cluster.scale_up(2)
+            assert len(cluster.scheduler_info["workers"]) == 2
             cluster.scale(memory=cluster.memory_limit // 2)  # one is enough: max(n=0, 1)
             assert wait_until(lambda: len(cluster.scheduler_info["workers"]) == 1, 30)
+            with pytest.raises(NotImplementedError, match="scale"):
+                cluster.start_worker()
     assert shoal_logger.level == before
     assert not any(tmp_path.glob("shoal-scratch-space/worker-*"))
     assert cluster.status == "closed"
@@ -89,9 +99,14 @@ def test_an_asynchronous_cluster_returns_awaitables() -> None:
     async def main() -> None:
         async with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                 asynchronous=True) as cluster:
+            assert cluster.loop is asyncio.get_running_loop() and cluster.called_from_running_loop
             await cluster.scale(2)
             await cluster.wait_for_workers(2, timeout=20)
             assert len(cluster.scheduler_info["workers"]) == 2
+            assert cluster.observed == cluster.plan == {"0", "1"}
+            await cluster.scale_down(["1"])
+            assert cluster.plan == {"0"}
+            assert await cluster.sync(asyncio.sleep, 0, "slept") == "slept"
             async with cluster.get_client() as client:
                 assert await client.submit(sum, [1, 2]) == 3
         assert cluster.status == "closed"
@@ -112,6 +127,11 @@ def test_keywords_shoal_cannot_honour_are_refused_by_name(kwargs: dict[str, Any]
                                                           name: str) -> None:
     with pytest.raises(error, match=name):
         LocalCluster(n_workers=1, threads_per_worker=1, **kwargs)
+
+
+def test_a_local_cluster_cannot_be_found_by_name() -> None:
+    with pytest.raises(NotImplementedError, match="by name"):
+        LocalCluster.from_name("somewhere")
 
 
 def test_an_asynchronous_cluster_is_not_used_with_a_plain_with() -> None:
