@@ -22,7 +22,6 @@ REASONS = {
     "executor": "shoal runs tasks on its own thread pool (nthreads=)",
     "extensions": "shoal's extensions are objects with rpc_<method> functions: "
                   "use server.add_extension(obj)",
-    "plugins": "plugins cannot be given to the constructor",
     "data": "shoal stores results in its own store",
     "WorkerStateClass": "shoal's worker state machine cannot be replaced",
     "transition_counter_max": "shoal's state machines have no transition limit",
@@ -55,3 +54,16 @@ def check_protocol(protocol: Any, allowed: tuple[str, ...] = ("tcp", "inproc")) 
     if name not in allowed:
         raise NotImplementedError(f"protocol={protocol!r}: shoal speaks {' and '.join(allowed)} "
                                   "(no TLS, UCX or websockets yet)")
+
+
+def checked_plugins(plugins: Any, kind: str) -> list[Any]:
+    """dask's ``plugins=`` keyword: instances of ``shoal.WorkerPlugin`` (or
+    ``SchedulerPlugin``), as dask requires of its own."""
+    import shoal.plugins
+
+    base = getattr(shoal.plugins, kind)
+    out = list(plugins or ())
+    for p in out:
+        if not isinstance(p, base):
+            raise TypeError(f"plugins= takes {kind} instances (subclass shoal.{kind}), got {p!r}")
+    return out

@@ -99,12 +99,19 @@ class Nanny(Startable):
             "validate": validate or None, "name": name,
             "silence_logs": silence_logs, **worker_kwargs,
         }
-        from shoal.deploy.child_args import WORKER_OPTIONS
+        import inspect
 
-        unknown = sorted(k for k in worker_kwargs if k not in WORKER_OPTIONS)
+        from shoal.deploy.child_args import WORKER_OPTIONS
+        from shoal.deploy.worker import Worker
+
+        known = inspect.signature(Worker.__init__).parameters
+        unknown = sorted(k for k in worker_kwargs if k not in known or k == "kwargs")
         if unknown:
-            raise TypeError(f"Nanny() got keyword arguments it cannot pass to a worker process: "
-                            f"{unknown}")
+            raise TypeError(f"Nanny() got unexpected keyword arguments {unknown}")
+        objects = sorted(k for k in worker_kwargs if k not in WORKER_OPTIONS)
+        if objects:
+            raise NotImplementedError(f"Nanny({objects[0]}=...): cannot be passed to a worker "
+                                      "process (only what its command line carries)")
         self._options = {k: v for k, v in options.items() if v is not None}
         self.death_timeout = death_timeout
         self.status = "created"

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shoal.deploy.keywords import check_protocol, refuse
+from shoal.deploy.keywords import check_protocol, checked_plugins, refuse
 from shoal.deploy.lifecycle import Startable
 from shoal.deploy.preload import Preloads
 from shoal.deploy.sizing import interface_address
@@ -122,8 +122,8 @@ class Scheduler(SchedulerServer, Startable):
         if kwargs:
             raise TypeError(f"Scheduler() got unexpected keyword arguments {sorted(kwargs)}")
         refuse("Scheduler", security=security, services=services, service_kwargs=service_kwargs,
-               extensions=extensions, plugins=plugins,
-               transition_counter_max=transition_counter_max, jupyter=jupyter)
+               extensions=extensions, transition_counter_max=transition_counter_max,
+               jupyter=jupyter)
         check_protocol(protocol)
         from shoal import config
 
@@ -151,6 +151,7 @@ class Scheduler(SchedulerServer, Startable):
                 raise ValueError(f"blocked_handlers: the scheduler has no request {name!r} "
                                  f"(it has {sorted(self.handlers)})")
             self.handlers[name] = _blocked(name)
+        self._initial_plugins = checked_plugins(plugins, "SchedulerPlugin")
         self.preloads = Preloads(
             self,
             config.get("scheduler.preload") if preload is None else preload,
@@ -161,6 +162,10 @@ class Scheduler(SchedulerServer, Startable):
 
     async def start(self) -> Scheduler:
         await super().start()
+        from shoal.client.plugins import plugin_name
+
+        for plugin in self._initial_plugins:
+            await self.plugins.add_plugin(plugin, plugin_name(plugin))
         if self.scheduler_file:
             from shoal.deploy.scheduler_file import write_scheduler_file
 

@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from shoal.deploy.keywords import check_protocol, refuse
+from shoal.deploy.keywords import check_protocol, checked_plugins, refuse
 from shoal.deploy.lifecycle import Startable
 from shoal.deploy.preload import Preloads
 from shoal.deploy.sizing import cpu_count, interface_address, parse_memory_limit, parse_resources
@@ -151,7 +151,7 @@ class Worker(WorkerServer, Startable):
         if kwargs:
             raise TypeError(f"Worker() got unexpected keyword arguments {sorted(kwargs)}")
         refuse("Worker", security=security, scheduler_sni=scheduler_sni, services=services,
-               executor=executor, extensions=extensions, plugins=plugins, data=data,
+               executor=executor, extensions=extensions, data=data,
                WorkerStateClass=WorkerStateClass, transition_counter_max=transition_counter_max,
                low_level_profiler=low_level_profiler, profile_cycle_interval=profile_cycle_interval)
         check_protocol(protocol)
@@ -211,6 +211,7 @@ class Worker(WorkerServer, Startable):
         #: the process exit code ``shoal worker`` ends with (a restart request
         #: for the nanny after a lifetime with ``lifetime_restart``)
         self.exit_code = 0
+        self._initial_plugins = checked_plugins(plugins, "WorkerPlugin")
         self.preloads = Preloads(
             self,
             config.get("worker.preload") if preload is None else preload,
@@ -237,6 +238,10 @@ class Worker(WorkerServer, Startable):
         os.makedirs(self._scratch_root, exist_ok=True)
         self.local_directory = tempfile.mkdtemp(prefix="worker-", dir=self._scratch_root)
         self._startup_values = {k: _plain(f(self)) for k, f in self._startup_information.items()}
+        from shoal.client.plugins import plugin_name
+
+        for plugin in self._initial_plugins:
+            await self.plugins.add(plugin_name(plugin), plugin, "worker")
         await self.preloads.start()
 
     def _metrics(self) -> dict[str, Any]:
@@ -313,3 +318,4 @@ def _lifetime(lifetime: Any, stagger: Any, config: Any) -> float | None:
 def _plain(value: Any) -> Any:
     """A metric as the wire carries it: a number, string, bool or None, else its repr."""
     return value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+

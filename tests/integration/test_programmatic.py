@@ -157,6 +157,35 @@ def test_blocked_handlers_refuse_their_requests() -> None:
     run(main)
 
 
+def test_plugins_given_to_the_constructors_are_set_up() -> None:
+    from shoal import SchedulerPlugin, WorkerPlugin
+
+    class Noting(WorkerPlugin):
+        name = "noting"
+
+        def __init__(self) -> None:
+            self.workers: list[Any] = []
+
+        def setup(self, worker: Any) -> None:
+            self.workers.append(worker)
+
+    class Counting(SchedulerPlugin):
+        def __init__(self) -> None:
+            self.joined: list[str] = []
+
+        def add_worker(self, scheduler: Any, worker: str) -> None:
+            self.joined.append(worker)
+
+    async def main() -> None:
+        counting, noting = Counting(), Noting()
+        async with Scheduler(plugins=[counting]) as s, \
+                Worker(s.address, nthreads=1, plugins=[noting]) as w:
+            assert noting.workers == [w]  # the instance given, set up before joining
+            await until(lambda: counting.joined == [w.address])
+
+    run(main)
+
+
 @pytest.mark.timeout(90)
 def test_a_nanny_runs_a_worker_process_and_restarts_it() -> None:
     async def main() -> None:
@@ -185,20 +214,21 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize(("make", "error", "name"), [
     (lambda: Worker("tcp://127.0.0.1:1", security=True), NotImplementedError, "security"),
-    (lambda: Worker("tcp://127.0.0.1:1", plugins=[object()]), NotImplementedError, "plugins"),
+    (lambda: Worker("tcp://127.0.0.1:1", plugins=[object()]), TypeError, "WorkerPlugin"),
     (lambda: Worker("tcp://127.0.0.1:1", executor="offload"), NotImplementedError, "executor"),
     (lambda: Worker("tcp://127.0.0.1:1", protocol="ucx"), NotImplementedError, "protocol"),
     (lambda: Worker("tcp://127.0.0.1:1", no_such_keyword=1), TypeError, "no_such_keyword"),
     (lambda: Worker("tcp://127.0.0.1:1", nthreads=0), ValueError, "nthreads"),
     (lambda: Worker(), ValueError, "scheduler"),
     (lambda: Worker("tcp://127.0.0.1:1", lifetime="-1s"), ValueError, "lifetime"),
-    (lambda: Scheduler(plugins=[object()]), NotImplementedError, "plugins"),
+    (lambda: Scheduler(plugins=[object()]), TypeError, "SchedulerPlugin"),
     (lambda: Scheduler(security=True), NotImplementedError, "security"),
     (lambda: Scheduler(jupyter=True), NotImplementedError, "Jupyter"),
     (lambda: Scheduler(blocked_handlers=["no_such_request"]), ValueError, "no_such_request"),
     (lambda: Scheduler(no_such_keyword=1), TypeError, "no_such_keyword"),
     (lambda: Nanny("tcp://127.0.0.1:1", preload_nanny=["m"]), NotImplementedError, "preload_nanny"),
-    (lambda: Nanny("tcp://127.0.0.1:1", plugins=[object()]), TypeError, "plugins"),
+    (lambda: Nanny("tcp://127.0.0.1:1", plugins=[object()]), NotImplementedError, "plugins"),
+    (lambda: Nanny("tcp://127.0.0.1:1", no_such_keyword=1), TypeError, "no_such_keyword"),
     (lambda: Nanny("tcp://127.0.0.1:1", reconnect=False), NotImplementedError, "reconnect"),
 ])
 def test_keywords_shoal_cannot_honour_are_refused_by_name(make: Callable[[], Any], error: type,
