@@ -31,6 +31,7 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client.waiting",
     "as_completed": "shoal.client.waiting",
     "fire_and_forget": "shoal.client.waiting",
+    "futures_of": "shoal.client.structure",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
     "Nanny": "shoal.deploy.nanny",
@@ -67,7 +68,13 @@ _EXPORTS = {
     "Environ": "shoal.plugins",
     "UploadFile": "shoal.plugins",
     "UploadDirectory": "shoal.plugins",
+    "print": "shoal.worker.printing",
+    "warn": "shoal.worker.printing",
 }
+
+#: public names that are builtins too (``shoal.print``): never cached in this
+#: module's globals, where they would replace the builtin for its own code
+_SHADOWS_BUILTIN = frozenset({"print"})
 
 #: modules that are part of the API: ``shoal.config.set(...)``, ``shoal.dask``
 _MODULES = {"config": "shoal.config", "dask": "dask"}
@@ -95,7 +102,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
+    if name not in _SHADOWS_BUILTIN:  # this module's own code keeps the builtin print
+        globals()[name] = value
     return value
 
 
@@ -130,6 +138,9 @@ if TYPE_CHECKING:
     )
     from shoal.client.progress import (
         progress as progress,
+    )
+    from shoal.client.structure import (
+        futures_of as futures_of,
     )
     from shoal.client.task_metadata import (
         get_task_metadata as get_task_metadata,
@@ -238,4 +249,10 @@ if TYPE_CHECKING:
     )
     from shoal.worker.context import (
         worker_client as worker_client,
+    )
+    from shoal.worker.printing import (
+        print as print,
+    )
+    from shoal.worker.printing import (
+        warn as warn,
     )

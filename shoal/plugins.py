@@ -112,6 +112,9 @@ class SchedulerPlugin:
     def remove_client(self, scheduler: Any, client: str) -> None:
         """Called when a client disconnects."""
 
+    def log_event(self, topic: str, msg: Any) -> None:
+        """Called when an event is logged (``log_event``), once per topic."""
+
 
 class NannyPlugin:
     """Runs where a worker is started (in shoal: in the worker's process,

@@ -6,6 +6,7 @@ responsibility.
     ClusterControl    control.py         run_on_scheduler, wait_for_workers, ...
     Computing         compute.py         compute, persist, get (dask collections)
     DatasetMethods    datasets.py        publish_dataset, get_dataset, client.datasets, ...
+    Events            events.py          log_event, get_events, subscribe_topic, forward_logging, ...
     PluginMethods     plugins.py         register_plugin, upload_file, ...
 
 The mixins use the core (through ``self``); the core imports none of them.
@@ -25,6 +26,7 @@ from shoal.client.compute import Computing
 from shoal.client.control import ClusterControl
 from shoal.client.core import ClientCore, load_runtime
 from shoal.client.datasets import DatasetMethods
+from shoal.client.events import Events
 from shoal.client.introspection import Introspection
 from shoal.client.plugins import PluginMethods
 
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from typing import Any
 
-class Client(Computing, ClusterControl, DatasetMethods, Introspection, PluginMethods, ClientCore):
+class Client(Computing, ClusterControl, DatasetMethods, Events, Introspection, PluginMethods,
+             ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments

@@ -257,6 +257,11 @@ class Future(Generic[T]):
             refs.add(self.key)
         return (_rebuild_future, (self.key,))
 
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        """dask's token: one key, one token, for every handle on it (dask
+        hashes graphs that hold futures, a persisted collection's do)."""
+        return ("shoal.Future", self.key)
+
     # -- display ---------------------------------------------------------------
 
     def __repr__(self) -> str:

@@ -1,6 +1,8 @@
 """What the client does with the scheduler's messages: results, errors,
 cancellations and losses land in the futures' states (on the client's event
-loop thread, under the client's lock), and waiters are woken."""
+loop thread, under the client's lock), and waiters are woken.  Events of
+subscribed topics go to their handlers (shoal/client/events.py) after the
+lock is released."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ logger = logging.getLogger("shoal.client")
 
 def apply(client: Client, msgs: list[Any]) -> None:
     futures = client.futures
+    events = None
     with client._lock:
         for msg in msgs:
             t = type(msg)
@@ -69,6 +72,15 @@ def apply(client: Client, msgs: list[Any]) -> None:
                 fut = client._requests.pop(msg.id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+            elif t is m.EventLogged:
+                if events is None:
+                    events = [msg]
+                else:
+                    events.append(msg)
             else:
                 logger.warning("unexpected %s from the scheduler", t.__name__)
+    if events is not None:
+        from shoal.client import events as client_events
+
+        client_events.deliver(client, events)
 

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from shoal.client import waiting_on
 from shoal.client.future import Future, FutureState
-from shoal.client.structure import futures_in
+from shoal.client.structure import futures_of
 
 ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -29,8 +29,9 @@ def _split(fs: list[Future[Any]]) -> DoneAndNotDoneFutures:
 
 def wait(fs: Any, timeout: float | None = None, return_when: str = ALL_COMPLETED) -> Any:
     """Wait until the futures are done (or the first one, with
-    ``return_when=FIRST_COMPLETED``); ``TimeoutError`` after ``timeout`` s."""
-    futures = list(futures_in(fs))
+    ``return_when=FIRST_COMPLETED``); ``TimeoutError`` after ``timeout`` s.
+    ``fs``: a future, lists/dicts of them, or a persisted dask collection."""
+    futures = futures_of(fs)
     if not futures:
         return DoneAndNotDoneFutures(set(), set())
     client = futures[0].client
@@ -73,7 +74,7 @@ def fire_and_forget(obj: Any) -> None:
     """Run these futures' tasks to completion even when no future points at
     them any more."""
     by_client: dict[int, tuple[Any, list[str]]] = {}
-    for f in futures_in(obj):
+    for f in futures_of(obj):
         by_client.setdefault(id(f.client), (f.client, []))[1].append(f.key)
     for client, keys in by_client.values():
         client._fire_and_forget(keys)
@@ -151,6 +152,11 @@ class as_completed:
     def has_ready(self) -> bool:
         with self._lock:
             return bool(self._ready)
+
+    def _tracked(self) -> list[Future[Any]]:
+        """The futures still to be yielded (what ``progress`` counts)."""
+        with self._lock:
+            return list(dict.fromkeys([*self._ready, *self._pending]))
 
     def clear(self) -> None:
         with self._lock:

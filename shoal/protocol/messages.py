@@ -15,8 +15,11 @@ Rules:
 Data flow::
 
     client ──SubmitTasks/ReleaseKeys/CancelKeys/Request──▶ scheduler
+    client ──SubscribeTopic/UnsubscribeTopic──▶ scheduler
     client ◀──TaskDone/TaskErred/TasksCancelled/Response── scheduler
+    client ◀──EventLogged── scheduler                      (subscribed topics)
     worker ──TaskFinished/TaskFailed/ReplicasAdded/...───▶ scheduler
+    worker ──LogEvent──▶ scheduler                          (before the task's report)
     worker ◀──ExecuteTask/FreeKeys/DefineFunctions──────── scheduler
     client/worker ──GetData/PutData──▶ worker ──DataReply/PutDataAck──▶
     client ──SubscribeResults──▶ worker ──ResultPushed──▶ client   (a shortcut)
@@ -141,6 +144,16 @@ class Heartbeat(_Msg, tag="heartbeat"):
     metrics: dict[str, Any] = {}
 
 
+class SubscribeTopic(_Msg, tag="subscribe-topic"):
+    """Send this client every event logged under ``topic`` from now on."""
+
+    topic: str
+
+
+class UnsubscribeTopic(_Msg, tag="unsubscribe-topic"):
+    topic: str
+
+
 # ---------------------------------------------------------------------------
 # scheduler -> client
 # ---------------------------------------------------------------------------
@@ -174,6 +187,15 @@ class TasksLost(_Msg, tag="lost"):
 class WorkersChanged(_Msg, tag="workers"):
     added: list[str] = []
     removed: list[str] = []
+
+
+class EventLogged(_Msg, tag="event"):
+    """An event under a topic this client subscribed to: ``time`` is the
+    scheduler's clock (seconds since the epoch) when it was logged."""
+
+    topic: str
+    time: float
+    msg: Any = None
 
 
 # ---------------------------------------------------------------------------
@@ -215,6 +237,15 @@ class TaskSeceded(_Msg, tag="seceded"):
 
     key: str
     run_id: int = 0
+
+
+class LogEvent(_Msg, tag="log-event"):
+    """Log ``msg`` (plain msgpack data, see shoal.protocol.events) under
+    each of ``topics``; sent by a worker ahead of the report of the task that
+    logged it."""
+
+    topics: list[str]
+    msg: Any = None
 
 
 class ReplicasAdded(_Msg, tag="replicas-added"):
@@ -366,15 +397,19 @@ Message = Union[
     Request,
     Response,
     Heartbeat,
+    SubscribeTopic,
+    UnsubscribeTopic,
     TaskDone,
     TaskErred,
     TasksCancelled,
     TasksLost,
     WorkersChanged,
+    EventLogged,
     RegisterWorker,
     TaskFinished,
     TaskFailed,
     TaskSeceded,
+    LogEvent,
     ReplicasAdded,
     DataMissing,
     ExecuteTask,

@@ -161,6 +161,9 @@ class SchedulerPlugins:
     def cluster_restarted(self) -> None:
         self._tell("restart", self.server)
 
+    def event_logged(self, topic: str, msg: Any) -> None:
+        self._tell("log_event", topic, msg)
+
     def batch_handled(self) -> None:
         """After each batch: the transitions since the last one, to the
         plugins that watch them (none: nothing to do)."""

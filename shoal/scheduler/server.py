@@ -8,8 +8,10 @@ Requests from clients (``Request(method, args)``) go to *handlers*: the
 ``rpc_<method>(client_id, **args)`` coroutines of the server's extensions,
 one module per responsibility (``queries.py``: who_has, scheduler_info...;
 ``coordination.py``: queues, locks...).  An extension may also define
-``client_left(client_id)``, ``worker_joined(address)`` and
-``worker_left(address)``, called as those happen.  The server asks workers
+``client_joined(client_id)``, ``client_left(client_id)``,
+``worker_joined(address)`` and ``worker_left(address)``, called as those
+happen, and take messages of its own types (``client_messages``,
+``worker_messages``: see ``shoal/extensions.py``).  The server asks workers
 things with ``ask_worker``/``ask_workers`` (a ``Request`` on the worker's
 connection, answered by a ``Response``).
 
@@ -34,12 +36,14 @@ from typing import Any
 
 from shoal.comm.core import Comm, accept_greeting, listen
 from shoal.errors import CommClosedError, RemoteProtocolError, SchedulerError, WorkerRequestError
-from shoal.extensions import add_handlers
+from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
+from shoal.scheduler.events import Events
 from shoal.scheduler.plugins import SchedulerPlugins
+from shoal.scheduler.progress import ProgressWatches
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
@@ -84,6 +88,9 @@ class SchedulerServer:
         self._worker_requests: dict[int, tuple[str, asyncio.Future[m.Response]]] = {}
         self._worker_request_ids = itertools.count(1)
         self.handlers: dict[str, Any] = {}
+        # message types extensions take from clients / workers: type -> handler
+        self.client_message_handlers: dict[type, Any] = {}
+        self.worker_message_handlers: dict[type, Any] = {}
         self.extensions: list[Any] = []
         self.add_extension(self)
         self.coordination = Coordination(self)
@@ -92,11 +99,16 @@ class SchedulerServer:
         self.add_extension(Datasets(self))
         self.plugins = SchedulerPlugins(self)
         self.add_extension(self.plugins)
+        self.add_extension(ProgressWatches(self))
+        self.events = Events(self)
+        self.add_extension(self.events)
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
         call its ``client_left``/``worker_joined``/``worker_left`` hooks."""
         add_handlers(self.handlers, extension, "scheduler")
+        add_message_handlers(self.client_message_handlers, extension, "client_messages")
+        add_message_handlers(self.worker_message_handlers, extension, "worker_messages")
         if extension is not self:
             self.extensions.append(extension)
 
@@ -116,6 +128,17 @@ class SchedulerServer:
     @property
     def workers(self) -> dict[str, Any]:
         return self.state.workers
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log an event under ``topic`` (or each of a list of topics), as
+        dask's ``Scheduler.log_event``: for code run with ``run_on_scheduler``."""
+        self.events.log_event(topic, msg)
+
+    def get_events(self, topic: str | None = None) -> Any:
+        """``(time, msg)`` events of ``topic``, or ``{topic: events}`` of all."""
+        if topic is None:
+            return {k: tuple(v) for k, v in self.events.log.all_events().items()}
+        return tuple(self.events.log.events(topic))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -215,6 +238,7 @@ class SchedulerServer:
             lambda c, exc: self._on_client_closed(client_id),
         )
         self._notify("client_joined", client_id)
+        self._schedule_flush()
 
     def _add_worker(self, comm: Comm, register: m.RegisterWorker, rest: list[Any]) -> None:
         if register.address in self.state.workers:
@@ -270,7 +294,10 @@ class SchedulerServer:
             if type(msg) is m.Request:
                 self._spawn(self._answer(client_id, msg))
             else:
-                raise RemoteProtocolError(f"a client may not send {type(msg).__name__}")
+                handler = self.client_message_handlers.get(type(msg))
+                if handler is None:
+                    raise RemoteProtocolError(f"a client may not send {type(msg).__name__}")
+                handler(client_id, msg)
         self._schedule_flush()
 
     def _on_worker_messages(self, address: str, msgs: list[Any]) -> None:
@@ -280,7 +307,10 @@ class SchedulerServer:
                 if waiting is not None and not waiting[1].done():
                     waiting[1].set_result(msg)
             else:
-                raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+                handler = self.worker_message_handlers.get(type(msg))
+                if handler is None:
+                    raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+                handler(address, msg)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:

@@ -703,6 +703,7 @@ class SchedulerState:
             if ts.state is QUEUED:
                 self.assign(ts, w)
                 self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
+                self.transition_counter += 1  # the log's readers count entries by it
 
     # ------------------------------------------------------------------ queries
 

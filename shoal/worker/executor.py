@@ -34,6 +34,7 @@ from shoal.protocol.serialize import (
     loads_task_args,
 )
 from shoal.worker import shm
+from shoal.worker.failures import log_task_failure
 from shoal.worker.sizeof import sizeof
 
 _local = threading.local()
@@ -119,12 +120,14 @@ class TaskExecutor:
         self.functions = functions
         self.data = data
         self.worker = worker
-        if inline_limit is None:
-            from shoal import config
+        from shoal import config
 
+        if inline_limit is None:
             # results whose pickle is at most this big travel with the "finished" notice
             inline_limit = config.size("worker.inline-result-bytes")
         self.inline_limit = inline_limit
+        # characters of a failed task's function and arguments in its log record
+        self.failed_args_chars = int(config.get("worker.failed-task-args-chars"))
         self._queue: queue.SimpleQueue[tuple[str, bytes, Payload, bool, str] | None] = queue.SimpleQueue()
         self._done: deque[Success | Failure | Skipped] = deque()
         self._lock = threading.Lock()
@@ -210,6 +213,7 @@ class TaskExecutor:
             _local.task = (self.worker, key)
             _local.seceded = False
             start = time.perf_counter()
+            func = a = kw = None
             try:
                 func = self._function(func_id)
                 a, kw = loads_task_args(args, self.data)
@@ -222,6 +226,8 @@ class TaskExecutor:
                 duration = time.perf_counter() - start
                 exc, tb, text = dumps_exception(e)
                 result = Failure(key, exc, tb, text, duration)
+                # while the task is current: forwarded logging takes it along
+                log_task_failure(key, func, a, kw, e, text, self.failed_args_chars)
                 del e
             finally:
                 _local.task = None
@@ -231,7 +237,7 @@ class TaskExecutor:
                 # not after a trip through this loop and the scheduler
                 self.push(push_to, result)
             self._done.append(result)
-            del result, item, args
+            del result, item, args, func, a, kw
             if not self._wake():
                 return
             if _local.seceded:

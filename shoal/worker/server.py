@@ -32,6 +32,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
 from shoal.worker import shm
 from shoal.worker import state as ws
+from shoal.worker.events import WorkerEvents
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
 from shoal.worker.plugins import WorkerPlugins
 
@@ -96,6 +97,7 @@ class WorkerServer:
         self._owned_directories: list[str] = []  # made here: removed at close
         self.plugins = WorkerPlugins(self)
         self.add_extension(self.plugins)
+        self.events = WorkerEvents(self)
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -261,6 +263,13 @@ class WorkerServer:
             reply = m.Response(msg.id, False, payload)
         self._send_scheduler([reply])
 
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log an event under ``topic`` (or each of a list of topics) at the
+        scheduler, as dask's ``Worker.log_event``; from a task:
+        ``get_worker().log_event("topic", {"x": 1})``.  ``msg`` must be
+        plain msgpack data (``TypeError`` otherwise)."""
+        self.events.log_event(topic, msg)
+
     def rpc_ping(self) -> str:
         return "pong"
 
@@ -277,6 +286,9 @@ class WorkerServer:
     def _flush(self) -> None:
         self._flush_scheduled = False
         msgs, self._outbox = self._outbox, []
+        events = self.events.take()
+        if events:  # ahead of the reports of the tasks that logged them
+            msgs = events + msgs
         if msgs and self.status == "running":
             try:
                 self.scheduler.send(msgs)

@@ -11,10 +11,11 @@ PUBLIC = {
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "CancelledError", "Client",
     "CommClosedError", "Event", "Future", "Lock", "Queue", "Variable", "FutureLost", "KilledWorker", "LocalCluster", "Nanny", "RemoteException", "Scheduler", "Worker",
     "SerializationError", "ShoalError", "as_completed", "default_client", "fire_and_forget",
-    "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
+    "futures_of", "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
     "WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "PipInstall", "CondaInstall", "InstallPlugin",
     "Environ", "UploadFile", "UploadDirectory", "Status", "sync", "TimeoutError",
     "CompatibleExecutor", "config", "dask", "rpc", "connect", "local_client", "get_task_metadata",
+    "print", "warn",
 }
 
 

@@ -15,6 +15,7 @@ PURE = [
     "scheduler/placement.py",
     "scheduler/invariants.py",
     "scheduler/records.py",
+    "scheduler/event_log.py",
     "worker/state.py",
     "comm/framing.py",
     "comm/codec.py",
