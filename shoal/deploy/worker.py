@@ -24,7 +24,6 @@ import asyncio
 import logging
 import os
 import random
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -200,7 +199,6 @@ class Worker(WorkerServer, Startable):
         self._startup_values: dict[str, Any] = {}
         if silence_logs not in (None, False):
             logging.getLogger("shoal").setLevel(silence_logs)
-        self.local_directory: str | None = None
         self._scratch_root = scratch_root(local_directory)
         self.lifetime = _lifetime(lifetime, lifetime_stagger, config)
         if lifetime_restart is None:
@@ -237,6 +235,7 @@ class Worker(WorkerServer, Startable):
         """Listening, not yet registered: make the directory, run the preloads."""
         os.makedirs(self._scratch_root, exist_ok=True)
         self.local_directory = tempfile.mkdtemp(prefix="worker-", dir=self._scratch_root)
+        self._owned_directories.append(self.local_directory)  # removed at close
         self._startup_values = {k: _plain(f(self)) for k, f in self._startup_information.items()}
         from shoal.client.plugins import plugin_name
 
@@ -287,11 +286,7 @@ class Worker(WorkerServer, Startable):
             self._lifetime_timer.cancel()
             self._lifetime_timer = None
         await self.preloads.teardown()
-        try:
-            await super().close(reason)
-        finally:
-            if self.local_directory is not None:
-                shutil.rmtree(self.local_directory, ignore_errors=True)
+        await super().close(reason)
 
     def __repr__(self) -> str:
         return (f"<Worker {self.address or '(not started)'!r}, name: {self.name!r}, "
