@@ -35,6 +35,9 @@ _EXPORTS = {
     "get_task_stream": "shoal.client.task_stream",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
+    "Nanny": "shoal.deploy.nanny",
+    "Scheduler": "shoal.deploy.scheduler",
+    "Worker": "shoal.deploy.worker",
     "Event": "shoal.client.primitives",
     "Queue": "shoal.client.primitives",
     "Variable": "shoal.client.primitives",
@@ -158,6 +161,15 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.cluster.local import LocalCluster as LocalCluster
     from shoal.comm.rpc import connect as connect
     from shoal.comm.rpc import rpc as rpc
+    from shoal.deploy.nanny import (
+        Nanny as Nanny,
+    )
+    from shoal.deploy.scheduler import (
+        Scheduler as Scheduler,
+    )
+    from shoal.deploy.worker import (
+        Worker as Worker,
+    )
     from shoal.errors import (
         CancelledError as CancelledError,
     )

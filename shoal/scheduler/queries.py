@@ -115,5 +115,6 @@ def worker_info(w: WorkerRecord) -> dict[str, Any]:
             "time": float(metrics.get("time", 0.0)),
             "task_counts": task_counts,
             "nbytes": managed,
+            **dict(metrics.get("custom") or {}),  # Worker(metrics=...): the user's own
         },
     }

@@ -104,9 +104,12 @@ class WorkerPlugins:
                                      self.worker.address, kind, name)
 
     async def rpc_plugin_add(self, name: str, plugin: Payload, kind: str = "worker") -> str:
+        return await self.add(name, loads(plugin), kind)
+
+    async def add(self, name: str, instance: Any, kind: str = "worker") -> str:
+        """Set up ``instance`` (replacing, torn down first, one of that name)."""
         if kind not in KINDS:
             raise ValueError(f"unknown plugin kind {kind!r}")
-        instance = loads(plugin)
         old = self.plugins[kind].pop(name, None)
         if old is not None:
             await self._teardown(kind, name, old)

@@ -58,6 +58,7 @@ class WorkerServer:
         heartbeat_interval: float | None = None,
         connect_timeout: float | None = None,
         supervised: bool = False,
+        contact_address: str | None = None,
     ) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be at least 1, got {nthreads}")
@@ -77,6 +78,8 @@ class WorkerServer:
 
         self.heartbeat_interval = heartbeat_interval or config.duration("worker.heartbeat-interval") or 1.0
         self.connect_timeout = connect_timeout
+        # the address to tell others, when not the one listened on (NAT, containers)
+        self.contact_address = contact_address
         self.address = ""
         self.data = Store()
         self.functions: dict[bytes, Any] = {}
@@ -123,9 +126,11 @@ class WorkerServer:
         self.loop = asyncio.get_running_loop()
         self.listener = listen(self.listen_address, self._on_connection)
         await self.listener.start()
-        self.address = _reachable_address(self.listener.address, self.scheduler_address)
+        self.address = self.contact_address or _reachable_address(self.listener.address,
+                                                                  self.scheduler_address)
         if not self.name:
             self.name = self.address
+        await self._setup()
         self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate)
         self.executor = TaskExecutor(
             self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self,
@@ -139,7 +144,7 @@ class WorkerServer:
         try:
             self.scheduler, welcome = await connect_and_greet(
                 self.scheduler_address, "worker", self.name, self.connect_timeout, retry=True,
-                extra=[register],
+                extra=[register, m.Heartbeat(self._metrics())],
             )
             # before any message from the scheduler is handled: no task runs
             # here before the cluster's plugins are in place
@@ -156,6 +161,15 @@ class WorkerServer:
         self._spawn(self._heartbeat())
         logger.info("worker %s (%s) connected to %s", self.address, self.name, self.scheduler_address)
         return self
+
+    async def _setup(self) -> None:
+        """Called once listening, before registering with the scheduler
+        (a subclass prepares what tasks will need: shoal.deploy.worker)."""
+
+    def _metrics(self) -> dict[str, Any]:
+        """What the worker tells the scheduler with each heartbeat (the first
+        goes with its registration): ``scheduler_info()["workers"]`` shows it."""
+        return {"time": time.time()}
 
     async def finished(self) -> None:
         await self._closed.wait()
@@ -210,10 +224,10 @@ class WorkerServer:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 metrics = {
+                    **self._metrics(),
                     "memory": proc.memory_info().rss,
                     "cpu": proc.cpu_percent(),
                     "num_fds": proc.num_fds() if hasattr(proc, "num_fds") else 0,
-                    "time": time.time(),
                     "executing": len(self.state.executing),
                     "ready": len(self.state.ready),
                     "nbytes": self.state.nbytes,

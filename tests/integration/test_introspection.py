@@ -99,6 +99,7 @@ def test_task_stream_window_and_count(client: Client) -> None:
 def test_task_stream_shows_a_dependency_transfer(client: Client) -> None:
     w0, w1 = sorted(client.nthreads())
     big = client.submit(blob, 100_000, workers=[w0])  # too big to travel with its notice
+    wait([big], timeout=10)  # its own run is not part of what the block records
     with get_task_stream(client) as ts:
         assert client.submit(first_byte, big, workers=[w1]).result() == ord("x")
     (record,) = ts.data

@@ -214,7 +214,10 @@ def test_upload_file_py_and_zip(fresh: tuple[LocalCluster, Client], tmp_path: pa
         assert client.submit(lambda: __import__("shoal_zipped_pkg").ANSWER, pure=False,
                              workers=[w]).result(timeout=10) == 42
         where = client.submit(lambda: get_worker().local_directory, pure=False, workers=[w])
-        assert os.path.basename(where.result(timeout=10)).startswith("shoal-worker-")
+        # uploads go to the worker's own scratch directory (its local_directory)
+        directory = where.result(timeout=10)
+        assert os.path.basename(os.path.dirname(directory)) == "shoal-scratch-space"
+        assert os.path.basename(directory).startswith("worker-")
 
 
 def test_environ_and_upload_directory_reach_every_worker(fresh: tuple[LocalCluster, Client],
