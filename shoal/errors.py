@@ -13,6 +13,7 @@
     │   │   └── WorkerRequestError       ...because a worker it asked did
     │   └── InvalidTransition / InvariantViolation   a state machine bug (tests)
     ├── CancelledError                   (concurrent.futures.CancelledError) a future was cancelled
+    │   └── FutureCancelledError         ...this one, for this reason (dask's)
     └── TimeoutError                     (builtin) a wait ran out of time
         └── WorkerStartTimeoutError      ...for workers to arrive (``wait_for_workers``)
 
@@ -26,10 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
+from typing import Any
 
 __all__ = [
     "CancelledError",
     "CommClosedError",
+    "FutureCancelledError",
     "FutureLost",
     "InvalidTransition",
     "InvariantViolation",
@@ -95,6 +98,26 @@ class KilledWorker(ShoalError):
 class FutureLost(ShoalError):
     """The data behind a future was lost (its worker died) and cannot be rebuilt,
     e.g. it was scattered rather than computed."""
+
+
+class FutureCancelledError(CancelledError):
+    """``result()`` of a cancelled future: which key, why (``reason``) and
+    what the canceller said (``msg``), as in dask.distributed."""
+
+    def __init__(self, key: str, reason: str | None, msg: str | None = None) -> None:
+        super().__init__(key, reason, msg)
+        self.key = key
+        self.reason = reason if reason else "unknown"
+        self.msg = msg
+
+    def __str__(self) -> str:
+        text = f"{self.key} cancelled for reason: {self.reason}."
+        if self.msg:
+            text += f"\n{self.msg}"
+        return text
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, str | None]]:
+        return (FutureCancelledError, (self.key, self.reason, self.msg))
 
 
 class SchedulerError(ShoalError):

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
+        FutureCancelledError,
         FutureLost,
         SchedulerError,
     )
@@ -80,7 +81,7 @@ def _bind_runtime() -> None:
     global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
-    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, m
+    global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
     global raise_error_answer
     if _runtime_loaded:  # another thread did it while we waited for the lock
         return
@@ -104,6 +105,7 @@ def _bind_runtime() -> None:
     from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
+        FutureCancelledError,
         FutureLost,
         SchedulerError,
     )
@@ -736,9 +738,12 @@ class ClientCore:
 
     # ------------------------------------------------------------------ control
 
-    def cancel(self, futures: Any, asynchronous: bool | None = None, force: bool = False) -> Any:
+    def cancel(self, futures: Any, asynchronous: bool | None = None, force: bool = False,
+               reason: str | None = None, msg: str | None = None) -> Any:
         """Cancel futures (and what depends on them); running tasks finish but
-        their results are dropped.  Returns (or, asynchronous, its awaitable
+        their results are dropped.  ``force``: for every client holding them,
+        not only this one.  ``result()`` then raises ``FutureCancelledError``
+        with ``reason`` and ``msg``.  Returns (or, asynchronous, its awaitable
         ends) once the scheduler has taken the cancellation in, as in
         dask.distributed: no task it cancelled starts after that."""
         found = list(futures_in(futures))
@@ -749,11 +754,12 @@ class ClientCore:
                 if st.status != CANCELLED:
                     st.status = CANCELLED
                     st.value = None
+                    st.exception = FutureCancelledError(st.key, reason, msg)
                     self._wake(st)
             for key in keys:  # the scheduler answers each with TasksCancelled
                 self._cancelling[key] = self._cancelling.get(key, 0) + 1
         if keys:
-            self._send(m.CancelKeys(keys, force))
+            self._send(m.CancelKeys(keys, force, reason or "", msg or ""))
         if self.asynchronous:
             return self._scheduler_caught_up() if keys else _done_coroutine()
         if keys and not self._in_loop_thread() and self.status == "running":

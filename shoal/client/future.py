@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from shoal.errors import CancelledError, FutureLost
+from shoal.errors import FutureLost
 from shoal.protocol.serialize import (
     Payload,
     collecting_dependencies,
@@ -188,7 +188,7 @@ class Future(Generic[T]):
         self.client._wait_states([self._state], timeout)
         st = self._state
         if st.status == CANCELLED:
-            raise CancelledError(self.key)
+            raise self.client._exception_of(st)
         if st.status == ERROR:
             return self.client._exception_of(st)
         return None
@@ -207,10 +207,11 @@ class Future(Generic[T]):
 
     # -- control ---------------------------------------------------------------
 
-    def cancel(self, force: bool = False) -> Any:
-        """Cancel this future; see ``Client.cancel`` (an awaitable for an
-        asynchronous client)."""
-        return self.client.cancel([self], force=force)
+    def cancel(self, reason: str | None = None, msg: str | None = None, **kwargs: Any) -> Any:
+        """Cancel this future; see ``Client.cancel``, which ``kwargs``
+        (``force``, ``asynchronous``) go to (an awaitable for an asynchronous
+        client)."""
+        return self.client.cancel([self], reason=reason, msg=msg, **kwargs)
 
     def retry(self) -> None:
         self.client.retry([self])

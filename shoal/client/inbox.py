@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.client import pushed
 from shoal.client.future import CANCELLED, ERROR, LOST
-from shoal.errors import CancelledError
+from shoal.errors import FutureCancelledError
 from shoal.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ def apply(client: Client, msgs: list[Any]) -> None:
                         # finished ones too: the scheduler dropped our claim
                         st.status = CANCELLED
                         st.value = None
-                        if msg.reason and msg.reason != "cancelled":  # e.g. a restart: say so
-                            st.exception = CancelledError(f"{key}: {msg.reason}")
+                        # why: another client's cancel(force=True, reason=...), a restart...
+                        st.exception = FutureCancelledError(key, msg.reason or None, msg.msg or None)
                         client._wake(st)
             elif t is m.TasksLost:
                 for key in msg.keys:

@@ -103,6 +103,8 @@ class ReleaseKeys(_Msg, tag="release"):
 class CancelKeys(_Msg, tag="cancel"):
     keys: list[str]
     force: bool = False
+    reason: str = ""  # why (client.cancel(reason=...)), for everyone who held the keys
+    msg: str = ""  # what the canceller adds (client.cancel(msg=...))
 
 
 class RetryKeys(_Msg, tag="retry"):
@@ -177,6 +179,7 @@ class TaskErred(_Msg, tag="erred"):
 class TasksCancelled(_Msg, tag="cancelled"):
     keys: list[str]
     reason: str = ""
+    msg: str = ""
 
 
 class TasksLost(_Msg, tag="lost"):

@@ -296,7 +296,7 @@ class SchedulerState:
             elif t is m.WantKeys:
                 self.want_keys(c, msg.keys)
             elif t is m.CancelKeys:
-                self.cancel_keys(c, msg.keys, msg.force)
+                self.cancel_keys(c, msg.keys, msg.force, msg.reason, msg.msg)
             elif t is m.RetryKeys:
                 self.retry_keys(msg.keys)
             elif t is m.FireAndForget:
@@ -442,9 +442,11 @@ class SchedulerState:
                 self._unwant(ts, recs)
         self.transitions(recs)
 
-    def cancel_keys(self, c: ClientRecord, keys: list[str], force: bool = False) -> None:
+    def cancel_keys(self, c: ClientRecord, keys: list[str], force: bool = False,
+                    reason: str = "", msg: str = "") -> None:
         """Cancel these keys and everything that depends on them, for this
-        client (for every client with ``force``)."""
+        client (for every client with ``force``); they hear ``reason`` and
+        ``msg``."""
         seen: dict[TaskRecord, None] = {}  # ordered: see by_priority
         stack = [self.tasks[k] for k in keys if k in self.tasks]
         while stack:
@@ -467,7 +469,7 @@ class SchedulerState:
                         told.setdefault(cl.client_id, []).append(ts.key)
                     self._unwant(ts, recs)
         for client_id, cancelled in told.items():
-            self.send_client(client_id, m.TasksCancelled(cancelled, "cancelled"))
+            self.send_client(client_id, m.TasksCancelled(cancelled, reason or "cancelled", msg))
         self.transitions(recs)
 
     def cancel_unstarted(self, client_id: str, keys: list[str], now: float) -> list[str]:

@@ -209,3 +209,25 @@ def test_get_task_metadata(client: Client) -> None:
     assert tasks.metadata[ok[0].key]["type"] == "int"
     assert tasks.metadata[ok[0].key]["workers"]
     assert client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins.plugins)) == []
+
+
+def test_cancel_with_a_reason_and_a_message(cluster: LocalCluster, client: Client) -> None:
+    from shoal.errors import FutureCancelledError
+
+    gate = shoal.Event(client=client)
+    f = client.submit(lambda e: e.wait(30), gate, pure=False)
+    f.cancel(reason="not needed", msg="the user changed their mind")
+    with pytest.raises(FutureCancelledError, match="cancelled for reason: not needed") as info:
+        f.result(timeout=10)
+    assert info.value.key == f.key and info.value.msg == "the user changed their mind"
+    assert isinstance(info.value, shoal.CancelledError)
+    with pytest.raises(FutureCancelledError):
+        f.exception(timeout=10)
+    # another client holding the same key hears why, with force=True
+    g = client.submit(lambda e: e.wait(30), gate, key="shared-cancel-key")
+    with Client(cluster) as other:
+        theirs = shoal.Future("shared-cancel-key", other)
+        client.cancel([g], force=True, reason="shutting down")
+        with pytest.raises(FutureCancelledError, match="shutting down"):
+            theirs.result(timeout=10)
+    gate.set()
