@@ -243,6 +243,13 @@ class TaskSeceded(_Msg, tag="seceded"):
     run_id: int = 0
 
 
+class WorkerStatus(_Msg, tag="worker-status"):
+    """The worker paused (``"paused"``: its memory passed the pause
+    threshold; it starts nothing new) or resumed (``"running"``)."""
+
+    status: str
+
+
 class LogEvent(_Msg, tag="log-event"):
     """Log ``msg`` (plain msgpack data, see shoal.protocol.events) under
     each of ``topics``; sent by a worker ahead of the report of the task that
@@ -424,6 +431,7 @@ Message = Union[
     TaskFinished,
     TaskFailed,
     TaskSeceded,
+    WorkerStatus,
     LogEvent,
     ReplicasAdded,
     DataMissing,

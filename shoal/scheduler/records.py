@@ -132,7 +132,7 @@ class WorkerRecord:
         "pid",
         "processing",  # dict[TaskRecord, float]: estimated duration
         "resources",
-        "status",  # "running", "closing_gracefully" (retiring: no new tasks) or "closed"
+        "status",  # "running", "paused" (memory: no new tasks), "closing_gracefully" (retiring) or "closed"
         "supervised",  # a supervisor restarts it when asked (client.restart)
     )
 

@@ -27,6 +27,7 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
+from shoal.scheduler import control_state
 from shoal.scheduler.placement import worker_slots
 from shoal.scheduler.records import (
     ERRED,
@@ -605,6 +606,8 @@ class SchedulerState:
                 self.data_missing(w, msg)
             elif t is m.TaskSeceded:
                 self.task_seceded(w, msg)
+            elif t is m.WorkerStatus:  # paused by its memory, or resumed
+                control_state.set_paused(self, w, msg.status == "paused")
             elif t is m.Heartbeat:
                 w.metrics = msg.metrics
                 w.memory = int(msg.metrics.get("memory", 0))
