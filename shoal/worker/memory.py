@@ -9,7 +9,10 @@ the worker's memory limit, each ``None``/``False`` to turn that step off:
 
 * ``target`` (0.60) of *managed* memory (the sizes of the values the worker
   holds, shared memory included): past it, the least recently used values
-  are spilled to disk until managed memory is back under it;
+  are spilled to disk until managed memory is back under it.  While the
+  ``spill`` step is on, the memory the process uses beyond its values is
+  taken off the target (``managed_target``): process memory is held at the
+  target, where dask lets it swing between target and spill;
 * ``spill`` (0.70) of *process* memory (what the operating system counts,
   see ``memory_manager.process_memory``): past it, values are spilled until
   process memory is back under ``target`` (memory the worker does not manage,
@@ -70,6 +73,18 @@ class MemoryPolicy:
         if self.target is not None:
             return int(self.limit * self.target)
         return None
+
+    def managed_target(self, process_memory: int, managed_in_memory: int) -> int | None:
+        """The bytes of values to keep in memory now: the target, less the
+        memory the process uses beyond its values (interpreter, libraries,
+        a task's temporaries) while the spill step is on.  So spilling holds
+        *process* memory at the target, instead of filling managed memory up
+        to the target, passing the spill fraction and spilling down again."""
+        target = self.target_bytes()
+        if target is None or self.spill is None:
+            return target
+        unmanaged = max(0, process_memory - managed_in_memory)
+        return max(0, target - unmanaged)
 
     def _bytes(self, frac: float | None) -> int | None:
         return None if frac is None or not self.limit else int(self.limit * frac)

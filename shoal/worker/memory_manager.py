@@ -122,10 +122,10 @@ class WorkerMemoryManager:
         )
         self.paused = False
         self.process_memory = 0  # at the last measure
+        self.peak_process_memory = 0  # the highest measured
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._target = self.policy.target_bytes()
 
     def _spill_directory(self) -> str:
         from shoal.worker.plugins import worker_directory
@@ -154,7 +154,7 @@ class WorkerMemoryManager:
 
     def data_added(self) -> None:
         """Values were stored: spill now if managed memory passed the target."""
-        target = self._target
+        target = self.data.target
         if target is not None and self.data.memory_bytes > target and self._thread is not None:
             self._wake.set()
 
@@ -184,6 +184,7 @@ class WorkerMemoryManager:
             self.process_memory = process_memory(shared_bytes=shared)
         except Exception:  # psutil missing a reading: keep the last one
             pass
+        self.peak_process_memory = max(self.peak_process_memory, self.process_memory)
         return self.process_memory
 
     # ------------------------------------------------------------------ the monitor thread
@@ -201,7 +202,9 @@ class WorkerMemoryManager:
 
     def _step(self) -> None:
         data = self.data
-        decision = self.policy.decide(self.measure(), data.memory_bytes, self.paused)
+        memory = self.measure()
+        data.target = self.policy.managed_target(memory, data.memory_bytes)
+        decision = self.policy.decide(memory, data.memory_bytes, self.paused)
         if decision.changed:
             self._set_paused(decision.paused)
         if decision.spill <= 0 or not data.spill_enabled:

@@ -87,14 +87,20 @@ def test_results_three_times_the_memory_limit_spill_and_stay_correct(mclient: Cl
     assert {a: w["pid"] for a, w in info.items()} == before
     for pid in before.values():
         assert peak_rss(pid) < LIMIT
+    # memory as the nanny counts it (shared-memory values in full), at its
+    # highest measure (every 100 ms and at each spill)
+    peaks = mclient.run(lambda dask_worker: dask_worker.memory.peak_process_memory)
+    assert all(0 < peak < LIMIT for peak in peaks.values())
     del futures, checks
 
 
-def hog(nbytes: int) -> int:
-    """Unmanaged memory: kept in a module global of the worker process."""
+def hog(fraction: float, dask_worker: Any) -> int:
+    """Unmanaged memory, kept in a module global of the worker process, to
+    bring its memory to ``fraction`` of its limit."""
     import shoal.worker.memory as target_module
 
-    block = np.ones(nbytes // 8)
+    nbytes = int(fraction * dask_worker.memory_limit) - dask_worker.memory.measure()
+    block = np.ones(max(0, nbytes) // 8)
     target_module._test_hog = block  # type: ignore[attr-defined]
     return int(block.nbytes)
 
@@ -113,14 +119,18 @@ def task_state(key: str, dask_worker: Any) -> str | None:
 @pytest.mark.timeout(120)
 def test_worker_past_pause_threshold_starts_nothing_until_memory_falls(mclient: Client) -> None:
     address = sorted(workers(mclient))[0]
-    # 80% of 200 MB is 160 MB: a 130 MB block plus the interpreter passes it,
-    # 95% (190 MB) it does not
-    mclient.run(hog, 130_000_000, workers=[address])
+    # between the pause (80%) and terminate (95%) fractions
+    mclient.run(hog, 0.875, workers=[address])
     try:
         assert poll_until(lambda: workers(mclient)[address]["status"] == "paused", 20)
+        # the scheduler sends a paused worker nothing: a task only it may run waits
         fut = mclient.submit(sum, [1, 2, 3], workers=[address], pure=False)
-        assert poll_until(lambda: mclient.run(task_state, fut.key, workers=[address])[address]
-                          == "ready", 10)
+        assert poll_until(lambda: mclient.task_states([fut])[fut.key] == "no-worker", 10)
+        assert mclient.run(task_state, fut.key, workers=[address])[address] is None
+        # while others go to the worker that is not paused
+        other = mclient.submit(sum, [4, 5], pure=False)
+        assert other.result(timeout=30) == 9
+        assert mclient.who_has([other])[other.key] != [address]
         assert fut.status == "pending"
     finally:
         mclient.run(unhog, workers=[address])
@@ -134,7 +144,7 @@ def test_nanny_restarts_a_worker_past_its_terminate_threshold(mclient: Client,
     info = workers(mclient)
     address = sorted(info)[0]
     old_pid = info[address]["pid"]
-    mclient.run(hog, 195_000_000, workers=[address], wait=False)
+    mclient.run(hog, 1.0, workers=[address], wait=False)
 
     def replaced() -> bool:
         now = workers(mclient)

@@ -265,3 +265,14 @@ def test_paused_worker_fetches_nothing() -> None:
     assert not [i for i in st.instructions if type(i) is ws.GatherDep]
     st.set_paused(False)
     assert [i.keys for i in st.instructions if type(i) is ws.GatherDep] == [["d"]]
+
+
+def test_managed_target_leaves_room_for_unmanaged_memory() -> None:
+    p = MemoryPolicy(1000 * MB)
+    # 100 MB of interpreter and libraries: 500 MB of values keep the process at 600
+    assert p.managed_target(process_memory=300 * MB, managed_in_memory=200 * MB) == 500 * MB
+    assert p.managed_target(900 * MB, 0) == 0  # a leak: every value may go
+    assert MemoryPolicy.from_settings(1000 * MB, {"spill": False}).managed_target(
+        900 * MB, 0) == 600 * MB
+    assert MemoryPolicy.from_settings(1000 * MB, {"target": False}).managed_target(
+        900 * MB, 0) is None
