@@ -250,6 +250,15 @@ class WorkerStatus(_Msg, tag="worker-status"):
     status: str
 
 
+class StealResponse(_Msg, tag="steal-response"):
+    """Answer to ``StealRequest``: ``stolen`` if the worker had not started
+    that run and dropped it."""
+
+    key: str
+    run_id: int
+    stolen: bool
+
+
 class LogEvent(_Msg, tag="log-event"):
     """Log ``msg`` (plain msgpack data, see shoal.protocol.events) under
     each of ``topics``; sent by a worker ahead of the report of the task that
@@ -304,6 +313,14 @@ class FreeKeys(_Msg, tag="free"):
     """Forget these keys: drop their data, abandon their execution."""
 
     keys: list[str]
+
+
+class StealRequest(_Msg, tag="steal-request"):
+    """Give run ``run_id`` of ``key`` back if it has not started (an idle
+    worker will take it); answered by ``StealResponse``."""
+
+    key: str
+    run_id: int
 
 
 class CloseWorker(_Msg, tag="close-worker"):
@@ -432,12 +449,14 @@ Message = Union[
     TaskFailed,
     TaskSeceded,
     WorkerStatus,
+    StealResponse,
     LogEvent,
     ReplicasAdded,
     DataMissing,
     ExecuteTask,
     DefineFunctions,
     FreeKeys,
+    StealRequest,
     CloseWorker,
     GetData,
     DataReply,

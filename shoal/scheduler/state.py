@@ -75,6 +75,8 @@ class SchedulerState:
         # get queued tasks when the transitions are done (see transitions())
         self.freed: dict[WorkerRecord, None] = {}
         self.durations: dict[str, float] = {}
+        # stolen tasks -> the idle worker they go to (see work_stealing.py)
+        self.steal_targets: dict[TaskRecord, WorkerRecord] = {}
         # client.set_metadata(): nested dicts; a task's entry goes with it (forget)
         self.task_metadata: dict[Any, Any] = {}
         self.to_workers: dict[str, list[Any]] = {}

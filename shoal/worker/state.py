@@ -178,6 +178,8 @@ class WorkerState:
                 self.execute_task(msg)
             elif t is m.FreeKeys:
                 self.free_keys(msg.keys)
+            elif t is m.StealRequest:
+                self.steal_request(msg.key, msg.run_id)
             else:
                 unhandled.append(msg)
         self._advance()
@@ -280,6 +282,17 @@ class WorkerState:
                 self._forget(ts)
             else:
                 ts.func = ts.args = None  # no longer to be computed here
+
+    def steal_request(self, key: str, run_id: int) -> None:
+        """The scheduler would give ``key`` to an idle worker: give it back
+        if this run has not started (and is not also being fetched here)."""
+        ts = self.tasks.get(key)
+        stolen = (ts is not None and ts.run_id == run_id and ts.func is not None
+                  and ts.state in (WAITING, READY))
+        if stolen:
+            assert ts is not None
+            self._forget(ts)
+        self.to_scheduler.append(m.StealResponse(key, run_id, stolen))
 
     def _forget(self, ts: WorkerTask) -> None:
         """Drop a task and its data; release the deps it held."""
