@@ -48,6 +48,7 @@ from shoal.errors import (
 from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.active_memory import ActiveMemoryManager
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
@@ -120,6 +121,7 @@ class SchedulerServer:
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
         self.add_extension(WorkStealing(self))
+        self.add_extension(ActiveMemoryManager(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -93,7 +92,9 @@ class SpillBuffer(MutableMapping[str, Any]):
         self._mmap_min_bytes = mmap_min_bytes
         self._disk_store: DiskStore | None = None
         self._lock = threading.RLock()
-        self.memory: OrderedDict[str, Any] = OrderedDict()  # oldest first
+        # oldest first: a plain dict (a read moves its key to the end by
+        # taking it out and in again), 50 bytes a key lighter than OrderedDict
+        self.memory: dict[str, Any] = {}
         self.weights: dict[str, int] = {}
         self.memory_bytes = 0  # sum of weights of the values in memory
         self.disk: dict[str, _Spilled] = {}
@@ -123,8 +124,7 @@ class SpillBuffer(MutableMapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         with self._lock:
             if key in self.memory:
-                self.memory.move_to_end(key)
-                value = self.memory[key]
+                value = self.memory[key] = self.memory.pop(key)  # now the most recent
                 if type(value) is not LazyValue:
                     return value
                 spilled = None

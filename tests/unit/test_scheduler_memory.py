@@ -155,3 +155,32 @@ def test_a_started_task_is_not_given_away_and_stale_answers_change_nothing() -> 
     finished(s, "w0", key)  # it finished before the answer came
     ext.on_steal_response("w0", m.StealResponse(key, run_id, True))
     assert s.tasks[key].state.value == "memory" and ext.stolen == 0
+
+
+# ---------------------------------------------------------------------------
+# the Active Memory Manager's policy
+# ---------------------------------------------------------------------------
+
+
+def test_reduce_replicas_keeps_one_copy_and_those_dependents_need() -> None:
+    from shoal.scheduler.replica_policy import reduce_replicas
+
+    s = make_state(n_workers=3)
+    submit(s, "c", spec("x", workers=["w0"]))
+    finished(s, "w0", "x")
+    for w in ("w1", "w2"):
+        s.handle_worker(w, [m.ReplicasAdded(["x"], [28])], 1.0)
+    assert len(s.tasks["x"].who_has) == 3
+    s.workers["w2"].memory = 10**9  # the fullest: their copies go first
+    s.workers["w0"].memory = 10**8
+    drops = reduce_replicas(s)  # type: ignore[arg-type]
+    assert sorted((w.address, keys) for w, keys in drops.items()) == [("w0", ["x"]), ("w2", ["x"])]
+    # a dependent running on w2 needs its copy there: w1's goes instead
+    submit(s, "c", spec("y", deps=("x",), workers=["w2"]))
+    assert s.tasks["y"].processing_on is s.workers["w2"]
+    drops = reduce_replicas(s)  # type: ignore[arg-type]
+    assert sorted((w.address, keys) for w, keys in drops.items()) == [("w0", ["x"]), ("w1", ["x"])]
+    # a result held once is never dropped
+    submit(s, "c", spec("z", workers=["w0"]))
+    finished(s, "w0", "z")
+    assert all("z" not in keys for keys in reduce_replicas(s).values())  # type: ignore[arg-type]
