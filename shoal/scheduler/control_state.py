@@ -30,19 +30,22 @@ def set_retiring(state: SchedulerState, address: str, retiring: bool, now: float
     ``retiring=False``, running again (a retirement given up)."""
     w = state.workers[address]
     state._begin(f"retiring-{address}" if retiring else f"not-retiring-{address}", now)
-    w.status = "closing_gracefully" if retiring else "running"
+    w.status = "closing_gracefully" if retiring else ("paused" if w.memory_paused else "running")
     state._running = None
     if not retiring:
         if state.unrunnable:  # popitem() takes the last first: the most urgent last
             ordered = sorted(state.unrunnable, key=lambda ts: ts.priority, reverse=True)
             state.transitions({ts: PROCESSING for ts in ordered})
-        state.fill_worker(w)
+        if w.status == "running":
+            state.fill_worker(w)
     state._finish()
 
 
 def set_paused(state: SchedulerState, w: WorkerRecord, paused: bool) -> None:
     """The worker paused (its memory passed the pause threshold: it gets no
-    new tasks) or resumed.  A retiring worker stays retiring."""
+    new tasks) or resumed.  A retiring worker stays retiring (and pauses
+    or runs when its retirement is given up, as it last said)."""
+    w.memory_paused = paused
     if paused and w.status == "running":
         w.status = "paused"
         state._running = None

@@ -122,6 +122,7 @@ class WorkerRecord:
         "host",
         "last_seen",
         "long_running",  # processing tasks that seceded: they take no slot
+        "memory_paused",  # the worker said it paused (memory), whatever its status since
         "memory",
         "memory_limit",
         "metrics",
@@ -157,6 +158,7 @@ class WorkerRecord:
         self.has_what: set[TaskRecord] = set()
         self.functions: set[bytes] = set()
         self.long_running: set[TaskRecord] = set()
+        self.memory_paused = False
         self.occupancy = 0.0
         self.nbytes = 0
         self.executing = 0

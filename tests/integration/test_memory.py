@@ -68,6 +68,14 @@ def test_results_three_times_the_memory_limit_spill_and_stay_correct(mclient: Cl
     # and a few sent to this client, from memory or straight from their file
     for i in (0, n // 2, n - 1):
         assert check(futures[i].result(), i)
+    # and to a peer: the oldest result is on disk; the other worker fetches it
+    [holder] = mclient.who_has([futures[0]])[futures[0].key]
+    [other] = [a for a in before if a != holder]
+    where = mclient.run(lambda key, dask_worker: key in dask_worker.data.disk, futures[0].key,
+                        workers=[holder])
+    assert where == {holder: True}
+    on_peer = mclient.submit(check, futures[0], 0, workers=[other], allow_other_workers=False)
+    assert on_peer.result(timeout=30)
 
     def spilled() -> bool:
         info = workers(mclient)
@@ -75,10 +83,14 @@ def test_results_three_times_the_memory_limit_spill_and_stay_correct(mclient: Cl
 
     assert poll_until(spilled, 10)
     info = workers(mclient)
-    total_spilled = sum(w["metrics"]["spilled_bytes"]["disk"] for w in info.values())
     managed = sum(w["metrics"]["managed_bytes"] for w in info.values())
     assert managed >= n * RESULT  # dask's layout: managed counts spilled values too
-    assert total_spilled >= n * RESULT - 2 * LIMIT  # at most the limits' worth in memory
+    # on each worker now: at most the target's worth in memory, the rest on disk
+    held = mclient.run(lambda dask_worker: (dask_worker.data.memory_bytes,
+                                            dask_worker.data.spilled_memory))
+    assert sum(in_memory + on_disk for in_memory, on_disk in held.values()) >= n * RESULT
+    for in_memory, _ in held.values():
+        assert in_memory <= 0.6 * LIMIT + RESULT
     for w in info.values():
         m = w["metrics"]
         assert m["spilled_bytes"]["memory"] <= m["managed_bytes"]

@@ -46,6 +46,11 @@ def test_a_retiring_worker_stays_retiring_through_pause_and_resume() -> None:
     paused(s, "w0")
     paused(s, "w0", "running")
     assert s.workers["w0"].status == "closing_gracefully"
+    paused(s, "w0")
+    set_retiring(s, "w0", False)  # given up while paused: paused it is
+    assert s.workers["w0"].status == "paused"
+    submit(s, "c", spec("a"))
+    assert s.tasks["a"].processing_on is s.workers["w1"]
 
 
 def test_dependents_of_data_on_a_paused_worker_run_elsewhere() -> None:

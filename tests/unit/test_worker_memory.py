@@ -276,3 +276,28 @@ def test_managed_target_leaves_room_for_unmanaged_memory() -> None:
         900 * MB, 0) == 600 * MB
     assert MemoryPolicy.from_settings(1000 * MB, {"target": False}).managed_target(
         900 * MB, 0) is None
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="memfd is Linux-only")
+def test_process_memory_counts_shared_memory_segments_in_full() -> None:
+    """A memfd value never touched by this process is in no resident set,
+    yet it is memory the process keeps alive: it counts at its full size."""
+    from shoal.worker.memory_manager import process_memory, shared_file_bytes
+
+    before_files = shared_file_bytes(os.getpid())
+    before = process_memory()
+    fd = os.memfd_create("shoal-test", os.MFD_CLOEXEC)
+    try:
+        block = b"z" * (1 << 20)
+        for i in range(16):
+            os.pwrite(fd, block, i << 20)  # 16 MiB of shared memory, not mapped here
+        assert shared_file_bytes(os.getpid()) - before_files == 16 << 20
+        assert process_memory() - before >= 15 << 20
+        # the worker passes what it knows instead of scanning /proc
+        assert process_memory(shared_bytes=0) < process_memory()
+    finally:
+        os.close(fd)
+    assert shared_file_bytes(os.getpid()) == before_files
