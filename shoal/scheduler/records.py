@@ -122,9 +122,9 @@ class WorkerRecord:
         "host",
         "last_seen",
         "long_running",  # processing tasks that seceded: they take no slot
-        "memory_paused",  # the worker said it paused (memory), whatever its status since
         "memory",
         "memory_limit",
+        "memory_paused",  # the worker said it paused (memory), whatever its status since
         "metrics",
         "name",
         "nbytes",
