@@ -282,8 +282,9 @@ class ClusterManager:
         self._stop_adaptive("replaced by a new cluster.adapt()")
         if not self.asynchronous:
             self._acquire_runner()
-        self._adaptive_options.update(kwargs, minimum=minimum, maximum=maximum)
-        self._adaptive = Adaptive(self, **self._adaptive_options)
+        options = {**self._adaptive_options, **kwargs, "minimum": minimum, "maximum": maximum}
+        self._adaptive = Adaptive(self, **options)
+        self._adaptive_options = options  # kept for the next adapt(), once they proved good
         return self._adaptive
 
     def _stop_adaptive(self, reason: str) -> None:

@@ -116,8 +116,15 @@ class Adaptive(AdaptiveCore):
         logger.info("adaptive scaling started: minimum=%s maximum=%s", self.minimum, self.maximum)
 
     async def _rounds(self) -> None:
+        """A round every ``interval``, the first after one interval (as dask's)."""
         assert self._wake is not None
-        while self.state == "running":
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            if self.state != "running":
+                return
             if self.cluster.status not in ("running", "created"):
                 self.stop(reason="the cluster is not running")
                 return
@@ -125,10 +132,6 @@ class Adaptive(AdaptiveCore):
                 await self.adapt()
             except Exception:
                 logger.warning("adaptive scaling: a round failed", exc_info=True)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
 
     def stop(self, reason: str = "unknown") -> None:
         """Stop adapting (from any thread); a round under way finishes."""

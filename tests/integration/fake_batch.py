@@ -10,8 +10,8 @@ session of its own; ``scancel``/``qdel`` end every process of that session
 
 State lives in ``$FAKE_BATCH_DIR``: ``counter``, ``<id>.sh`` (a copy of the
 script, as real batch systems keep one), ``<id>.pid`` (the job's session
-id), ``<id>.log`` (its output), ``submitted`` and ``cancelled`` (one id a
-line).  ``sbatch`` passes the caller's environment on to the job (SLURM's
+id, kept after it ends), ``<id>.log`` (its output), ``submitted`` and
+``cancelled`` (one id a line).  ``sbatch`` passes the caller's environment on to the job (SLURM's
 default); ``qsub`` gives it a fresh one with only ``PATH``, ``HOME`` and
 ``LANG`` (PBS's default).
 """
@@ -49,6 +49,14 @@ def _append(name: str, line: str) -> None:
     with open(os.path.join(_dir(), name), "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.write(line + "\n")
+
+
+def _read(name: str) -> list[str]:
+    try:
+        with open(os.path.join(_dir(), name)) as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
 
 
 def live_processes(session: int) -> list[int]:
@@ -96,6 +104,9 @@ def cancel(job_id: str) -> int:
     except (OSError, ValueError):
         print(f"fake batch: invalid job id {job_id}", file=sys.stderr)
         return 1
+    if job in _read("cancelled"):
+        print(f"fake batch: job {job_id} has already finished", file=sys.stderr)
+        return 1
     _append("cancelled", job)
     for sig, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, 5.0)):
         for pid in live_processes(session):
@@ -108,7 +119,6 @@ def cancel(job_id: str) -> int:
             time.sleep(0.05)
         if not live_processes(session):
             break
-    os.unlink(path)
     return 0
 
 
