@@ -169,12 +169,12 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.deploy.nanny import (
         Nanny as Nanny,
     )
-    from shoal.deploy.spec import SpecCluster as SpecCluster
-    from shoal.deploy.ssh import SSHCluster as SSHCluster
-    from shoal.deploy.subprocess_cluster import SubprocessCluster as SubprocessCluster
     from shoal.deploy.scheduler import (
         Scheduler as Scheduler,
     )
+    from shoal.deploy.spec import SpecCluster as SpecCluster
+    from shoal.deploy.ssh import SSHCluster as SSHCluster
+    from shoal.deploy.subprocess_cluster import SubprocessCluster as SubprocessCluster
     from shoal.deploy.worker import (
         Worker as Worker,
     )

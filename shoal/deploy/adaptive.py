@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from datetime import timedelta
 from typing import Any
@@ -78,9 +77,7 @@ class Adaptive(AdaptiveCore):
         wait_count = config.get("adaptive.wait-count") if wait_count is None else wait_count
         if target_duration is None:
             target_duration = config.get("adaptive.target-duration")
-        if isinstance(maximum, float) and maximum == math.inf:
-            maximum = math.inf
-        super().__init__(minimum=minimum, maximum=maximum, wait_count=wait_count)  # type: ignore[arg-type]
+        super().__init__(minimum=minimum, maximum=maximum, wait_count=wait_count)
         self.interval = parse_timedelta(interval)
         self.target_duration = parse_timedelta(target_duration)
         if self.target_duration <= 0:

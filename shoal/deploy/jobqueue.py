@@ -289,7 +289,8 @@ class JobQueueCluster(SpecCluster):
     dask-jobqueue.  Other keywords are the ``Job``'s.
     """
 
-    job_cls: ClassVar[type[Job] | None] = None
+    #: the Job class of a subclass (``job_cls=`` overrides it for one cluster)
+    job_cls: type[Job] | None = None
 
     def __init__(
         self,
@@ -381,7 +382,8 @@ class JobQueueCluster(SpecCluster):
 
     @property
     def job_name(self) -> str | None:
-        return self._dummy_job.job_name
+        name = self._dummy_job.job_name
+        return None if name is None else str(name)
 
     def _new_worker_name(self, worker_number: int) -> str:
         return f"{self.name}-{worker_number}"

@@ -177,7 +177,7 @@ class SpecCluster(ClusterManager):
         if not asynchronous:
             self._acquire_runner()
             try:
-                self._runner.run_sync(self._start_and_correct)  # type: ignore[union-attr]
+                self._runner.run_sync(self._start_and_correct)
             except BaseException:
                 self.close()
                 raise

@@ -200,7 +200,7 @@ class Worker(Process):
 
 
 def SSHCluster(
-    hosts: list[str] | None = None,
+    hosts: list[str] | tuple[str, ...] | None = None,
     connect_options: dict[str, Any] | list[dict[str, Any]] | None = None,
     worker_options: dict[str, Any] | None = None,
     scheduler_options: dict[str, Any] | None = None,
@@ -218,9 +218,11 @@ def SSHCluster(
     keywords go to ``SpecCluster`` (``security``: an object with the
     cluster's ``token``; default: setting ``security.token``,
     ``SHOAL_TOKEN``)."""
+    from shoal.deploy.child_args import uses_nanny
     from shoal.deploy.credentials import cluster_token
 
-    if not hosts or isinstance(hosts, str):
+    uses_nanny(worker_class)  # a class shoal cannot start is refused before any ssh
+    if not hosts or not isinstance(hosts, (list, tuple)):
         raise ValueError(f"hosts must be a non-empty list of host names, got {hosts!r}")
     for name, value in (("connect_options", connect_options), ("remote_python", remote_python)):
         if isinstance(value, list) and len(value) != len(hosts):

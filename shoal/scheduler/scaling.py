@@ -48,7 +48,7 @@ def ready_tasks(state: SchedulerState) -> list[TaskRecord]:
 
 
 def _first(tasks: Iterable[TaskRecord], n: int) -> list[TaskRecord]:
-    out = []
+    out: list[TaskRecord] = []
     for ts in tasks:
         if len(out) >= n:
             break

@@ -115,8 +115,7 @@ def test_bad_specs_are_refused() -> None:
         SpecCluster(workers={0: Worker})
     with pytest.raises(NotImplementedError, match="loop"):
         SpecCluster(loop=object())
-    with SpecCluster() as cluster:
-        with pytest.raises(ValueError, match="no worker= spec"):
-            cluster.scale(1)
+    with SpecCluster() as cluster, pytest.raises(ValueError, match="no worker= spec"):
+        cluster.scale(1)
     with pytest.raises(RuntimeError, match="failed to start its scheduler"):
         SpecCluster(scheduler={"cls": Scheduler, "options": {"port": "not-a-port"}})
