@@ -24,7 +24,7 @@ from shoal.units import format_bytes, parse_bytes, parse_timedelta
 
 
 class ClusterManager:
-    """A mixin of ``LocalCluster`` (which sets the attributes used here:
+    """A mixin of ``LocalCluster`` and ``SpecCluster`` (which set the attributes used here:
     ``processes``, ``asynchronous``, ``status``, ``scheduler_address``,
     ``_scheduler``, ``_runner``, ``n_workers``, ``threads_per_worker``,
     ``memory_limit``, ``name``, ``dashboard_link``, ``_scale_to``,

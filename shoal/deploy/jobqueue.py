@@ -56,6 +56,16 @@ def setting(config_name: str, key: str, given: Any) -> Any:
     return config.get(f"jobqueue.{config_name}.{key}", None)
 
 
+def shell_word(text: str) -> str:
+    """``text`` as one word of the job's shell command: quoted, except that a
+    ``$VARIABLE`` in it is left for the job's shell to expand (``$TMPDIR``
+    on the compute node, as people write it for ``local_directory``)."""
+    if "$" not in text:
+        return shlex.quote(text)
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+    return f'"{escaped}"'
+
+
 def _renamed(old: str, old_value: Any, new_value: Any) -> Any:
     """dask-jobqueue's rule for a renamed keyword: the old one is used (with
     a FutureWarning) when the new one is not set."""
@@ -186,7 +196,7 @@ class Job(ProcessInterface, abc.ABC):
         local_directory = setting(c, "local-directory", local_directory)
         if local_directory is not None:
             command += ["--local-directory", str(local_directory)]
-        self._command_template = shlex.join([*command, *map(str, worker_extra_args)])
+        self._command_template = " ".join(shell_word(str(a)) for a in [*command, *worker_extra_args])
 
     @classmethod
     def default_config_name(cls) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shoal.scheduler.records import QUEUED, TaskRecord
 from shoal.scheduler.replicas import workers_to_close
@@ -34,6 +34,8 @@ from shoal.scheduler.replicas import workers_to_close
 if TYPE_CHECKING:
     from shoal.scheduler.state import SchedulerState
 
+#: worker attributes ``workers_to_close(attribute=...)`` may return
+ATTRIBUTES = frozenset({"address", "name", "host"})
 #: tasks waiting for a slot costed one by one; beyond, the sum is scaled
 SAMPLE = 100
 #: the fraction of the workers' memory limits past which memory asks for more workers
@@ -87,3 +89,18 @@ def adaptive_target(state: SchedulerState, target_duration: float) -> int:
     if target >= len(workers):
         return target
     return len(workers) - len(workers_to_close(workers))
+
+
+def close_candidates(state: SchedulerState, memory_ratio: float | None = None,
+                     n: int | None = None, key: Any = None, minimum: int | None = None,
+                     target: int | None = None, attribute: str = "address") -> list[Any]:
+    """dask's ``workers_to_close``: the ``attribute`` of the workers that
+    could retire cheaply (``replicas.workers_to_close``)."""
+    if key is not None:
+        raise NotImplementedError(
+            "workers_to_close(key=...): the grouping function would have to run on the "
+            "scheduler, which never runs user code")
+    if attribute not in ATTRIBUTES:
+        raise ValueError(f"workers_to_close(attribute={attribute!r}): one of {sorted(ATTRIBUTES)}")
+    chosen = workers_to_close(list(state.workers.values()), n, target, minimum, memory_ratio)
+    return [getattr(w, attribute) for w in chosen]

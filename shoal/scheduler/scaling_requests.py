@@ -13,13 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shoal.scheduler import replicas, scaling
+from shoal.scheduler import scaling
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import SchedulerServer
-
-#: worker attributes ``workers_to_close(attribute=...)`` may return
-ATTRIBUTES = frozenset({"address", "name", "host"})
 
 
 class ScalingRequests:
@@ -37,18 +34,7 @@ class ScalingRequests:
             target_duration = config.get("adaptive.target-duration")
         return scaling.adaptive_target(self.server.state, parse_timedelta(target_duration))
 
-    async def rpc_workers_to_close(self, client_id: str, memory_ratio: float | None = None,
-                                   n: int | None = None, key: Any = None,
-                                   minimum: int | None = None, target: int | None = None,
-                                   attribute: str = "address") -> list[Any]:
-        """Workers that could retire cheaply (dask's ``workers_to_close``):
-        their ``attribute`` ("address", "name" or "host")."""
-        if key is not None:
-            raise NotImplementedError(
-                "workers_to_close(key=...): the grouping function would have to run on the "
-                "scheduler, which never runs user code")
-        if attribute not in ATTRIBUTES:
-            raise ValueError(f"workers_to_close(attribute={attribute!r}): one of {sorted(ATTRIBUTES)}")
-        chosen = replicas.workers_to_close(list(self.server.state.workers.values()), n, target,
-                                           minimum, memory_ratio)
-        return [getattr(w, attribute) for w in chosen]
+    async def rpc_workers_to_close(self, client_id: str, **kwargs: Any) -> list[Any]:
+        """Workers that could retire cheaply (dask's ``workers_to_close``:
+        ``memory_ratio``, ``n``, ``minimum``, ``target``, ``attribute``)."""
+        return scaling.close_candidates(self.server.state, **kwargs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -162,6 +163,21 @@ def test_slurm_adapts_up_under_a_backlog_and_down_to_the_minimum(batch: Batch) -
     finally:
         cluster.close()
     assert sorted(batch.ids("cancelled")) == ["1", "2"]
+    assert poll_until(lambda: not batch.running(), timeout=30)
+
+
+def test_a_program_that_forgets_close_still_cancels_its_jobs_at_exit(batch: Batch) -> None:
+    """A script submits a job and exits without closing its cluster: the
+    job must not outlive it (dask's ``shutdown_on_close``)."""
+    code = ("from shoal.deploy import SLURMCluster\n"
+            "c = SLURMCluster(cores=1, memory='1GB', processes=1, "
+            "scheduler_options={'host': '127.0.0.1'})\n"
+            "c.scale(jobs=1)\n"
+            "print(c.workers['SLURMCluster-0'].job_id)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["1"]
+    assert batch.ids("submitted") == batch.ids("cancelled") == ["1"]
     assert poll_until(lambda: not batch.running(), timeout=30)
 
 

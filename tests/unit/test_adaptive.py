@@ -13,7 +13,7 @@ import pytest
 
 from shoal.deploy.adaptive_core import AdaptiveCore
 from shoal.scheduler.records import TaskRecord
-from shoal.scheduler.scaling import adaptive_target, ready_tasks
+from shoal.scheduler.scaling import adaptive_target, close_candidates, ready_tasks
 from tests.unit.test_scheduler_state import finished, make_state, spec, submit
 
 # ---------------------------------------------------------------------------
@@ -81,6 +81,20 @@ def test_stale_queue_entries_are_not_counted() -> None:
     ghost = TaskRecord("ghost-1", b"f", b"", 0)  # released: not queued any more
     s.queued.append((99, 99, ghost))
     assert ghost not in ready_tasks(s)
+
+
+def test_close_candidates_by_name_and_refusals() -> None:
+    """What Adaptive asks: the names of the workers that could go to reach
+    a target; a grouping function (dask's ``key=``) would have to run on
+    the scheduler and is refused, as is an attribute workers lack."""
+    s = make_state(3)
+    submit(s, "c", spec("busy-1"))
+    assert sorted(close_candidates(s, target=1, attribute="name")) == ["w1", "w2"]
+    assert close_candidates(s, n=1) == ["w2"]
+    with pytest.raises(NotImplementedError, match="key"):
+        close_candidates(s, key=len)
+    with pytest.raises(ValueError, match="attribute"):
+        close_candidates(s, attribute="pid")
 
 
 # ---------------------------------------------------------------------------

@@ -4,12 +4,16 @@ file (never written into the script or onto a command line)."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 import sys
 import warnings
+from typing import Any
 
 import pytest
 
+from shoal.deploy.jobqueue import shell_word
 from shoal.deploy.pbs import PBSJob, pbs_format_bytes_ceil
 from shoal.deploy.slurm import SLURMJob, slurm_format_bytes_ceil
 
@@ -40,6 +44,18 @@ def test_slurm_script_from_the_keywords() -> None:
         "--death-timeout", "60", "--local-directory", "$TMPDIR", "--lifetime", "55m",
         "--interface", "ib0"]
     assert "SHOAL_TOKEN" not in script  # no token: nothing about it
+    assert '--local-directory "$TMPDIR"' in script  # expanded by the job's shell
+
+
+def test_shell_words_keep_spaces_and_expand_only_variables(tmp_path: Any) -> None:
+    """Each argument stays one word on the job's shell; ``$VAR`` is
+    expanded there, nothing else is (the job's bash really runs it)."""
+    args = ["plain", "two words", "$HOME/x", "it's", '"quoted" $HOME `date`']
+    script = tmp_path / "s.sh"
+    script.write_text("printf '%s\\n' " + " ".join(shell_word(a) for a in args) + "\n")
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                         env={"HOME": "/h", "PATH": os.environ["PATH"]}, check=True).stdout
+    assert out.splitlines() == ["plain", "two words", "/h/x", "it's", '"quoted" /h `date`']
 
 
 def test_pbs_script_and_skipped_directives() -> None:
