@@ -425,6 +425,19 @@ class JobQueueCluster(SpecCluster):
             kwargs["maximum"] = maximum_jobs * processes
         return super().adapt(*args, **kwargs)
 
+    async def _start(self) -> None:
+        await super()._start()
+        if self._token_file is None:
+            # no token configured, but the scheduler may have made one (a
+            # scheduler listening beyond loopback does, with issue 10's security)
+            token = getattr(getattr(self.scheduler, "security", None), "token", None)
+            if token:
+                from shoal.deploy.credentials import write_token_file
+
+                self._token_file = write_token_file(self.shared_temp_directory, self.name,
+                                                    str(token))
+                self._job_kwargs["token_file"] = self._token_file
+
     async def _close(self) -> None:
         try:
             await super()._close()

@@ -18,11 +18,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from shoal import Client, config
+from shoal import Client, Scheduler, config
 from shoal.deploy import JobQueueCluster, PBSCluster, SLURMCluster
 from tests.conftest import poll_until
 from tests.integration.fake_batch import live_processes
@@ -139,6 +140,25 @@ def test_pbs_job_of_two_workers_gets_the_token_from_a_0600_file(batch: Batch) ->
     assert not os.path.exists(token_file)
     assert batch.ids("cancelled") == ["1"]
     assert poll_until(lambda: not batch.running(), timeout=30)
+
+
+class SchedulerWithItsOwnToken(Scheduler):
+    """A scheduler that made its own token, as one listening beyond
+    loopback does with no token configured (``security.token`` of issue 10)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.security = SimpleNamespace(token="made-by-the-scheduler-" + "9" * 20)
+
+
+def test_a_token_the_scheduler_made_goes_to_the_jobs(batch: Batch) -> None:
+    with SLURMCluster(cores=1, memory="1GB", scheduler_options=LOCAL,
+                      scheduler_cls=SchedulerWithItsOwnToken) as cluster:
+        path = cluster._token_file
+        assert path is not None and f"SHOAL_TOKEN < {path}" in cluster.job_script()
+        with open(path) as f:
+            assert f.read().strip() == cluster.scheduler.security.token
+    assert not os.path.exists(path)
 
 
 def test_slurm_adapts_up_under_a_backlog_and_down_to_the_minimum(batch: Batch) -> None:
