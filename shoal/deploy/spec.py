@@ -322,7 +322,8 @@ class SpecCluster(ClusterManager):
     async def _scale_async(self, n: int) -> None:
         """Scale to ``n`` workers: ``n`` spec entries, or fewer when each
         entry starts a group of workers (a job running several)."""
-        group = len((self.new_spec or {}).get("group") or [None])
+        spec = self.new_spec or next(iter(self.worker_spec.values()), None) or {}
+        group = len(spec.get("group") or [None])
         await self._refresh_info()
         self._scale_spec(math.ceil(n / group))
         await self._correct_state()

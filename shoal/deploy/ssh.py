@@ -124,7 +124,10 @@ class Process(ProcessInterface):
         if self.status == "closed":
             return
         if self.proc is not None:
-            self.proc.stdin.write_eof()
+            try:
+                self.proc.stdin.write_eof()
+            except (OSError, EOFError):  # the session ended already (a retired worker)
+                pass
             try:
                 await asyncio.wait_for(self.proc.wait_closed(), 10)
             except (asyncio.TimeoutError, OSError):

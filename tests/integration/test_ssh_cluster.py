@@ -6,7 +6,8 @@ host): the scheduler starts there over ssh, two workers on the second.
 What must hold: the workers join and compute; the cluster's token reaches
 the remote processes on their standard input (it is in their environment,
 on no command line); a scheduler file written remotely lets a client in;
-closing the cluster ends every remote process.  Needs root, iproute2,
+scaling down retires a host's workers and ends their session; closing the
+cluster ends every remote process.  Needs root, iproute2,
 OpenSSH's sshd (Debian: openssh-server) and asyncssh; skipped otherwise.
 """
 
@@ -142,7 +143,7 @@ try:
     out["address"] = cluster.scheduler_address
     out["plan"] = sorted(cluster.plan)
     with Client(scheduler_file=scheduler_file, timeout=30) as client:
-        client.wait_for_workers(2, timeout=60)
+        client.wait_for_workers(4, timeout=60)
         info = client.scheduler_info()["workers"]
         out["workers"] = sorted(info)
         out["names"] = sorted(str(w["name"]) for w in info.values())
@@ -161,6 +162,15 @@ try:
             except OSError:
                 pass
         out["token_on_command_lines"] = shown
+        # scaled back to one entry (two workers): the other entry's workers
+        # are retired (their results move) and their ssh session ends
+        (leaving,) = [a for a, w in info.items() if w["name"] == "1-0"]
+        held = client.submit(lambda: 123, workers=[leaving], pure=False)
+        held.result(timeout=30)
+        cluster.scale(2)
+        out["after_scale"] = sorted(cluster.workers)
+        out["workers_after_scale"] = len(client.scheduler_info()["workers"])
+        out["held"] = held.result(timeout=30)
 finally:
     cluster.close()
 print(json.dumps(out))
@@ -187,16 +197,19 @@ def test_ssh_cluster_on_two_hosts_passes_the_token_on_stdin(ssh_hosts: tuple[str
     token = "ssh-" + uuid.uuid4().hex + uuid.uuid4().hex
     env = {**os.environ, "SHOAL_TOKEN": token}  # the cluster's token, for this driver only
     run = subprocess.run(
-        ["ip", "netns", "exec", namespace, sys.executable, "-c", DRIVER % {"hosts": list(HOSTS)},
+        ["ip", "netns", "exec", namespace, sys.executable, "-c",
+         DRIVER % {"hosts": [HOSTS[0], HOSTS[1], HOSTS[1]]},
          scheduler_file, key], capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr[-4000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["address"].startswith(f"tcp://{HOSTS[0]}:")
-    assert out["plan"] == out["names"] == ["0-0", "0-1"]
+    assert out["plan"] == out["names"] == ["0-0", "0-1", "1-0", "1-1"]
     assert all(w.startswith(f"tcp://{HOSTS[1]}:") for w in out["workers"]), out["workers"]
     assert out["result"] == 42
-    assert out["token_in_environ"] == [True, True]
+    assert out["token_in_environ"] == [True] * 4
     assert out["token_on_command_lines"] == []
+    assert out["after_scale"] == [0] and out["workers_after_scale"] == 2
+    assert out["held"] == 123
     # closed: nothing started for the cluster is left, on either host
     started = time.monotonic()
     assert poll_until(lambda: not _processes_mentioning(out["address"])
