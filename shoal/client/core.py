@@ -653,6 +653,7 @@ class ClientCore:
         self._check_open()
         with self._lock:
             futures: list[Future[Any]] = []
+            made: dict[str, Future[Any]] = {}  # one future per key, as dask's map
             new_specs = []
             keep = set(release or ())
             for spec in specs:
@@ -664,7 +665,10 @@ class ClientCore:
                 elif st is None:
                     new_specs.append(spec)
                 if spec.key not in keep:
-                    futures.append(Future(spec.key, self, inform=False))
+                    f = made.get(spec.key)
+                    if f is None:
+                        f = made[spec.key] = Future(spec.key, self, inform=False)
+                    futures.append(f)
             if new_specs:
                 functions = []
                 if func_id not in self._functions_sent:

@@ -44,7 +44,9 @@ def _text(done: int, errors: int, total: int, elapsed: float) -> str:
 def progress(*futures: Any, notebook: bool | None = None, multi: bool = False,
              complete: bool = True, interval: float = 0.1, file: TextIO | None = None) -> Any:
     """Show how many of these futures are done."""
-    found = list(dict.fromkeys(f for obj in futures for f in futures_in(obj)))
+    # one bar entry per task, as dask's progress counts keys (futures of one
+    # key are equal tasks, though distinct futures)
+    found = list({f.key: f for obj in futures for f in futures_in(obj)}.values())
     if notebook is None:
         notebook = _in_notebook()
     if notebook:
