@@ -16,7 +16,7 @@ Data flow::
 
     client ──SubmitTasks/ReleaseKeys/CancelKeys/Request──▶ scheduler
     client ◀──TaskDone/TaskErred/TasksCancelled/Response── scheduler
-    worker ──TaskFinished/TaskFailed/ReplicasAdded/...───▶ scheduler
+    worker ──TaskFinished/TaskFailed/RunsEnded/...───────▶ scheduler
     worker ◀──ExecuteTask/FreeKeys/DefineFunctions──────── scheduler
     client/worker ──GetData/PutData──▶ worker ──DataReply/PutDataAck──▶
     client ──SubscribeResults──▶ worker ──ResultPushed──▶ client   (a shortcut)
@@ -217,6 +217,13 @@ class TaskSeceded(_Msg, tag="seceded"):
     run_id: int = 0
 
 
+class RunsEnded(_Msg, tag="runs-ended"):
+    """Runs the scheduler took back (``FreeKeys.run_ids``) no longer hold a
+    thread here: they ended, were never started, or were never here."""
+
+    run_ids: list[int]
+
+
 class ReplicasAdded(_Msg, tag="replicas-added"):
     """The worker fetched copies of these keys from peers."""
 
@@ -259,9 +266,14 @@ class DefineFunctions(_Msg, tag="functions"):
 
 
 class FreeKeys(_Msg, tag="free"):
-    """Forget these keys: drop their data, abandon their execution."""
+    """Forget these keys: drop their data, abandon their execution.
+
+    ``run_ids``, when given, pairs each key with the run of it the scheduler
+    takes back (0: none).  A thread running one cannot be stopped, so the
+    scheduler counts it as busy until the worker answers ``RunsEnded``."""
 
     keys: list[str]
+    run_ids: list[int] = []
 
 
 class CloseWorker(_Msg, tag="close-worker"):
@@ -375,6 +387,7 @@ Message = Union[
     TaskFinished,
     TaskFailed,
     TaskSeceded,
+    RunsEnded,
     ReplicasAdded,
     DataMissing,
     ExecuteTask,

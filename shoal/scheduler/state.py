@@ -27,7 +27,7 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
-from shoal.scheduler.placement import worker_slots
+from shoal.scheduler.placement import TARGET_BACKLOG, worker_slots
 from shoal.scheduler.records import (
     ERRED,
     FORGOTTEN,
@@ -43,7 +43,7 @@ from shoal.scheduler.records import (
     TaskRecord,
     WorkerRecord,
 )
-from shoal.scheduler.transitions import ROUTES, TRANSITIONS, Recs, by_priority
+from shoal.scheduler.transitions import ROUTES, TRANSITIONS, Recs, by_priority, leave_worker
 
 #: seconds assumed for a function never seen before
 UNKNOWN_DURATION = 0.5
@@ -197,13 +197,29 @@ class SchedulerState:
         return ""
 
     def revoke(self, w: WorkerRecord, ts: TaskRecord) -> None:
-        """Tell ``w`` to drop its run of ``ts``, which the scheduler has taken
-        back.  Should ``w`` have finished just before, its report is already
-        on its way; it carries that run's id, which is no longer current
-        (``ts.run_id`` was reset when the task left ``w``), so it is ignored."""
+        """Take back the run of ``ts`` on ``w`` (the task is still in state
+        processing; the transition that follows moves it on) and tell ``w``
+        to drop it.  Should ``w`` have finished just before, its report is
+        already on its way; it carries that run's id, which is no longer
+        current (``ts.run_id`` is reset here), so it is ignored.
+
+        A running task cannot be stopped: until ``w`` answers ``RunsEnded``,
+        the run counts as busy there (``w.stopping``), so that tasks go to
+        idle threads rather than queue behind it.  Not counted: a seceded
+        run (its thread was replaced), and a run expected to be shorter than
+        a worker's backlog (``TARGET_BACKLOG``): it ends, or is skipped
+        unstarted, before a task queued behind it would wait noticeably, and
+        cancelling a big map of tiny tasks would otherwise make its workers
+        look busy for no reason."""
+        run = ts.run_id
+        counted = ts not in w.long_running and self.expected_duration(ts.prefix) >= TARGET_BACKLOG
+        if ts.processing_on is w:
+            leave_worker(self, ts)
         if w.status == "closed":
             return  # dead: it sends nothing more
-        self.send_worker(w, m.FreeKeys([ts.key]))
+        if run and counted:
+            w.stopping.add(run)
+        self.send_worker(w, m.FreeKeys([ts.key], [run]))
 
     def forget(self, ts: TaskRecord) -> None:
         self.tasks.pop(ts.key, None)
@@ -576,6 +592,8 @@ class SchedulerState:
                 self.data_missing(w, msg)
             elif t is m.TaskSeceded:
                 self.task_seceded(w, msg)
+            elif t is m.RunsEnded:
+                w.stopping.difference_update(msg.run_ids)
             elif t is m.Heartbeat:
                 w.metrics = msg.metrics
                 w.memory = int(msg.metrics.get("memory", 0))
@@ -673,17 +691,29 @@ class SchedulerState:
             w.has_what.add(ts)
             w.nbytes += ts.nbytes
 
-    def fill_worker(self, w: WorkerRecord) -> None:
-        """Give ``w`` queued root tasks while it has free slots."""
+    def has_queued(self) -> bool:
+        """Whether tasks wait in the queue.  Entries of tasks that left it
+        (released, cancelled, done elsewhere) are dropped lazily, here: a
+        queue of such leftovers alone must not make new tasks wait in it."""
         queued = self.queued
-        if not queued:
-            return
-        limit = worker_slots(w, self.expected_duration(queued[0][2].prefix))
-        while queued and w.busy < limit:
+        while queued and queued[0][2].state is not QUEUED:
+            heapq.heappop(queued)
+        return bool(queued)
+
+    def fill_worker(self, w: WorkerRecord) -> None:
+        """Give ``w`` queued root tasks while it has free slots.  The slots
+        depend on the duration of the task at the head of the queue (many
+        for tiny tasks, one ahead per thread for long ones), so they are
+        counted for each task taken, never from an entry that left the
+        queue: a cancelled tiny task there made long ones pile up on one
+        worker, behind each other."""
+        queued = self.queued
+        while self.has_queued() and w.busy < worker_slots(
+            w, self.expected_duration(queued[0][2].prefix)
+        ):
             ts = heapq.heappop(queued)[2]
-            if ts.state is QUEUED:
-                self.assign(ts, w)
-                self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
+            self.assign(ts, w)
+            self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
 
     # ------------------------------------------------------------------ queries
 

@@ -64,6 +64,12 @@ def gated(tag: str, i: int) -> int:
     return i
 
 
+def blocker(tag: str, i: int) -> int:
+    """``gated``, under a name of its own: it runs until cancelled, so the
+    scheduler never learns its duration (it expects a long run)."""
+    return gated(tag, i)
+
+
 def set_event(name: str) -> None:
     """From a task (an asynchronous client's primitives are not this file's
     subject): let a gated task finish."""
@@ -252,6 +258,78 @@ def test_wait_keeps_distinct_futures_of_one_key(client: Client) -> None:
     done, not_done = wait([a, b])
     assert len(done) == 2 and not not_done
     assert len(set(as_completed([a, b, a]))) == 2
+
+
+# ---------------------------------------------------------------------------
+# 3. idle threads are used, whatever earlier work left behind
+# ---------------------------------------------------------------------------
+
+
+def _wait_started(tag: str, indices: list[int], timeout: float = 20.0) -> list[int]:
+    """The gated tasks that have started within ``timeout`` s."""
+    started = []
+    deadline = time.monotonic() + timeout
+    for i in indices:
+        if Event(f"{tag}-started-{i}").wait(timeout=max(0.0, deadline - time.monotonic())):
+            started.append(i)
+    return started
+
+
+def _earlier_workloads(client: Client) -> None:
+    """What the seed notebooks run before: big maps, failures, retries, tasks
+    that submit tasks, cancellations."""
+    assert client.gather(client.map(inc, range(2000))) == list(range(1, 2001))
+    failing = client.map(might_fail, [3, -1, 4, -1, 5, -9, 2, 6])
+    wait(failing)
+    assert sum(f.status == "error" for f in failing) == 3
+    retried = client.submit(might_fail, -5, retries=2)
+    wait(retried)
+    assert retried.status == "error"
+    assert client.submit(fib, 7).result(timeout=30) == 13
+    many = client.map(inc, range(10_000, 12_000))
+    client.cancel(many)
+    del failing, retried, many
+
+
+def test_idle_threads_are_used_while_cancelled_tasks_still_run(client: Client) -> None:
+    """Both threads of one worker still run tasks that were cancelled (they
+    cannot be interrupted); the two tasks submitted next must go to the
+    other worker's two idle threads, not wait behind the cancelled ones."""
+    tag = uuid.uuid4().hex
+    first = next(iter(client.scheduler_info()["workers"]))
+    blockers = [client.submit(blocker, tag, i, workers=[first], pure=False) for i in (100, 101)]
+    assert _wait_started(tag, [100, 101]) == [100, 101]
+    client.cancel(blockers)
+    try:
+        futures = [client.submit(gated, tag, i) for i in (0, 1)]
+        assert _wait_started(tag, [0, 1]) == [0, 1], client.processing()
+        for i in (0, 1):
+            Event(f"{tag}-go-{i}").set()
+        assert client.gather(futures) == [0, 1]
+    finally:
+        for i in (0, 1, 100, 101):
+            Event(f"{tag}-go-{i}").set()
+
+
+def test_completion_order_in_a_long_lived_cluster(client: Client) -> None:
+    """The acceptance scenario: after many other workloads, one thread busy
+    with a cancelled task, three tasks on the three idle threads all start at
+    once and come back from as_completed in the order they end."""
+    _earlier_workloads(client)
+    tag = uuid.uuid4().hex
+    stuck = client.submit(blocker, tag, 100, pure=False)
+    assert _wait_started(tag, [100]) == [100]
+    stuck.cancel()
+    try:
+        futures = client.map(gated, [tag] * 3, [0, 1, 2])
+        assert _wait_started(tag, [0, 1, 2]) == [0, 1, 2], client.processing()
+        ac = as_completed(futures)
+        for i in (2, 0, 1):  # the order in which they end
+            Event(f"{tag}-go-{i}").set()
+            assert next(ac) is futures[i]
+    finally:
+        for i in (0, 1, 2, 100):
+            Event(f"{tag}-go-{i}").set()
 
 
 # ---------------------------------------------------------------------------
