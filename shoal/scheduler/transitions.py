@@ -330,9 +330,16 @@ def memory_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
 
 def processing_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     if ts.n_wanted or ts.n_waiters:
-        return  # still needed by someone else
+        # still needed by someone else (a stale recommendation): it goes on
+        # running, unless its run is gone (taken back, or its worker died),
+        # whose recommendation to run again this one overwrote
+        w = ts.processing_on
+        if w is None or w.status == "closed":
+            recs[ts] = WAITING
+        return
     if ts.processing_on is not None:
         state.revoke(ts.processing_on, ts)
+    leave_worker(state, ts)  # revoke() left it already, unless its worker died
     ts.state = RELEASED
     _deps_lose_waiter(ts, recs)
     _maybe_forget(state, ts, recs)
