@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
     from typing import Any, TypeVar
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -78,7 +78,7 @@ def load_runtime() -> None:
 
 
 def _bind_runtime() -> None:
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks, transfer
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureLost, SchedulerError, SerializationError, m
@@ -89,7 +89,7 @@ def _bind_runtime() -> None:
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -184,6 +184,10 @@ class ClientCore:
         self._scattered_digest: dict[str, str] = {}
         # keys this client asked to cancel whose TasksCancelled has not come back
         self._cancelling: dict[str, int] = {}
+        # keys released whose ReleaseKeys the scheduler has not answered, and
+        # those messages, oldest first (see client/releases.py)
+        self._releasing: dict[str, int] = {}
+        self._release_msgs: list[Any] = []
         self._workers: list[str] = []
         # workers that push results to us (see client/pushed.py): address ->
         # their data connection, None while subscribing
@@ -448,6 +452,8 @@ class ClientCore:
                 out[-1].keys.extend(msg.keys)
             else:
                 out.append(msg)
+                if type(msg) is m.ReleaseKeys:
+                    releases.sent(self, msg)
             if self.loop is None or self.status != "running":
                 return
             if now and self._direct_send:
@@ -566,6 +572,7 @@ class ClientCore:
             if digest is not None:
                 self._scattered.pop(digest, None)
             if self.status == "running" or self.status == "newly-created":
+                releases.released(self, key)
                 self._send(m.ReleaseKeys([key]))
 
     # ------------------------------------------------------------------ submit / map

@@ -15,7 +15,7 @@ Rules:
 Data flow::
 
     client ──SubmitTasks/ReleaseKeys/CancelKeys/Request──▶ scheduler
-    client ◀──TaskDone/TaskErred/TasksCancelled/Response── scheduler
+    client ◀──TaskDone/TaskErred/ReleaseHandled/Response── scheduler
     worker ──TaskFinished/TaskFailed/RunsEnded/...───────▶ scheduler
     worker ◀──ExecuteTask/FreeKeys/DefineFunctions──────── scheduler
     client/worker ──GetData/PutData──▶ worker ──DataReply/PutDataAck──▶
@@ -169,6 +169,16 @@ class TasksCancelled(_Msg, tag="cancelled"):
 class TasksLost(_Msg, tag="lost"):
     keys: list[str]
     reason: str = ""
+
+
+class ReleaseHandled(_Msg, tag="release-handled"):
+    """The scheduler has handled ``count`` more ``ReleaseKeys`` of this client
+    (they are answered in order).  News about those keys sent before it is
+    about the futures released; after it, about any new ones.  It travels
+    ahead of the next news for the client, or on its own every
+    ``scheduler.worker-check-interval`` (see client/releases.py)."""
+
+    count: int = 1
 
 
 class WorkersChanged(_Msg, tag="workers"):
@@ -382,6 +392,7 @@ Message = Union[
     TaskErred,
     TasksCancelled,
     TasksLost,
+    ReleaseHandled,
     WorkersChanged,
     RegisterWorker,
     TaskFinished,

@@ -73,6 +73,9 @@ class SchedulerState:
         self.durations: dict[str, float] = {}
         self.to_workers: dict[str, list[Any]] = {}
         self.to_clients: dict[str, list[Any]] = {}
+        # ReleaseKeys handled per client, not answered yet (see send_client):
+        # the answer travels with the client's next news, not on its own
+        self.release_acks: dict[str, int] = {}
         self.log: deque[tuple[str, Any, Any, str, float]] = deque(maxlen=log_size)
         self.validate = validate
         self.allowed_failures = allowed_failures
@@ -99,9 +102,22 @@ class SchedulerState:
             return
         out = self.to_clients.get(client_id)
         if out is None:
-            self.to_clients[client_id] = [msg]
-        else:
-            out.append(msg)
+            out = self.to_clients[client_id] = []
+        if self.release_acks:
+            acks = self.release_acks.pop(client_id, 0)
+            if acks:  # ahead of any news about keys it may want again
+                out.append(m.ReleaseHandled(acks))
+        out.append(msg)
+
+    def flush_release_acks(self) -> bool:
+        """Answer the releases no news has carried an answer to yet (called
+        now and then by the server, so that a quiet client learns too);
+        whether there were any."""
+        acks, self.release_acks = self.release_acks, {}
+        for client_id, n in acks.items():
+            if client_id in self.clients:
+                self.to_clients.setdefault(client_id, []).append(m.ReleaseHandled(n))
+        return bool(acks)
 
     def take_messages(self) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         """The messages produced since the last call, by destination."""
@@ -211,12 +227,12 @@ class SchedulerState:
         unstarted, before a task queued behind it would wait noticeably, and
         cancelling a big map of tiny tasks would otherwise make its workers
         look busy for no reason."""
+        if w.status == "closed":
+            return  # dead: it sends nothing more, and its removal moves its tasks on
         run = ts.run_id
         counted = ts not in w.long_running and self.expected_duration(ts.prefix) >= TARGET_BACKLOG
         if ts.processing_on is w:
             leave_worker(self, ts)
-        if w.status == "closed":
-            return  # dead: it sends nothing more
         if run and counted:
             w.stopping.add(run)
         self.send_worker(w, m.FreeKeys([ts.key], [run]))
@@ -279,6 +295,7 @@ class SchedulerState:
 
     def remove_client(self, client_id: str, now: float = 0.0) -> None:
         c = self.clients.pop(client_id, None)
+        self.release_acks.pop(client_id, None)
         if c is None:
             return
         self._begin(f"client-left-{client_id}", now)
@@ -302,6 +319,7 @@ class SchedulerState:
                 self.submit_tasks(c, msg)
             elif t is m.ReleaseKeys:
                 self.release_keys(c, msg.keys)
+                self.release_acks[client_id] = self.release_acks.get(client_id, 0) + 1
             elif t is m.WantKeys:
                 self.want_keys(c, msg.keys)
             elif t is m.CancelKeys:

@@ -435,3 +435,32 @@ def test_same_pure_tasks_run_again_after_their_futures_were_dropped(client: Clie
     for i in (0, 1, 2):
         Event(f"{tag}-go-{i}").set()
     assert client.gather(again) == [0, 1, 2]
+
+
+def twice(tag: str, i: int) -> int:
+    """Returns at once the first time; the second time waits for the test."""
+    ran = Event(f"{tag}-ran-{i}")
+    if ran.is_set() and not Event(f"{tag}-go-{i}").wait(timeout=50):
+        raise TimeoutError("never let go")
+    ran.set()
+    return i
+
+
+def test_news_of_a_released_key_does_not_finish_its_next_future(client: Client) -> None:
+    """A caller gets a result (often pushed by the worker, ahead of the
+    scheduler's notice), drops the future and submits the same pure call
+    again.  The scheduler's notice about the first run, still on its way,
+    must not finish the new future while its task runs again: it did, and
+    such futures came back from as_completed in submission order."""
+    tag = uuid.uuid4().hex
+    for i in range(20):
+        f = client.submit(twice, tag, i)
+        assert f.result(timeout=10) == i
+        del f
+        g = client.submit(twice, tag, i)  # runs again, and waits
+        try:
+            client.task_states([g.key])  # whatever the scheduler sent before is in
+            assert g.status == "pending", f"round {i}: a notice about the old run finished it"
+        finally:
+            Event(f"{tag}-go-{i}").set()
+        assert g.result(timeout=10) == i

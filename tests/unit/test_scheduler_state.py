@@ -455,3 +455,35 @@ def test_queued_long_tasks_are_not_stacked_by_the_duration_of_stale_entries() ->
     assert len(on_w0) == 2  # its thread and one ahead, as for any long task
     assert s.tasks[slow[2].key].state is QUEUED
     check_invariants(s)
+
+
+# ---------------------------------------------------------------------------
+# answering releases: news about a key's next futures comes after the answer
+# ---------------------------------------------------------------------------
+
+
+def test_a_release_is_answered_ahead_of_news_about_the_key_wanted_again() -> None:
+    """Client c drops its future of x (another client keeps x in memory) and
+    asks for x again at once.  The ``TaskDone`` it had been sent about its old
+    future may still be on the way; the answer to its release must reach it
+    after that and before the news about the new future, so that it can tell
+    them apart.  The answer rides with that news, not in a message of its own
+    (a message more per round trip), and a quiet client gets it from
+    ``flush_release_acks``."""
+    s = make_state(1, clients=("c", "d"))
+    submit(s, "c", spec("x-1"))
+    submit(s, "d", spec("x-1"))
+    finished(s, "w0", "x-1")
+    s.take_messages()
+    s.handle_client("c", [m.ReleaseKeys(["x-1"]), m.SubmitTasks([spec("x-1")], [])], 2.0)
+    _, to_clients = s.take_messages()
+    assert [type(x) for x in to_clients["c"]] == [m.ReleaseHandled, m.TaskDone]
+    assert to_clients["c"][0].count == 1
+
+    s.handle_client("c", [m.ReleaseKeys(["x-1"])], 3.0)
+    s.handle_client("c", [m.ReleaseKeys(["other-1"])], 3.0)
+    assert s.take_messages()[1] == {}  # nothing else to say: no message of its own
+    assert s.flush_release_acks()
+    assert s.take_messages()[1] == {"c": [m.ReleaseHandled(2)]}
+    assert not s.flush_release_acks()
+    check_invariants(s)
