@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import numbers
 import threading
 import time
 import weakref
@@ -38,20 +39,19 @@ def _split(fs: list[Future[Any]]) -> DoneAndNotDoneFutures:
     return DoneAndNotDoneFutures(done, {f for f in fs if f not in done})
 
 
-def _seconds(timeout: Any) -> float | None:
-    """``wait``'s timeout: seconds, or a string such as ``"10s"``, as in dask."""
+def _seconds(timeout: Any, caller: str) -> float | None:
+    """A timeout: seconds, or a string such as ``"10s"``, as in dask."""
     if timeout is None:
         return None
     if isinstance(timeout, str):
         from shoal.units import parse_timedelta
 
         return parse_timedelta(timeout)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"wait(timeout=...) takes a number of seconds or a string like '10s', got "
-            f"{type(timeout).__name__}; to wait on several futures pass one list: "
-            "wait([x, y, z]), not wait(x, y, z)"
-        )
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        hint = ("; to wait on several futures pass one list: wait([x, y, z]), not wait(x, y, z)"
+                if caller == "wait" else "")
+        raise TypeError(f"{caller}(timeout=...) takes a number of seconds or a string like "
+                        f"'10s', got {type(timeout).__name__}{hint}")
     return float(timeout)
 
 
@@ -60,7 +60,7 @@ def wait(fs: Any, timeout: Any = None, return_when: str = ALL_COMPLETED) -> Any:
     ``return_when=FIRST_COMPLETED``; or the first error, with
     ``FIRST_EXCEPTION``); ``TimeoutError`` after ``timeout`` s.  On an
     asynchronous client's event loop: an awaitable."""
-    seconds = _seconds(timeout)
+    seconds = _seconds(timeout, "wait")
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(f"unknown return_when {return_when!r}")
     futures = list(futures_in(fs))
@@ -163,7 +163,7 @@ class as_completed:
                  timeout: Any = None) -> None:
         self.with_results = with_results
         self.raise_errors = raise_errors
-        seconds = _seconds(timeout)
+        seconds = _seconds(timeout, "as_completed")
         self._deadline = None if seconds is None else time.monotonic() + seconds
         self._lock = threading.Condition(threading.Lock())
         self._ready: deque[Future[Any]] = deque()

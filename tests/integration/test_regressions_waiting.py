@@ -260,6 +260,24 @@ def test_wait_keeps_distinct_futures_of_one_key(client: Client) -> None:
     assert len(set(as_completed([a, b, a]))) == 2
 
 
+def test_timeouts_of_wait_and_as_completed_as_in_dask(client: Client) -> None:
+    """dask's keywords: ``wait(timeout="100ms")``, ``as_completed(timeout=)``;
+    and ``wait(x, y)`` (a future as the timeout) fails with the fix spelled out."""
+    tag = uuid.uuid4().hex
+    f = client.submit(gated, tag, 0)
+    try:
+        with pytest.raises(TypeError, match=r"wait\(\[x, y, z\]\)"):
+            wait(f, client.submit(inc, 1))
+        with pytest.raises(TimeoutError):
+            wait([f], timeout="100ms")
+        ac = as_completed([f], timeout=0.2)
+        with pytest.raises(TimeoutError):
+            next(ac)
+    finally:
+        Event(f"{tag}-go-0").set()
+    assert list(as_completed([f], timeout="30s")) == [f]
+
+
 # ---------------------------------------------------------------------------
 # 3. idle threads are used, whatever earlier work left behind
 # ---------------------------------------------------------------------------
