@@ -31,12 +31,22 @@ _EXPORTS = {
     "FIRST_EXCEPTION": "shoal.client.waiting",
     "as_completed": "shoal.client.waiting",
     "fire_and_forget": "shoal.client.waiting",
+    "futures_of": "shoal.client.structure",
+    "get_task_stream": "shoal.client.task_stream",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
+    "Nanny": "shoal.deploy.nanny",
+    "Scheduler": "shoal.deploy.scheduler",
+    "Worker": "shoal.deploy.worker",
     "Event": "shoal.client.primitives",
-    "Lock": "shoal.client.primitives",
     "Queue": "shoal.client.primitives",
     "Variable": "shoal.client.primitives",
+    "Lock": "shoal.client.semaphore",
+    "Semaphore": "shoal.client.semaphore",
+    "MultiLock": "shoal.client.multilock",
+    "Actor": "shoal.client.actor",
+    "ActorFuture": "shoal.client.actor",
+    "BaseActorFuture": "shoal.client.actor",
     "CancelledError": "shoal.errors",
     "CommClosedError": "shoal.errors",
     "FutureLost": "shoal.errors",
@@ -49,54 +59,87 @@ _EXPORTS = {
     "rejoin": "shoal.worker.context",
     "secede": "shoal.worker.context",
     "worker_client": "shoal.worker.context",
+    "Status": "shoal.status",
+    "rpc": "shoal.comm.rpc",
+    "connect": "shoal.comm.rpc",
+    "local_client": "shoal.worker.context",
+    "get_task_metadata": "shoal.client.task_metadata",
+    "sync": "shoal.client.loop",
+    "WorkerPlugin": "shoal.plugins",
+    "SchedulerPlugin": "shoal.plugins",
+    "NannyPlugin": "shoal.plugins",
+    "PipInstall": "shoal.plugins",
+    "CondaInstall": "shoal.plugins",
+    "InstallPlugin": "shoal.plugins",
+    "Environ": "shoal.plugins",
+    "UploadFile": "shoal.plugins",
+    "UploadDirectory": "shoal.plugins",
+    "print": "shoal.worker.printing",
+    "warn": "shoal.worker.printing",
 }
 
-#: submodules that are part of the API: ``shoal.config.set(...)``
-_SUBMODULES = {"config"}
+#: public names that are builtins too (``shoal.print``): never cached in this
+#: module's globals, where they would replace the builtin for its own code
+_SHADOWS_BUILTIN = frozenset({"print"})
 
-__all__ = sorted(_EXPORTS)
+#: modules that are part of the API: ``shoal.config.set(...)``, ``shoal.dask``
+_MODULES = {"config": "shoal.config", "dask": "dask"}
+
+__all__ = sorted([*_EXPORTS, *_MODULES, "TimeoutError", "CompatibleExecutor"])
+
+#: what dask.distributed calls TimeoutError: the builtin, which shoal raises
+TimeoutError = TimeoutError
+
+
+def CompatibleExecutor(*args: Any, **kwargs: Any) -> Any:
+    """Gone from dask.distributed too: use ``client.get_executor()``."""
+    raise NotImplementedError("CompatibleExecutor was replaced by Client.get_executor()")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"shoal.{name}")
+    if name in _MODULES:
+        try:
+            return importlib.import_module(_MODULES[name])
+        except ImportError:
+            if name == "dask":
+                raise AttributeError("shoal.dask needs dask: pip install 'shoal[dask]'") from None
+            raise
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
+    if name not in _SHADOWS_BUILTIN:  # this module's own code keeps the builtin print
+        globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
+    return sorted(set(globals()) | set(_EXPORTS) | set(_MODULES))
 
-
-if TYPE_CHECKING:
-    from shoal.client.client import (
-        Client as Client,
+if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
+    from shoal.client.actor import (
+        Actor as Actor,
     )
-    from shoal.client.core import (
-        default_client as default_client,
+    from shoal.client.actor import (
+        ActorFuture as ActorFuture,
     )
-    from shoal.client.future import (
-        Future as Future,
+    from shoal.client.actor import (
+        BaseActorFuture as BaseActorFuture,
     )
-    from shoal.client.primitives import (
-        Event as Event,
-    )
-    from shoal.client.primitives import (
-        Lock as Lock,
-    )
-    from shoal.client.primitives import (
-        Queue as Queue,
-    )
-    from shoal.client.primitives import (
-        Variable as Variable,
-    )
-    from shoal.client.progress import (
-        progress as progress,
-    )
+    from shoal.client.client import Client as Client
+    from shoal.client.core import default_client as default_client
+    from shoal.client.future import Future as Future
+    from shoal.client.loop import sync as sync
+    from shoal.client.multilock import MultiLock as MultiLock
+    from shoal.client.primitives import Event as Event
+    from shoal.client.primitives import Queue as Queue
+    from shoal.client.primitives import Variable as Variable
+    from shoal.client.progress import progress as progress
+    from shoal.client.semaphore import Lock as Lock
+    from shoal.client.semaphore import Semaphore as Semaphore
+    from shoal.client.structure import futures_of as futures_of
+    from shoal.client.task_metadata import get_task_metadata as get_task_metadata
+    from shoal.client.task_stream import get_task_stream as get_task_stream
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,
     )
@@ -115,8 +158,17 @@ if TYPE_CHECKING:
     from shoal.client.waiting import (
         wait as wait,
     )
-    from shoal.cluster.local import (
-        LocalCluster as LocalCluster,
+    from shoal.cluster.local import LocalCluster as LocalCluster
+    from shoal.comm.rpc import connect as connect
+    from shoal.comm.rpc import rpc as rpc
+    from shoal.deploy.nanny import (
+        Nanny as Nanny,
+    )
+    from shoal.deploy.scheduler import (
+        Scheduler as Scheduler,
+    )
+    from shoal.deploy.worker import (
+        Worker as Worker,
     )
     from shoal.errors import (
         CancelledError as CancelledError,
@@ -139,11 +191,42 @@ if TYPE_CHECKING:
     from shoal.errors import (
         ShoalError as ShoalError,
     )
+    from shoal.plugins import (
+        CondaInstall as CondaInstall,
+    )
+    from shoal.plugins import (
+        Environ as Environ,
+    )
+    from shoal.plugins import (
+        InstallPlugin as InstallPlugin,
+    )
+    from shoal.plugins import (
+        NannyPlugin as NannyPlugin,
+    )
+    from shoal.plugins import (
+        PipInstall as PipInstall,
+    )
+    from shoal.plugins import (
+        SchedulerPlugin as SchedulerPlugin,
+    )
+    from shoal.plugins import (
+        UploadDirectory as UploadDirectory,
+    )
+    from shoal.plugins import (
+        UploadFile as UploadFile,
+    )
+    from shoal.plugins import (
+        WorkerPlugin as WorkerPlugin,
+    )
+    from shoal.status import Status as Status
     from shoal.worker.context import (
         get_client as get_client,
     )
     from shoal.worker.context import (
         get_worker as get_worker,
+    )
+    from shoal.worker.context import (
+        local_client as local_client,
     )
     from shoal.worker.context import (
         rejoin as rejoin,
@@ -154,3 +237,5 @@ if TYPE_CHECKING:
     from shoal.worker.context import (
         worker_client as worker_client,
     )
+    from shoal.worker.printing import print as print
+    from shoal.worker.printing import warn as warn

@@ -13,7 +13,9 @@
     │   │   └── WorkerRequestError       ...because a worker it asked did
     │   └── InvalidTransition / InvariantViolation   a state machine bug (tests)
     ├── CancelledError                   (concurrent.futures.CancelledError) a future was cancelled
+    │   └── FutureCancelledError         ...this one, for this reason (dask's)
     └── TimeoutError                     (builtin) a wait ran out of time
+        └── WorkerStartTimeoutError      ...for workers to arrive (``wait_for_workers``)
 
 A user's own exception is never wrapped: ``Future.result()`` re-raises it as
 itself, with the remote traceback attached.  Only when the exception could not
@@ -25,10 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
+from typing import Any
 
 __all__ = [
     "CancelledError",
     "CommClosedError",
+    "FutureCancelledError",
     "FutureLost",
     "InvalidTransition",
     "InvariantViolation",
@@ -41,6 +45,7 @@ __all__ = [
     "SerializationError",
     "ShoalError",
     "WorkerRequestError",
+    "WorkerStartTimeoutError",
 ]
 
 
@@ -95,6 +100,26 @@ class FutureLost(ShoalError):
     e.g. it was scattered rather than computed."""
 
 
+class FutureCancelledError(CancelledError):
+    """``result()`` of a cancelled future: which key, why (``reason``) and
+    what the canceller said (``msg``), as in dask.distributed."""
+
+    def __init__(self, key: str, reason: str | None, msg: str | None = None) -> None:
+        super().__init__(key, reason, msg)
+        self.key = key
+        self.reason = reason if reason else "unknown"
+        self.msg = msg
+
+    def __str__(self) -> str:
+        text = f"{self.key} cancelled for reason: {self.reason}."
+        if self.msg:
+            text += f"\n{self.msg}"
+        return text
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, str | None]]:
+        return (FutureCancelledError, (self.key, self.reason, self.msg))
+
+
 class SchedulerError(ShoalError):
     """The scheduler answered a request with an error."""
 
@@ -107,6 +132,21 @@ class WorkerRequestError(SchedulerError):
     def __init__(self, message: str, payload: object = None) -> None:
         super().__init__(message)
         self.payload = payload
+
+
+class WorkerStartTimeoutError(TimeoutError):
+    """Fewer workers than waited for arrived in time (dask.distributed's
+    exception of the same name and message, ``wait_for_workers``)."""
+
+    def __init__(self, available_workers: int, expected_workers: int, timeout: float) -> None:
+        super().__init__(available_workers, expected_workers, timeout)
+        self.available_workers = available_workers
+        self.expected_workers = expected_workers
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (f"Only {self.available_workers}/{self.expected_workers} workers arrived "
+                f"after {self.timeout}")
 
 
 class RemoteException(ShoalError):

@@ -34,6 +34,16 @@ def inproc_client() -> Iterator[Client]:
         yield c
 
 
+def poll_until(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def shoal_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("shoal-")]
 

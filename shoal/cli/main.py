@@ -1,9 +1,14 @@
-"""Command line: ``shoal scheduler``, ``shoal worker ADDRESS``, ``shoal demo``.
+"""Command line: ``shoal scheduler``, ``shoal worker``, ``shoal demo``.
 
 A cluster across machines::
 
-    machine-a$ shoal scheduler --host 0.0.0.0 --port 8786
-    machine-b$ shoal worker tcp://machine-a:8786 --nthreads 4 --nworkers 2
+    machine-a$ shoal scheduler --host 0.0.0.0 --scheduler-file /shared/scheduler.json
+    machine-b$ shoal worker --scheduler-file /shared/scheduler.json --nworkers 2
+
+The options are dask.distributed's (``dask scheduler``, ``dask worker``)
+where they mean the same; docs/usage.md lists them all, and those of dask's
+that mean nothing in shoal (each accepted with a message, or refused).
+This module parses; ``shoal/cli/servers.py`` runs what was asked.
 """
 
 from __future__ import annotations
@@ -11,21 +16,124 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from typing import Any
+
+SUPPRESS = argparse.SUPPRESS
 
 
-def _resources(text: str | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if not text:
-        return out
-    for part in text.replace(" ", ",").split(","):
-        if not part:
-            continue
-        name, sep, amount = part.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"resources look like 'GPU=2,MEM=10e9', not {part!r}")
-        out[name] = float(amount)
-    return out
+def _version() -> str:
+    from shoal import __version__
+
+    return f"shoal, version {__version__}"
+
+
+def _add_common(p: argparse.ArgumentParser, log_level: str) -> None:
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--pid-file", default="", help="write this process's id to this file "
+                   "(removed at exit)")
+    p.add_argument("--preload", action="append", default=None, metavar="MODULE",
+                   help="a module name or .py file whose dask_setup(server) runs at start and "
+                        "dask_teardown(server) at exit (repeatable)")
+    p.add_argument("--preload-argv", default=None, metavar="ARGS",
+                   help="arguments for a preload whose dask_setup is a click command (also: "
+                        "any arguments after the known options, as with dask)")
+    p.add_argument("--dashboard-address", default=None,
+                   help="accepted and kept; shoal's dashboard is not built yet")
+    p.add_argument("--dashboard", dest="dashboard", action="store_true", default=None,
+                   help="accepted; shoal's dashboard is not built yet")
+    p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
+    p.add_argument("--dashboard-prefix", default=None, help="accepted; no dashboard yet")
+    p.add_argument("--interface", default=None,
+                   help="listen on this network interface's address, e.g. eth0")
+    p.add_argument("--protocol", default=None, help="tcp (the only one shoal speaks over a network)")
+    p.add_argument("--contact-address", default=None,
+                   help="the address to tell others, when not the one listened on")
+    for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"):
+        p.add_argument(flag, default=None, help="refused: shoal does not support TLS yet")
+    p.add_argument("--validate", action="store_true",
+                   help="check the state machine's invariants after every step (slow)")
+    p.add_argument("--log-level", default=log_level)
+    p.add_argument("--parent-watch", action="store_true", help=SUPPRESS)
+
+
+def _add_scheduler(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    s = sub.add_parser("scheduler", help="run a scheduler",
+                       description="Run a shoal scheduler (as `dask scheduler`).")
+    s.add_argument("--host", default=None,
+                   help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
+                        "for every interface), or a whole address like tcp://0.0.0.0:8786")
+    s.add_argument("--port", default=None, help="port to listen on (default 8786; 0: any free port)")
+    s.add_argument("--scheduler-file", default="",
+                   help="write the scheduler's address to this JSON file (mode 0600); workers "
+                        "and clients read it")
+    s.add_argument("--idle-timeout", default=None,
+                   help="close after this long without work, e.g. 1h (setting "
+                        "scheduler.idle-timeout)")
+    s.add_argument("--jupyter", action="store_true", default=False,
+                   help="refused: shoal does not run a Jupyter server")
+    s.add_argument("--no-jupyter", dest="jupyter", action="store_false")
+    s.add_argument("--allowed-failures", type=int, default=None, help=SUPPRESS)
+    s.add_argument("--worker-ttl", default=None, help=SUPPRESS)
+    s.add_argument("--blocked-handlers", default=None, help=SUPPRESS)
+    s.add_argument("--fd", type=int, help=SUPPRESS)
+    _add_common(s, "INFO")
+
+
+def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    w = sub.add_parser("worker", help="run workers for a scheduler",
+                       description="Run shoal workers for a scheduler (as `dask worker`).")
+    w.add_argument("scheduler", nargs="?", default=None,
+                   help="the scheduler's address, e.g. tcp://10.0.0.1:8786 (or --scheduler-file)")
+    w.add_argument("--scheduler-file", default=None,
+                   help="read the scheduler's address from this file (written by "
+                        "`shoal scheduler --scheduler-file`), waiting for it to appear")
+    w.add_argument("--nthreads", type=int, default=0,
+                   help="threads per worker (default: the cores divided among the workers)")
+    w.add_argument("--nworkers", default=None,
+                   help="worker processes: a number (negative: cores + 1 + n) or 'auto'")
+    w.add_argument("--name", default=None,
+                   help="worker name (with --nworkers > 1: suffixed with -0, -1, ...)")
+    w.add_argument("--host", default=None,
+                   help="interface to listen on (default: 127.0.0.1 for a scheduler on this "
+                        "machine, else 0.0.0.0)")
+    w.add_argument("--worker-port", "--port", dest="worker_port", default=None,
+                   help="port to listen on (default any); a range like 9000:9010 for --nworkers")
+    w.add_argument("--listen-address", default=None,
+                   help="the address to listen on, e.g. tcp://0.0.0.0:9000 (instead of "
+                        "--host/--worker-port)")
+    w.add_argument("--nanny-port", default=None,
+                   help="accepted and unused: shoal's nanny listens on no port")
+    w.add_argument("--memory-limit", default="auto",
+                   help="per worker: a size (4GB), a fraction of this machine's memory (0.5), "
+                        "'auto' (its share by threads; the default) or 0 (no limit); the nanny "
+                        "restarts a worker above it")
+    w.add_argument("--resources", default=None, help='for submit(resources=), e.g. "GPU=2 MEM=10e9"')
+    w.add_argument("--local-directory", default=None,
+                   help="where each worker makes its scratch directory, removed at exit "
+                        "(default: setting temporary-directory, else the system's temporary "
+                        "directory)")
+    w.add_argument("--death-timeout", "--connect-timeout", dest="death_timeout", default=None,
+                   help="seconds to keep trying to reach the scheduler before giving up")
+    w.add_argument("--lifetime", default=None,
+                   help="close each worker after this long, e.g. 1h (setting "
+                        "worker.lifetime.duration)")
+    w.add_argument("--lifetime-stagger", default=None,
+                   help="plus or minus a random part of this, so workers do not leave together")
+    w.add_argument("--lifetime-restart", dest="lifetime_restart", action="store_true",
+                   default=None, help="start a new worker when one's lifetime ends (with --nanny)")
+    w.add_argument("--no-lifetime-restart", dest="lifetime_restart", action="store_false")
+    w.add_argument("--nanny", dest="nanny", action="store_true", default=True,
+                   help="run workers in child processes that are restarted if they die (default)")
+    w.add_argument("--no-nanny", dest="nanny", action="store_false")
+    w.add_argument("--preload-nanny", action="append", default=None,
+                   help="refused: shoal's nanny runs no preloads (use --preload)")
+    w.add_argument("--worker-class", default=None,
+                   help="shoal.Worker (dask.distributed.Worker is taken to mean it); no other")
+    w.add_argument("--scheduler-sni", default=None, help="refused: shoal does not support TLS yet")
+    w.add_argument("--heartbeat-interval", default=None, help=SUPPRESS)
+    w.add_argument("--ready-fd", type=int, default=None, help=SUPPRESS)
+    # set by a supervisor (LocalCluster's, a Nanny's, this command's) on its workers
+    w.add_argument("--supervised", action="store_true", help=SUPPRESS)
+    _add_common(w, "WARNING")
 
 
 @functools.cache
@@ -33,39 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser (made once per process: ~7 ms; the fork server makes it
     before forking, so that its children don't)."""
     ap = argparse.ArgumentParser(prog="shoal", description="shoal: a distributed futures engine")
+    ap.add_argument("--version", action="version", version=_version())
     sub = ap.add_subparsers(dest="command", required=True)
+    _add_scheduler(sub)
+    _add_worker(sub)
 
-    s = sub.add_parser("scheduler", help="run a scheduler")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
-    s.add_argument("--port", type=int, default=8786)
-    s.add_argument("--fd", type=int, help=argparse.SUPPRESS)
-    s.add_argument("--parent-watch", action="store_true", help=argparse.SUPPRESS)
-    s.add_argument("--validate", action="store_true", help="check invariants after every step (slow)")
-    s.add_argument("--log-level", default="INFO")
-
-    w = sub.add_parser("worker", help="run workers for a scheduler")
-    w.add_argument("scheduler", help="scheduler address, e.g. tcp://10.0.0.1:8786")
-    w.add_argument("--nthreads", type=int, default=1, help="threads per worker")
-    w.add_argument("--nworkers", type=int, default=1, help="worker processes")
-    w.add_argument("--name", default="", help="worker name (suffixed with -i when nworkers > 1)")
-    w.add_argument("--host", default=None,
-                   help="interface to listen on (default: 127.0.0.1 for a local scheduler, "
-                        "else 0.0.0.0)")
-    w.add_argument("--port", type=int, default=0)
-    w.add_argument("--memory-limit", default="0",
-                   help="restart a worker above this size, e.g. 4GB or auto (default: no limit)")
-    w.add_argument("--resources", default="", help="e.g. GPU=2,MEM=10e9")
-    w.add_argument("--nanny", dest="nanny", action="store_true", default=True,
-                   help="run workers in child processes that are restarted if they die (default)")
-    w.add_argument("--no-nanny", dest="nanny", action="store_false")
-    w.add_argument("--connect-timeout", type=float, default=30.0)
-    w.add_argument("--parent-watch", action="store_true", help=argparse.SUPPRESS)
-    w.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
-    w.add_argument("--validate", action="store_true")
-    w.add_argument("--log-level", default="WARNING")
-
-    z = sub.add_parser("zygote", help=argparse.SUPPRESS)  # LocalCluster's fork server
+    z = sub.add_parser("zygote", help=SUPPRESS)  # LocalCluster's fork server
     z.add_argument("--fds", default="")
 
     d = sub.add_parser("demo", help="start a local cluster and run a small real workload")
@@ -75,20 +156,46 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def split_preload_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``shoal worker ... --preload m --flag 3``: the arguments from the first
+    option the command does not know (or after ``--``) are the preload's, as
+    with dask; they are split off before parsing, so that none is taken for
+    the scheduler's address."""
+    if len(argv) < 1 or argv[0] not in ("scheduler", "worker"):
+        return argv, []
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = sub.choices[argv[0]]._option_string_actions
+    i = 1
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return argv[:i], argv[i + 1:]
+        if token.startswith("-") and len(token) > 1 and not token[1].isdigit():
+            action = actions.get(token.split("=", 1)[0])
+            if action is None:
+                return argv[:i], argv[i:]
+            if "=" not in token and action.nargs != 0:
+                i += 1  # its value
+        i += 1
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from shoal.cluster.run import setup_logging
+    raw = list(sys.argv[1:] if argv is None else argv)
+    head, tail = split_preload_argv(raw)
+    parser = build_parser()
+    args = parser.parse_args(head)
+    if args.command in ("scheduler", "worker"):
+        from shoal.cli import servers
 
-    if args.command == "scheduler":
-        from shoal.cluster.run import run_scheduler
-
-        setup_logging(args.log_level)
-        run_scheduler(args.host, args.port, args.fd, args.parent_watch, args.validate)
-        return 0
-    if args.command == "worker":
-        setup_logging(args.log_level)
-        return _worker(args)
+        try:
+            return servers.run(args, tail)
+        except servers.UsageError as e:
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            sub.choices[args.command].error(str(e))
     if args.command == "zygote":
+        from shoal.cluster.run import setup_logging
         from shoal.cluster.zygote import run_zygote
 
         setup_logging("WARNING")
@@ -98,68 +205,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args.n_workers, args.threads_per_worker, args.files)
     return 2  # pragma: no cover
-
-
-def _worker(args: Any) -> int:
-    from shoal.cluster.process import parse_memory
-    from shoal.comm.addresses import get_host, normalize_address
-
-    scheduler = normalize_address(args.scheduler)
-    host = args.host
-    if host is None:
-        host = "127.0.0.1" if get_host(scheduler) in ("127.0.0.1", "localhost", "::1") else "0.0.0.0"
-    memory_limit = parse_memory(args.memory_limit, args.nworkers)
-    if not args.nanny:
-        from shoal.cluster.run import run_worker
-
-        return run_worker(scheduler, args.nthreads, args.name, host, args.port, memory_limit,
-                          _resources(args.resources), args.parent_watch, args.validate,
-                          args.connect_timeout, args.ready_fd)
-    return _supervise(args, scheduler, host, memory_limit)
-
-
-def _supervise(args: Any, scheduler: str, host: str, memory_limit: int) -> int:
-    """The nanny: run --nworkers worker processes, restarting any that die."""
-    import signal
-    import threading
-
-    from shoal.cluster.process import Supervisor
-
-    sup = Supervisor()
-    base = args.name
-    for i in range(args.nworkers):
-        name = f"{base}-{i}" if base and args.nworkers > 1 else base
-        child = ["worker", scheduler, "--nthreads", str(args.nthreads), "--host", host,
-                 "--memory-limit", str(memory_limit), "--no-nanny", "--log-level", args.log_level,
-                 "--connect-timeout", str(args.connect_timeout)]
-        if name:
-            child += ["--name", name]
-        if args.port and args.nworkers == 1:
-            child += ["--port", str(args.port)]
-        if args.resources:
-            child += ["--resources", args.resources]
-        if args.validate:
-            child.append("--validate")
-        sup.add(name or f"worker-{i}", child, memory_limit)
-    done = threading.Event()
-
-    def stop(*_: Any) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    if args.parent_watch:
-        def watch_stdin() -> None:
-            while sys.stdin.buffer.read(4096):
-                pass
-            done.set()
-
-        threading.Thread(target=watch_stdin, daemon=True).start()
-    while not done.wait(0.5):
-        if not sup.workers:
-            break  # every worker exited cleanly: the scheduler is gone
-    sup.stop()
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

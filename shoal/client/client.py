@@ -2,10 +2,13 @@
 responsibility.
 
     ClientCore        core.py            connection, futures, submit/map, gather/scatter, cancel
-    Introspection     introspection.py   who_has, has_what, scheduler_info, story, ...
+    Introspection     introspection.py   who_has, has_what, scheduler_info, story, metadata, ...
+    Diagnostics       diagnostics.py     get_task_stream, profile, call_stack, logs, versions, ...
     ClusterControl    control.py         run_on_scheduler, wait_for_workers, ...
     Computing         compute.py         compute, persist, get (dask collections)
     DatasetMethods    datasets.py        publish_dataset, get_dataset, client.datasets, ...
+    Events            events.py          log_event, get_events, subscribe_topic, forward_logging, ...
+    PluginMethods     plugins.py         register_plugin, upload_file, ...
 
 The mixins use the core (through ``self``); the core imports none of them.
 
@@ -24,14 +27,18 @@ from shoal.client.compute import Computing
 from shoal.client.control import ClusterControl
 from shoal.client.core import ClientCore, load_runtime
 from shoal.client.datasets import DatasetMethods
+from shoal.client.diagnostics import Diagnostics
+from shoal.client.events import Events
 from shoal.client.introspection import Introspection
+from shoal.client.plugins import PluginMethods
 
 TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from typing import Any
 
-class Client(Computing, ClusterControl, DatasetMethods, Introspection, ClientCore):
+class Client(Computing, ClusterControl, DatasetMethods, Diagnostics, Events, Introspection,
+             PluginMethods, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments
@@ -109,6 +116,12 @@ class Client(Computing, ClusterControl, DatasetMethods, Introspection, ClientCor
                 self._prestarted.discard()
             raise
         self.direct_to_workers = direct_to_workers
+        self.scheduler_file = scheduler_file
+        self.security = security
+        self.connection_args: dict[str, Any] = {}
+        self.extensions: dict[str, Any] = dict(extensions or {})
+        self.preloads: list[Any] = []
+        self.generation = 1  # dask counts reconnections; a shoal client connects once
         self._init_core(
             address, timeout=seconds, set_as_default=set_as_default, asynchronous=asynchronous,
             name=name, heartbeat_interval=heartbeat, connection_limit=connection_limit,
@@ -143,6 +156,25 @@ class Client(Computing, ClusterControl, DatasetMethods, Introspection, ClientCor
 
         limit = None if callback_timeout is None else parse_timedelta(callback_timeout)
         return self._sync(call, asynchronous=asynchronous, callback_timeout=limit)
+
+    @property
+    def scheduler(self) -> Any:
+        """The scheduler's requests over this client's connection:
+        ``await client.scheduler.who_has()``; ``client.scheduler.address``."""
+        from shoal.comm.rpc import SchedulerProxy
+
+        return SchedulerProxy(self)
+
+    def write_scheduler_file(self, scheduler_file: str) -> None:
+        """Write the scheduler's information (``scheduler_info()``) to a JSON
+        file another client can connect with (``Client(scheduler_file=...)``)."""
+        import json
+
+        if self.scheduler_file:
+            raise ValueError("Scheduler file already set")
+        self.scheduler_file = scheduler_file
+        with open(scheduler_file, "w") as f:
+            json.dump(self.scheduler_info(), f, indent=2)
 
     @classmethod
     def current(cls, allow_global: bool = True) -> Client:

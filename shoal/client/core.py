@@ -47,14 +47,14 @@ if TYPE_CHECKING:
     from shoal.client.structure import futures_in
     from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
     from shoal.comm.pool import ConnectionPool
+    from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
+        FutureCancelledError,
         FutureLost,
         SchedulerError,
-        SerializationError,
     )
     from shoal.protocol import messages as m
-    from shoal.protocol.serialize import Payload, loads
 
     logger: logging.Logger
     _C = TypeVar("_C", bound="ClientCore")
@@ -81,8 +81,8 @@ def _bind_runtime() -> None:
     global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks, transfer
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
-    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, SerializationError, m
-    global Payload, dumps, loads
+    global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
+    global raise_error_answer
     if _runtime_loaded:  # another thread did it while we waited for the lock
         return
     import asyncio
@@ -102,14 +102,14 @@ def _bind_runtime() -> None:
     from shoal.client.structure import futures_in
     from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
     from shoal.comm.pool import ConnectionPool
+    from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
+        FutureCancelledError,
         FutureLost,
         SchedulerError,
-        SerializationError,
     )
     from shoal.protocol import messages as m
-    from shoal.protocol.serialize import Payload, dumps, loads
 
     logger = logging.getLogger("shoal.client")
     _runtime_loaded = True
@@ -125,9 +125,12 @@ current_client: contextvars.ContextVar[Any] = contextvars.ContextVar("shoal_curr
                                                                     default=None)
 
 
-def default_client() -> Any:
-    """The client made current in this context (``Client.as_current()``),
-    else the one made most recently with ``set_as_default``."""
+def default_client(c: Any = None) -> Any:
+    """``c`` if given; else the client made current in this context
+    (``Client.as_current()``), else the one made most recently with
+    ``set_as_default``; ``ValueError`` if there is none."""
+    if c is not None:
+        return c
     c = current_client.get()
     if c is not None and c.status not in ("closing", "closed"):
         return c
@@ -144,7 +147,9 @@ class ClientCore:
     modules of their own, mixed into ``shoal.Client``; this class imports none
     of them."""
 
-    _prestarted: Any = None  # the fork server Client.__new__ launched, if any
+    _prestarted: Any = None  # the fork server Client.__init__ launched, if any
+    #: the event loop this client's coroutines run on (set once it starts)
+    loop: asyncio.AbstractEventLoop | None = None
 
     def _init_core(
         self,
@@ -203,7 +208,6 @@ class ClientCore:
         self._set_as_default = set_as_default
         self._callback_executor: ThreadPoolExecutor | None = None
         self._runner: LoopRunner | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.scheduler_comm: Comm | None = None
         self.cluster: Any = None
         self._owns_cluster = False
@@ -329,13 +333,13 @@ class ClientCore:
             await self._start()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None) -> None:
         await self._close()
 
     def __enter__(self: _C) -> _C:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None) -> None:
         self.close()
 
     def close(self, timeout: float | None = None) -> Any:
@@ -365,9 +369,7 @@ class ClientCore:
             task.cancel()
         if hasattr(self, "pool"):
             self.pool.close()
-        for fut in self._requests.values():
-            if not fut.done():
-                fut.set_exception(CommClosedError("the client was closed"))
+        self._fail_pending("the client was closed")
         if self._owns_cluster and self.cluster is not None:
             await self.cluster._close()
         if self._callback_executor is not None:
@@ -406,16 +408,22 @@ class ClientCore:
             log("lost the connection to the scheduler at %s: %s", self.scheduler_address, exc)
             self.status = "closed"
             self._restore_dask_scheduler()
-            err = CommClosedError(f"lost the connection to the scheduler: {exc}")
-            for fut in self._requests.values():
-                if not fut.done():
-                    fut.set_exception(err)
-            with self._lock:
-                for st in self.futures.values():
-                    if not st.done():
-                        st.status = CANCELLED
-                        st.exception = FutureLost(f"lost the connection to the scheduler: {exc}")
-                        self._wake(st)
+            self._fail_pending(f"lost the connection to the scheduler: {exc}")
+
+    def _fail_pending(self, reason: str) -> None:
+        """No answer will come any more: requests fail, and pending futures
+        are cancelled with ``reason`` (their ``result()`` raises instead of
+        waiting forever)."""
+        err = CommClosedError(reason)
+        for fut in self._requests.values():
+            if not fut.done():
+                fut.set_exception(err)
+        with self._lock:
+            for st in self.futures.values():
+                if not st.done():
+                    st.status = CANCELLED
+                    st.exception = FutureLost(reason)
+                    self._wake(st)
 
     def _in_loop_thread(self) -> bool:
         return running_on(self.loop)
@@ -535,15 +543,7 @@ class ClientCore:
             self._requests.pop(rid, None)
         if reply.ok:
             return reply.value
-        err = reply.value
-        if isinstance(err, Payload):
-            try:
-                err = loads(err)
-            except SerializationError:
-                err = SchedulerError(f"{method} failed")
-        if isinstance(err, BaseException):
-            raise err
-        raise SchedulerError(str(err))
+        raise_error_answer(method, reply.value)
 
     # ------------------------------------------------------------------ references
 
@@ -749,9 +749,12 @@ class ClientCore:
 
     # ------------------------------------------------------------------ control
 
-    def cancel(self, futures: Any, asynchronous: bool | None = None, force: bool = False) -> Any:
+    def cancel(self, futures: Any, asynchronous: bool | None = None, force: bool = False,
+               reason: str | None = None, msg: str | None = None) -> Any:
         """Cancel futures (and what depends on them); running tasks finish but
-        their results are dropped.  Returns (or, asynchronous, its awaitable
+        their results are dropped.  ``force``: for every client holding them,
+        not only this one.  ``result()`` then raises ``FutureCancelledError``
+        with ``reason`` and ``msg``.  Returns (or, asynchronous, its awaitable
         ends) once the scheduler has taken the cancellation in, as in
         dask.distributed: no task it cancelled starts after that."""
         found = list(futures_in(futures))
@@ -762,11 +765,12 @@ class ClientCore:
                 if st.status != CANCELLED:
                     st.status = CANCELLED
                     st.value = None
+                    st.exception = FutureCancelledError(st.key, reason, msg)
                     self._wake(st)
             for key in keys:  # the scheduler answers each with TasksCancelled
                 self._cancelling[key] = self._cancelling.get(key, 0) + 1
         if keys:
-            self._send(m.CancelKeys(keys, force))
+            self._send(m.CancelKeys(keys, force, reason or "", msg or ""))
         if self.asynchronous:
             return self._scheduler_caught_up() if keys else _done_coroutine()
         if keys and not self._in_loop_thread() and self.status == "running":

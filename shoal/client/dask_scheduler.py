@@ -28,6 +28,11 @@ _installed = False
 
 
 def _current() -> Any:
+    from shoal.client.core import current_client
+
+    chosen = current_client.get()  # ``with client.as_current():``
+    if chosen is not None and chosen.status == "running" and not chosen.asynchronous:
+        return chosen
     for ref in reversed(_clients):
         c = ref()
         if c is not None and c.status == "running":
@@ -35,12 +40,25 @@ def _current() -> Any:
     return None
 
 
-def dispatch_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
-    """dask's scheduler ``get``: run on the newest running shoal client."""
+def _client() -> Any:
     client = _current()
     if client is None:
         raise RuntimeError("dask is set to compute on shoal, but no shoal client is running")
-    return client.get(dsk, keys, **kwargs)
+    return client
+
+
+def dispatch_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    """dask's scheduler ``get``: run on the newest running shoal client."""
+    return _client().get(dsk, keys, **kwargs)
+
+
+def _dispatch_persist(collections: Any, optimize_graph: bool = True, **kwargs: Any) -> Any:
+    """``dask.persist`` asks its scheduler for ``persist`` (a client's keeps
+    the results on the workers, behind futures)."""
+    return _client().persist(collections, optimize_graph=optimize_graph, **kwargs)
+
+
+dispatch_get.persist = _dispatch_persist  # type: ignore[attr-defined]
 
 
 def _install(dask: ModuleType) -> None:

@@ -10,28 +10,24 @@ mapping, as methods of ``shoal.Client`` (the scheduler side is
 A dataset is any picklable object; futures inside it (a list of futures, a
 persisted dask collection) keep their results on the workers for as long as
 the dataset is published, even after the publishing client has gone.
-
-A mixin of ``shoal.Client`` that uses the client's core and that the core
-does not import.
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
 
+from shoal.client.mixin import MixinBase
+
 TYPE_CHECKING = False  # typing is not imported: ``from shoal import Client`` stays light
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-    from shoal.client.core import ClientCore as _Base
-else:
-    _Base = object
 
 _NO_DEFAULT = object()
 
 
-class DatasetMethods(_Base):
+class DatasetMethods(MixinBase):
     def publish_dataset(self, *args: Any, name: str | None = None, override: bool = False,
                         asynchronous: bool | None = None, **kwargs: Any) -> Any:
         """Publish objects under names, for any client of this scheduler:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from shoal.errors import CancelledError, FutureLost
+from shoal.errors import FutureLost
 from shoal.protocol.serialize import (
     Payload,
     collecting_dependencies,
@@ -146,9 +146,10 @@ class Future(Generic[T]):
 
     def __init__(self, key: str, client: Client | None = None, inform: bool = True) -> None:
         if client is None:
-            from shoal.client.core import default_client
+            # the client of this place: inside a task or an actor method, the worker's
+            from shoal.worker.context import get_client
 
-            client = default_client()
+            client = get_client()
         self.key = key
         self.client = client
         self._state = client._acquire_key(key, inform)
@@ -202,7 +203,7 @@ class Future(Generic[T]):
     def _exception_now(self) -> BaseException | None:
         st = self._state
         if st.status == CANCELLED:
-            raise CancelledError(self.key)
+            raise self.client._exception_of(st)
         if st.status == ERROR:
             return self.client._exception_of(st)
         return None
@@ -238,10 +239,11 @@ class Future(Generic[T]):
 
     # -- control ---------------------------------------------------------------
 
-    def cancel(self, force: bool = False) -> Any:
-        """Cancel this future; see ``Client.cancel`` (an awaitable for an
-        asynchronous client)."""
-        return self.client.cancel([self], force=force)
+    def cancel(self, reason: str | None = None, msg: str | None = None, **kwargs: Any) -> Any:
+        """Cancel this future; see ``Client.cancel``, which ``kwargs``
+        (``force``, ``asynchronous``) go to (an awaitable for an asynchronous
+        client)."""
+        return self.client.cancel([self], reason=reason, msg=msg, **kwargs)
 
     def retry(self) -> Any:
         """Run this failed future again; see ``Client.retry`` (an awaitable
@@ -290,6 +292,11 @@ class Future(Generic[T]):
         if refs is not None:
             refs.add(self.key)
         return (_rebuild_future, (self.key,))
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        """dask's token: one key, one token, for every handle on it (dask
+        hashes graphs that hold futures, a persisted collection's do)."""
+        return ("shoal.Future", self.key)
 
     # -- display ---------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """What the client does with the scheduler's messages: results, errors,
 cancellations and losses land in the futures' states (on the client's event
-loop thread, under the client's lock), and waiters are woken.  News about a
-key whose release the scheduler has not answered yet is about the futures
-released, not the current ones, and is dropped (see releases.py)."""
+loop thread, under the client's lock), and waiters are woken.  Events of
+subscribed topics go to their handlers (shoal/client/events.py) after the
+lock is released.  News about a key whose release the scheduler has not
+answered yet is about the futures released, not the current ones, and is
+dropped (see releases.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.client import pushed, releases
 from shoal.client.future import CANCELLED, ERROR, LOST
+from shoal.errors import FutureCancelledError
 from shoal.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -22,6 +25,7 @@ logger = logging.getLogger("shoal.client")
 def apply(client: Client, msgs: list[Any]) -> None:
     futures = client.futures
     releasing = client._releasing  # news about these may be about released futures
+    events = None
     with client._lock:
         for msg in msgs:
             t = type(msg)
@@ -58,6 +62,8 @@ def apply(client: Client, msgs: list[Any]) -> None:
                         # finished ones too: the scheduler dropped our claim
                         st.status = CANCELLED
                         st.value = None
+                        # why: another client's cancel(force=True, reason=...), a restart...
+                        st.exception = FutureCancelledError(key, msg.reason or None, msg.msg or None)
                         client._wake(st)
             elif t is m.TasksLost:
                 for key in msg.keys:
@@ -74,6 +80,15 @@ def apply(client: Client, msgs: list[Any]) -> None:
                 fut = client._requests.pop(msg.id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+            elif t is m.EventLogged:
+                if events is None:
+                    events = [msg]
+                else:
+                    events.append(msg)
             else:
                 logger.warning("unexpected %s from the scheduler", t.__name__)
+    if events is not None:
+        from shoal.client import events as client_events
+
+        client_events.deliver(client, events)
 

@@ -127,3 +127,23 @@ _runner = LoopRunner()
 
 def get_loop_runner() -> LoopRunner:
     return _runner
+
+
+def sync(loop: asyncio.AbstractEventLoop, func: Callable[..., Awaitable[T]], *args: Any,
+         callback_timeout: float | str | None = None, **kwargs: Any) -> T:
+    """Run ``func(*args, **kwargs)`` on ``loop``, an event loop running in
+    another thread (such as ``client.loop``), and wait for its result, at
+    most ``callback_timeout`` (dask.distributed's ``sync``)."""
+    from shoal.units import parse_timedelta
+
+    if loop.is_closed():
+        raise RuntimeError("the event loop is closed")
+    if running_on(loop):
+        raise RuntimeError("sync() was called from the loop it would wait for; await the "
+                           "coroutine instead")
+    timeout = None if callback_timeout is None else parse_timedelta(callback_timeout)
+
+    async def runner() -> T:
+        return await func(*args, **kwargs)
+
+    return LoopRunner.wait(asyncio.run_coroutine_threadsafe(runner(), loop), timeout)

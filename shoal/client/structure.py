@@ -48,3 +48,46 @@ def replace_futures(obj: Any, value_of: Callable[[Future[Any]], Any], skip: obje
         except TypeError:
             return items
     return obj
+
+
+def futures_of(o: Any, client: Any = None) -> list[Future[Any]]:
+    """The futures inside ``o``, each once, in the order found: a future;
+    lists, tuples, sets and dicts (values), nested; a dask collection (the
+    futures its graph holds, as a persisted collection's does).  dask is
+    never imported here.  With a ``client``, a cancelled future among them
+    raises ``CancelledError`` (as dask's ``futures_of`` does)."""
+    found: dict[Future[Any], None] = {}
+    stack = [o]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Future):
+            found.setdefault(x)
+        elif isinstance(x, (list, tuple, set, frozenset)):
+            stack.extend(reversed(list(x)))
+        elif isinstance(x, dict):
+            stack.extend(reversed(list(x.values())))
+        elif _is_dask_collection(x):
+            stack.extend(reversed(list(_graph_values(x))))
+    futures = list(found)
+    if client is not None:
+        cancelled = [f.key for f in futures if f.cancelled()]
+        if cancelled:
+            from shoal.errors import CancelledError
+
+            raise CancelledError(f"{len(cancelled)} futures were cancelled: {cancelled[:5]}")
+    return futures
+
+
+def _is_dask_collection(x: Any) -> bool:
+    return callable(getattr(x, "__dask_graph__", None)) and not isinstance(x, type)
+
+
+def _graph_values(collection: Any) -> Iterator[Any]:
+    """The values of a collection's graph; a dask ``DataNode`` (how dask
+    wraps a plain value) gives its value."""
+    graph = collection.__dask_graph__()
+    if graph is None:
+        return
+    for v in graph.values():
+        inner = getattr(v, "value", None) if type(v).__name__ == "DataNode" else None
+        yield inner if inner is not None else v

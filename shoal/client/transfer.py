@@ -23,7 +23,7 @@ from shoal.client import future as fmod
 from shoal.client.digest import content_digest
 from shoal.client.future import CANCELLED, FINISHED, Future, FutureState
 from shoal.client.structure import futures_in, replace_futures
-from shoal.errors import CancelledError, FutureLost, SchedulerError, SerializationError
+from shoal.errors import FutureCancelledError, FutureLost, SchedulerError, SerializationError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.worker import shm
@@ -51,7 +51,12 @@ def type_name(value: Any) -> str:
 
 def exception_of(st: FutureState) -> BaseException:
     if st.status == CANCELLED:
-        return st.exception if isinstance(st.exception, BaseException) else CancelledError(st.key)
+        exc = st.exception
+        if isinstance(exc, FutureCancelledError):  # a fresh one: see exception_of_state
+            return FutureCancelledError(exc.key, exc.reason, exc.msg)
+        if isinstance(exc, BaseException):  # FutureLost: the client closed, the connection went
+            return exc
+        return FutureCancelledError(st.key, None)
     return fmod.exception_of_state(st)
 
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from shoal.client import waiting_on
 from shoal.client.future import CANCELLED, ERROR, Future, FutureState
-from shoal.client.structure import futures_in
+from shoal.client.structure import futures_of
 
 ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -59,11 +59,12 @@ def wait(fs: Any, timeout: Any = None, return_when: str = ALL_COMPLETED) -> Any:
     """Wait until the futures are done (or the first one, with
     ``return_when=FIRST_COMPLETED``; or the first error, with
     ``FIRST_EXCEPTION``); ``TimeoutError`` after ``timeout`` s.  On an
-    asynchronous client's event loop: an awaitable."""
+    asynchronous client's event loop: an awaitable.
+    ``fs``: a future, lists/dicts of them, or a persisted dask collection."""
     seconds = _seconds(timeout, "wait")
     if return_when not in (ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION):
         raise ValueError(f"unknown return_when {return_when!r}")
-    futures = list(futures_in(fs))
+    futures = futures_of(fs)
     if not futures:
         return DoneAndNotDoneFutures(set(), set())
     client = futures[0].client
@@ -117,7 +118,7 @@ def fire_and_forget(obj: Any) -> None:
     """Run these futures' tasks to completion even when no future points at
     them any more."""
     by_client: dict[int, tuple[Any, list[str]]] = {}
-    for f in futures_in(obj):
+    for f in futures_of(obj):
         by_client.setdefault(id(f.client), (f.client, []))[1].append(f.key)
     for client, keys in by_client.values():
         client._fire_and_forget(keys)
@@ -226,6 +227,11 @@ class as_completed:
     def has_ready(self) -> bool:
         with self._lock:
             return bool(self._ready)
+
+    def _tracked(self) -> list[Future[Any]]:
+        """The futures still to be yielded, each once (what ``progress`` counts)."""
+        with self._lock:
+            return list(dict.fromkeys([*self._ready, *self._pending.values()]))
 
     def clear(self) -> None:
         """Forget every future not yielded yet."""

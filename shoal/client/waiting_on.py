@@ -118,16 +118,21 @@ def add_done_callback(
 
 
 def run_callback(client: Client, fn: Callable[[Future[Any]], Any], future: Future[Any]) -> None:
-    if client._callback_executor is None:
-        client._callback_executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-callback")
-
     def run() -> None:
         try:
             fn(future)
         except Exception:
             logger.exception("error in done-callback %r of %s", fn, future.key)
 
+    in_callback_thread(client, run)
+
+
+def in_callback_thread(client: Client, fn: Callable[[], Any]) -> None:
+    """With the lock held: run ``fn()`` on the client's callback thread (one
+    thread, started on first use); nothing once the client has closed."""
+    if client._callback_executor is None:
+        client._callback_executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-callback")
     try:
-        client._callback_executor.submit(run)
+        client._callback_executor.submit(fn)
     except RuntimeError:  # executor shut down with the client
         pass

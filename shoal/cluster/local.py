@@ -7,7 +7,14 @@ workers start in parallel with it instead of after it.  A supervisor thread
 (the nanny's part) restarts workers that die.
 
 With ``processes=False`` everything runs in this process, on the shared
-event loop thread, over the in-process transport.
+event loop thread (or the caller's, asynchronous), over the in-process
+transport (or TCP with ``protocol="tcp"``), with ``shoal.Scheduler`` and
+``shoal.Worker`` objects: ``cluster.scheduler`` is the scheduler itself.
+
+The keywords are dask.distributed's (``shoal/cluster/local_options.py``
+turns them into what to start); the members users rely on
+(``scheduler_info``, ``wait_for_workers``, ``get_client``, ``scale``, the
+reprs) are in ``shoal/cluster/manager.py``.
 """
 
 from __future__ import annotations
@@ -16,61 +23,69 @@ import asyncio
 import itertools
 import logging
 import os
-import uuid
 from typing import Any
 
+from shoal.cluster.local_options import Plan, plan
+from shoal.cluster.manager import ClusterManager
 from shoal.cluster.prestart import Prestarted, forkserver_enabled
-from shoal.cluster.process import Supervisor, parse_memory, spawn, stop_processes
+from shoal.cluster.process import Supervisor, spawn, stop_processes
 from shoal.comm.addresses import bind_socket
 
 logger = logging.getLogger("shoal.cluster")
 
 _ids = itertools.count(1)
 
-#: keyword arguments dask.distributed's LocalCluster takes that mean nothing here
-_IGNORED = {"dashboard_address", "silence_logs", "local_directory", "death_timeout", "interface",
-            "protocol", "worker_dashboard_address", "scheduler_kwargs", "worker_kwargs",
-            "security", "service_kwargs", "diagnostics_port", "blocked_handlers"}
 
+class LocalCluster(ClusterManager):
+    """A scheduler and workers on this machine (dask.distributed's keywords).
 
-def default_sizes(n_workers: int | None, threads_per_worker: int | None, processes: bool) -> tuple[int, int]:
-    cores = os.cpu_count() or 1
-    if n_workers is None and threads_per_worker is None:
-        if not processes:
-            return 1, cores
-        if cores <= 4:
-            return cores, 1
-        n = 2
-        while n * n < cores:
-            n += 1
-        while cores % n:
-            n += 1
-        return n, cores // n
-    if n_workers is None:
-        assert threads_per_worker is not None
-        return max(1, cores // threads_per_worker), threads_per_worker
-    if threads_per_worker is None:
-        return n_workers, max(1, cores // max(1, n_workers))
-    return n_workers, threads_per_worker
+    name: the cluster's name.  n_workers, threads_per_worker: default as
+    dask (about sqrt(cores) worker processes; one worker with every core
+    for processes=False).  processes: worker processes under a nanny
+    (default), or workers in this process.  host, scheduler_port,
+    interface, protocol: where the scheduler listens (default 127.0.0.1,
+    any free port).  silence_logs: the log level of the cluster's processes
+    (default WARNING; None/False: their defaults).  asynchronous: for use
+    with ``await``/``async with``.  scheduler_kwargs, blocked_handlers: for
+    the ``Scheduler``; any other keyword (memory_limit, resources,
+    local_directory, death_timeout, lifetime, preload...) goes to each
+    ``Worker``.  validate: check invariants in every process (slow).
+    start_timeout: how long to wait for the workers (setting
+    ``local-cluster.start-timeout``).  See docs/usage.md for the keywords
+    that mean nothing in shoal.
+    """
 
-
-class LocalCluster:
     def __init__(
         self,
+        name: str | None = None,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
-        processes: bool = True,
-        memory_limit: Any = "auto",
-        host: str = "127.0.0.1",
+        processes: bool | None = None,
+        loop: Any = None,
+        start: Any = None,
+        host: str | None = None,
+        ip: str | None = None,
         scheduler_port: int = 0,
+        silence_logs: Any = logging.WARN,
+        dashboard_address: str | None = ":8787",
+        worker_dashboard_address: str | None = None,
+        services: Any = None,
+        worker_services: Any = None,
+        service_kwargs: Any = None,
         asynchronous: bool = False,
-        resources: dict[str, float] | None = None,
+        security: Any = None,
+        protocol: str | None = None,
+        blocked_handlers: list[str] | None = None,
+        interface: str | None = None,
+        worker_class: Any = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        scheduler_sync_interval: float | str = 1,
+        *,
         validate: bool = False,
-        name: str | None = None,
         start_timeout: float | None = None,
         _prestarted: Prestarted | None = None,
         _wait: bool = True,
-        **kwargs: Any,
+        **worker_kwargs: Any,
     ) -> None:
         # _prestarted: the socket and fork server ``shoal.Client`` started for
         # us (shoal.cluster.prestart; the client discards it if we raise);
@@ -78,49 +93,64 @@ class LocalCluster:
         # calls _wait_started() when it wants
         self._prestarted: Prestarted | None = None
         self._starting: list[str] = []  # forked workers not yet known to have registered
-        unknown = set(kwargs) - _IGNORED
-        if unknown:
-            raise TypeError(f"LocalCluster got unexpected keyword arguments {sorted(unknown)}")
-        self.n_workers, self.threads_per_worker = default_sizes(n_workers, threads_per_worker, processes)
-        if self.n_workers < 0 or self.threads_per_worker < 1:
-            raise ValueError("n_workers must be >= 0 and threads_per_worker >= 1")
-        self.processes = processes
-        self.memory_limit = parse_memory(memory_limit, max(1, self.n_workers))
-        self.host = host
+        self._plan: Plan = plan(
+            n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+            loop=loop, start=start, host=host, ip=ip, silence_logs=silence_logs,
+            worker_dashboard_address=worker_dashboard_address, services=services,
+            worker_services=worker_services, service_kwargs=service_kwargs, security=security,
+            protocol=protocol, blocked_handlers=blocked_handlers, interface=interface,
+            worker_class=worker_class, scheduler_kwargs=scheduler_kwargs, validate=validate,
+            worker_kwargs=worker_kwargs,
+        )
+        from shoal import config
+        from shoal.units import parse_timedelta
+
+        #: dask's interval for syncing cluster information to the scheduler;
+        #: shoal asks the scheduler when asked, so it is kept, not used
+        self.scheduler_sync_interval = parse_timedelta(scheduler_sync_interval)
+        self.n_workers = self._plan.n_workers
+        self.threads_per_worker = self._plan.threads_per_worker
+        self.processes = self._plan.processes
+        self.memory_limit = self._plan.memory_limit
+        self.host = self._plan.host
         self.scheduler_port = scheduler_port
-        self.resources = resources
         self.validate = validate
         self.asynchronous = asynchronous
-        from shoal import config
-
+        self.dashboard_address = dashboard_address
+        self.silence_logs = silence_logs
         self.start_timeout = start_timeout or config.duration("local-cluster.start-timeout") or 60.0
+        from shoal.cluster.cluster_logs import record_cluster_logs
+
+        record_cluster_logs()  # the supervisor's lines, for get_logs()
         self.name = name or f"LocalCluster-{next(_ids)}"
         self.status = "created"
         self.scheduler_address = ""
+        #: shoal has no dashboard yet (``dashboard_address`` is kept for it)
         self.dashboard_link: str | None = None
         self._scheduler_proc: Any = None
         self._forkserver: Any = None
         self._supervisor: Supervisor | None = None
-        self._scheduler: Any = None  # in-process SchedulerServer
-        self._workers: list[Any] = []  # in-process WorkerServers
+        self._scheduler: Any = None  # in-process shoal.Scheduler
+        self._workers: list[Any] = []  # in-process shoal.Workers
+        self._watchers: set[asyncio.Task[None]] = set()  # see _replace_when_restarted
+        self._closing = False
         self._runner: Any = None
-        self._worker_ids = itertools.count()
+        self._next_worker = 0
+        self._init_manager()
         if _prestarted is not None:
-            if (processes and not asynchronous and _prestarted.matches(host, scheduler_port)
-                    and forkserver_enabled()):
+            if (self.processes and not asynchronous and self._plan.protocol == "tcp"
+                    and _prestarted.matches(self.host, scheduler_port) and forkserver_enabled()):
                 self._prestarted = _prestarted
             else:
                 _prestarted.discard()
         if not asynchronous:
-            if processes:
+            if self.processes:
                 self._start_processes()
                 if _wait:
                     self._wait_started()
             else:
-                from shoal.client.loop import get_loop_runner
-
-                self._runner = get_loop_runner()
-                self._runner.acquire()
+                self._silence_here()
+                self._runner = self._acquire_runner()
                 self._runner.run_sync(self._start_in_process)
             self.status = "running"
 
@@ -132,30 +162,35 @@ class LocalCluster:
     async def _start_async(self) -> LocalCluster:
         if self.status == "running":
             return self
+        self._loop = asyncio.get_running_loop()
         if self.processes:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._start_processes)
             await loop.run_in_executor(None, self._wait_started)
         else:
+            self._silence_here()
             await self._start_in_process()
         self.status = "running"
         return self
 
+    def _log_args(self) -> list[str]:
+        level = self._plan.log_level
+        return ["--log-level", level] if level else []
+
     def _worker_args(self, name: str) -> list[str]:
-        args = ["worker", self.scheduler_address, "--nthreads", str(self.threads_per_worker),
-                "--log-level", "WARNING",
-                "--name", name, "--host", self.host, "--no-nanny",
-                "--memory-limit", str(self.memory_limit)]
-        if self.resources:
-            args += ["--resources", ",".join(f"{k}={v}" for k, v in self.resources.items())]
-        if self.validate:
-            args.append("--validate")
-        return args
+        from shoal.deploy.child_args import worker_argv
+
+        options = {"nthreads": self.threads_per_worker, "name": name, "host": self.host,
+                   "memory_limit": self.memory_limit, **self._plan.worker_kwargs}
+        return [*worker_argv(self.scheduler_address, options), *self._log_args()]
 
     def _start_processes(self) -> None:
         """Start the scheduler and workers; forked workers are waited for by
         ``_wait_started``, so that the caller can connect meanwhile."""
+        from shoal.deploy.child_args import scheduler_argv
+
         prestarted, self._prestarted = self._prestarted, None
+        extra = scheduler_argv(self._plan.scheduler_kwargs)
         if prestarted is not None:
             sock, forkserver = prestarted.take()
         else:
@@ -164,9 +199,7 @@ class LocalCluster:
         fd = sock.fileno()
         self.scheduler_address = f"tcp://{self.host}:{port}"
         args = ["scheduler", "--host", self.host, "--port", str(port), "--fd", str(fd),
-                "--log-level", "WARNING"]
-        if self.validate:
-            args.append("--validate")
+                *self._log_args(), *extra]
         try:
             if forkserver is not None or forkserver_enabled():
                 from shoal.cluster.zygote import ForkServer
@@ -179,7 +212,7 @@ class LocalCluster:
                 # connect at once, the listening socket is already bound
                 scheduler = forkserver.request_spawn(args, inherit=(fd,))
                 forkserver.close_fd(fd)
-                names = [str(next(self._worker_ids)) for _ in range(self.n_workers)]
+                names = [self._new_name() for _ in range(self.n_workers)]
                 requests = [forkserver.request_spawn(self._worker_args(name), ready=True) for name in names]
                 self._scheduler_proc = forkserver.started(scheduler)
                 for name, request in zip(names, requests):
@@ -207,7 +240,7 @@ class LocalCluster:
         names = []
         try:
             for _ in range(n):
-                name = str(next(self._worker_ids))
+                name = self._new_name()
                 self._supervisor.add(name, self._worker_args(name), self.memory_limit, write_end)
                 names.append(name)
         finally:
@@ -220,7 +253,7 @@ class LocalCluster:
 
     def _start_forked_workers(self, n: int) -> list[str]:
         assert self._supervisor is not None
-        names = [str(next(self._worker_ids)) for _ in range(n)]
+        names = [self._new_name() for _ in range(n)]
         for name in names:
             self._supervisor.add(name, self._worker_args(name), self.memory_limit)
         self._wait_forked_workers(names)
@@ -242,32 +275,76 @@ class LocalCluster:
                                    f"{self.scheduler_address} within {self.start_timeout} s")
 
     async def _start_in_process(self) -> None:
-        from shoal.scheduler.server import SchedulerServer
+        from shoal.deploy.scheduler import Scheduler
 
-        self._scheduler = SchedulerServer(f"inproc://{self.name}-{uuid.uuid4().hex[:8]}",
-                                          validate=self.validate)
+        where: dict[str, Any] = {"protocol": "inproc"} if self._plan.protocol == "inproc" else {
+            "host": self.host, "port": self.scheduler_port}
+        self._scheduler = Scheduler(**where, **self._plan.scheduler_kwargs)
         await self._scheduler.start()
         self.scheduler_address = self._scheduler.address
         for _ in range(self.n_workers):
             await self._add_worker_in_process()
 
-    async def _add_worker_in_process(self) -> Any:
-        from shoal.worker.server import WorkerServer
+    async def _add_worker_in_process(self, name: str | None = None) -> Any:
+        from shoal.deploy.worker import Worker
 
-        name = str(next(self._worker_ids))
-        w = WorkerServer(
-            self.scheduler_address, nthreads=self.threads_per_worker, name=name,
-            listen_address=f"inproc://{self.name}-worker-{name}-{uuid.uuid4().hex[:8]}",
-            memory_limit=self.memory_limit, resources=self.resources, validate=self.validate,
-        )
+        name = name or self._new_name()
+        where: dict[str, Any] = ({"protocol": "inproc"} if self._plan.protocol == "inproc"
+                                 else {"host": self.host})
+        w = Worker(self.scheduler_address, nthreads=self.threads_per_worker, name=name,
+                   memory_limit=self.memory_limit, supervised=True, **where,
+                   **self._plan.worker_kwargs)
         await w.start()
         self._workers.append(w)
+        task = asyncio.get_running_loop().create_task(self._replace_when_restarted(w))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
         return w
+
+    async def _replace_when_restarted(self, w: Any) -> None:
+        """The nanny's part in-process: a worker that closes because the
+        scheduler asked for a fresh one (``client.restart``) is replaced by a
+        new ``Worker`` of the same name (in this same process)."""
+        await w.finished()
+        if not w.restart_requested or self._closing:
+            return
+        if w in self._workers:
+            self._workers.remove(w)
+        await self._add_worker_in_process(w.name)
+
+    def _new_name(self) -> str:
+        name = str(self._next_worker)
+        self._next_worker += 1
+        return name
+
+    def new_worker_spec(self) -> dict[str, dict[str, Any]]:
+        """The next worker ``scale`` would start, as dask's ``SpecCluster``
+        describes one: ``{name: {"cls": Nanny or Worker, "options": {...}}}``."""
+        from shoal.deploy.nanny import Nanny
+        from shoal.deploy.worker import Worker
+
+        options = {"nthreads": self.threads_per_worker, "memory_limit": self.memory_limit,
+                   "host": self.host, **self._plan.worker_kwargs}
+        return {str(self._next_worker): {"cls": Nanny if self.processes else Worker,
+                                          "options": options}}
+
+    def _silence_here(self) -> None:
+        """silence_logs for processes=False: shoal's loggers in this process,
+        until the cluster closes."""
+        if self._plan.log_level is not None and not hasattr(self, "_old_level"):
+            shoal_logger = logging.getLogger("shoal")
+            self._old_level = shoal_logger.level
+            shoal_logger.setLevel(self._plan.log_level)
+
+    def _unsilence(self) -> None:
+        old = self.__dict__.pop("_old_level", None)
+        if old is not None:
+            logging.getLogger("shoal").setLevel(old)
 
     # ------------------------------------------------------------------ scale
 
-    def scale(self, n: int) -> None:
-        """Run ``n`` workers (starting or stopping some)."""
+    def _scale_to(self, n: int) -> None:
+        """Run ``n`` workers (starting or stopping some); waits for new ones."""
         if self.processes:
             assert self._supervisor is not None
             names = sorted(self._supervisor.workers, key=int)
@@ -276,9 +353,15 @@ class LocalCluster:
             for name in names[n:]:
                 self._supervisor.remove(name)
         else:
-            assert self._runner is not None
-            self._runner.run_sync(self._scale_in_process, n)
+            self._acquire_runner().run_sync(self._scale_in_process, n)
         self.n_workers = n
+
+    async def _scale_to_async(self, n: int) -> None:
+        if self.processes:
+            await asyncio.get_running_loop().run_in_executor(None, self._scale_to, n)
+        else:
+            await self._scale_in_process(n)
+            self.n_workers = n
 
     async def _scale_in_process(self, n: int) -> None:
         while len(self._workers) < n:
@@ -286,12 +369,43 @@ class LocalCluster:
         while len(self._workers) > n:
             await self._workers.pop().close("scaled down")
 
+    async def scale_down(self, workers: Any) -> None:
+        """Stop these workers (names or addresses), as dask's ``SpecCluster``."""
+        wanted = {str(w) for w in ([workers] if isinstance(workers, (str, int)) else workers)}
+        if self.processes:
+            by_address = {a: str(w.get("name")) for a, w in (await self._refresh_info())["workers"].items()}
+            names = {by_address.get(w, w) for w in wanted}
+            assert self._supervisor is not None
+            stopping = [name for name in names if name in self._supervisor.workers]
+            loop = asyncio.get_running_loop()
+            for name in stopping:
+                await loop.run_in_executor(None, self._supervisor.remove, name)
+            self.n_workers -= len(stopping)
+        else:
+            closing = [w for w in self._workers if w.name in wanted or w.address in wanted]
+            for w in closing:
+                self._workers.remove(w)
+                await w.close("scaled down")
+            self.n_workers -= len(closing)
+
     @property
     def workers(self) -> dict[str, Any]:
+        """Worker name -> its process (processes=True) or ``shoal.Worker``."""
         if self.processes:
             sup = self._supervisor
             return {name: wp.proc for name, wp in sup.workers.items()} if sup else {}
         return {w.name: w for w in self._workers}
+
+    @property
+    def scheduler(self) -> Any:
+        """processes=False: the ``shoal.Scheduler``.  processes=True: a proxy
+        with its ``address``, ``id`` and ``workers`` (name, pid, nthreads...
+        of each, asked of the scheduler process)."""
+        if not self.processes:
+            return self._scheduler
+        from shoal.cluster.manager import SchedulerProxy
+
+        return SchedulerProxy(self)
 
     # ------------------------------------------------------------------ close
 
@@ -300,15 +414,15 @@ class LocalCluster:
             return self._close()
         if self.status == "closed":
             return None
+        self._close_manager_sync()
         if self.processes:
             self._close_processes()
-        else:
-            assert self._runner is not None
+        elif self._runner is not None:
             try:
                 self._runner.run_sync(self._close_in_process, _timeout=timeout or 30)
             finally:
-                self._runner.release()
-                self._runner = None
+                self._unsilence()
+        self._release_runner()
         self.status = "closed"
         return None
 
@@ -316,13 +430,15 @@ class LocalCluster:
         if self.status == "closed":
             return
         self.status = "closing"
+        await self._close_manager()
         if self.processes:
             await asyncio.get_running_loop().run_in_executor(None, self._close_processes)
         else:
             await self._close_in_process()
-            if self._runner is not None:
-                runner, self._runner = self._runner, None
-                asyncio.get_running_loop().call_soon(runner.release)
+            self._unsilence()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            asyncio.get_running_loop().call_soon(runner.release)
         self.status = "closed"
 
     def _close_processes(self) -> None:
@@ -336,6 +452,9 @@ class LocalCluster:
             self._forkserver = None
 
     async def _close_in_process(self) -> None:
+        self._closing = True
+        for task in list(self._watchers):
+            task.cancel()
         for w in self._workers:
             await w.close("the cluster is closing")
         self._workers = []
@@ -343,25 +462,31 @@ class LocalCluster:
             await self._scheduler.close()
 
     def __enter__(self) -> LocalCluster:
+        if self.asynchronous:
+            raise TypeError("an asynchronous LocalCluster is used with 'async with', not 'with'")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None) -> None:
         self.close()
 
     async def __aenter__(self) -> LocalCluster:
         return await self._start_async()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: Any = None, exc_value: Any = None, traceback: Any = None
+                        ) -> None:
         await self._close()
 
-    def __repr__(self) -> str:
-        kind = "processes" if self.processes else "threads"
-        return (f"LocalCluster({self.name!r}, {self.scheduler_address!r}, workers={self.n_workers}, "
-                f"threads={self.n_workers * self.threads_per_worker}, {kind}, status={self.status})")
+    def get_logs(self, cluster: bool = True, scheduler: bool = True, workers: Any = True) -> Any:
+        """``{"Cluster": lines, "Scheduler": lines, worker address: lines}``
+        (``shoal.cluster.cluster_logs``); ``workers``: True (all), False, or
+        addresses.  An asynchronous cluster returns an awaitable."""
+        from shoal.cluster.cluster_logs import get_logs
+
+        return get_logs(self, scheduler, workers, cluster_manager=cluster)
 
 
 def _wait_ready(fd: int, n: int, timeout: float, scheduler: str) -> None:
-    """Read one byte per worker from the readiness pipe."""
+    """Read one line (the worker's address) per worker from the readiness pipe."""
     import select
     import time
 
@@ -375,7 +500,7 @@ def _wait_ready(fd: int, n: int, timeout: float, scheduler: str) -> None:
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             continue
-        data = os.read(fd, n - got)
+        data = os.read(fd, 65536)
         if not data:  # every worker exited or closed the pipe: some failed
             raise RuntimeError(f"{n - got} of {n} workers failed to start (see their log above)")
-        got += len(data)
+        got += data.count(b"\n")

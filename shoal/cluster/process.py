@@ -9,6 +9,15 @@ matters for start-up time on small machines.
 
 Children are tied to their parent through their stdin: when the parent goes
 away (even by ``kill -9``) the pipe closes and the child shuts itself down.
+
+How a worker's exit code reads here:
+
+* 0: it left for good (the scheduler closed it, retired it, or went away):
+  it is not started again;
+* ``RESTART_EXIT_CODE``: the scheduler asked for a fresh worker
+  (``client.restart``, ``client.restart_workers``): started again at once,
+  and not counted as a death;
+* anything else: it died; started again unless it died too often.
 """
 
 from __future__ import annotations
@@ -24,16 +33,23 @@ from shoal.cluster.zygote import child_env, shoal_command
 
 logger = logging.getLogger("shoal.nanny")
 
+#: a worker process exiting with this code asks to be started again (the
+#: scheduler asked for a fresh worker, ``client.restart``, or its lifetime
+#: ended with ``lifetime_restart``): not a death, not counted (EX_TEMPFAIL
+#: in sysexits.h, "try again"; no Python error exits with it)
+RESTART_EXIT_CODE = 75
 
 
-def spawn(args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-    """Start ``python -m shoal <args>`` tied to this process by its stdin."""
+def spawn(args: list[str], pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None
+          ) -> subprocess.Popen[bytes]:
+    """Start ``python -m shoal <args>`` tied to this process by its stdin
+    (``env``: variables to set in it, on top of ours)."""
     cmd = shoal_command(*args, "--parent-watch")
     return subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,
         pass_fds=pass_fds,
-        env=child_env(),
+        env={**child_env(), **(env or {})},
         close_fds=True,
     )
 
@@ -150,6 +166,10 @@ class Supervisor:
                     with self._lock:
                         self.workers.pop(wp.name, None)
                     continue
+                if code == RESTART_EXIT_CODE:
+                    logger.info("worker %s asked to be restarted (a restart or its lifetime)", wp.name)
+                    self._respawn(wp)
+                    continue
                 self._restart(wp, code, now)
 
     def _check_memory(self, wp: WorkerProcess) -> None:
@@ -177,6 +197,9 @@ class Supervisor:
                 self.workers.pop(wp.name, None)
             return
         logger.warning("worker %s died (exit code %s); restarting it", wp.name, code)
+        self._respawn(wp)
+
+    def _respawn(self, wp: WorkerProcess) -> None:
         if wp.proc is not None and wp.proc.stdin is not None:
             try:
                 wp.proc.stdin.close()
@@ -201,40 +224,3 @@ class Supervisor:
 
     def stop(self, timeout: float = 5.0) -> None:
         stop_processes(self.halt(), timeout)
-
-
-def parse_memory(value: Any, nworkers: int = 1) -> int:
-    """``"auto"`` -> total memory / workers; ``"4GB"``/``"512 MiB"``/``0.5`` (a
-    fraction of total memory) / an int -> bytes.  0 means no limit."""
-    if value is None or value == 0 or value == "0":
-        return 0
-    total = _total_memory()
-    if value == "auto":
-        return total // max(1, nworkers)
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return int(value * total) if value <= 1 else int(value)
-    s = str(value).strip().lower().replace(" ", "")
-    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6,
-             "gb": 10**9, "tb": 10**12, "k": 10**3, "m": 10**6, "g": 10**9, "b": 1}
-    for suffix in sorted(units, key=len, reverse=True):
-        if s.endswith(suffix):
-            number = s[: -len(suffix)]
-            try:
-                return int(float(number) * units[suffix])
-            except ValueError:
-                break
-    try:
-        return int(float(s))
-    except ValueError:
-        raise ValueError(f"cannot understand the memory size {value!r}") from None
-
-
-def _total_memory() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except Exception:  # pragma: no cover
-        return 4 * 2**30

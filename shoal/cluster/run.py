@@ -16,11 +16,19 @@ logger = logging.getLogger("shoal")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s - %(name)s - %(levelname)s - %(message)s",
-        stream=sys.stderr,
-    )
+    """Print records of ``level`` and up on stderr; shoal's own loggers
+    record INFO and up all the same, for the process's log buffer
+    (``client.get_worker_logs()``, ``shoal.diagnostics.logs``)."""
+    from shoal.diagnostics.logs import DEFAULT_FORMAT, LogBuffer
+
+    printed = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=printed, format=DEFAULT_FORMAT, stream=sys.stderr)
+    root = logging.getLogger()
+    root.setLevel(printed)  # also in a process forked from one that set it up already
+    for handler in root.handlers:
+        if not isinstance(handler, LogBuffer):
+            handler.setLevel(printed)
+    logging.getLogger("shoal").setLevel(min(printed, logging.INFO))
 
 
 def _watch_parent(loop: asyncio.AbstractEventLoop, on_gone: Any) -> None:
@@ -66,16 +74,16 @@ def _run(main: Any) -> None:
             profiler.dump_stats(os.path.join(profile_dir, f"{role}-{os.getpid()}.pstats"))
 
 
-def run_scheduler(host: str = "127.0.0.1", port: int = 8786, fd: int | None = None,
-                  parent_watch: bool = False, validate: bool = False,
-                  print_address: bool = True) -> None:
-    from shoal.scheduler.server import SchedulerServer
+def run_scheduler(options: dict[str, Any], fd: int | None = None, parent_watch: bool = False,
+                  print_address: bool = True) -> int:
+    """Run a ``shoal.Scheduler(**options)`` until it closes (a signal, its
+    parent gone, ``idle_timeout``, or a client's ``shutdown()``).  ``fd``: a
+    listening socket to use (LocalCluster binds it first)."""
+    from shoal.deploy.scheduler import Scheduler
 
     async def main() -> None:
-        sock = None
-        if fd is not None:
-            sock = socket.socket(fileno=fd)
-        server = SchedulerServer(f"tcp://{host}:{port}", sock=sock, validate=validate)
+        sock = socket.socket(fileno=fd) if fd is not None else None
+        server = Scheduler(sock=sock, **options)
         closing: list[asyncio.Task[None]] = []
         await server.start()
         loop = asyncio.get_running_loop()
@@ -92,30 +100,35 @@ def run_scheduler(host: str = "127.0.0.1", port: int = 8786, fd: int | None = No
         await server.finished()
 
     _run(main)
+    return 0
 
 
-def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "127.0.0.1",
-               port: int = 0, memory_limit: int = 0, resources: dict[str, float] | None = None,
-               parent_watch: bool = False, validate: bool = False,
-               connect_timeout: float | None = None, ready_fd: int | None = None) -> int:
-    """Run one worker until it is closed.  ``ready_fd``: a pipe to write one
-    byte to once registered with the scheduler (how LocalCluster waits)."""
-    from shoal.worker.server import WorkerServer
+def run_worker(options: dict[str, Any], parent_watch: bool = False, ready_fd: int | None = None
+               ) -> int:
+    """Run one ``shoal.Worker(**options)`` until it is closed; the process's
+    exit code.  ``ready_fd``: a pipe to write the worker's address and a
+    newline to once registered with the scheduler (how a nanny waits).
+
+    Under a nanny (``parent_watch``), SIGTERM closes the worker and exits
+    with 128 + SIGTERM, so that the nanny starts a new one, as dask's nanny
+    does for a worker killed under it; EOF on stdin (the nanny stopping it)
+    and SIGINT exit cleanly."""
+    from shoal.cluster.process import RESTART_EXIT_CODE
+    from shoal.deploy.worker import Worker
 
     exit_code = 0
 
     async def main() -> None:
         nonlocal exit_code
-        server = WorkerServer(
-            scheduler, nthreads=nthreads, name=name, host=host, port=port,
-            memory_limit=memory_limit, resources=resources, validate=validate,
-            connect_timeout=connect_timeout,
-        )
+        server = Worker(**options)
         loop = asyncio.get_running_loop()
         starting = loop.create_task(server.start())
         closing: list[asyncio.Task[None]] = []
+        scheduler = options.get("scheduler_ip") or options.get("scheduler_file")
 
-        def stop() -> None:
+        def stop(code: int = 0) -> None:
+            nonlocal exit_code
+            exit_code = exit_code or code
             if not starting.done():
                 starting.cancel()  # still connecting: give up now
             else:
@@ -123,23 +136,31 @@ def run_worker(scheduler: str, nthreads: int = 1, name: str = "", host: str = "1
 
         if parent_watch:
             _watch_parent(loop, stop)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGTERM, stop, 128 + signal.SIGTERM if parent_watch else 0)
+        registered = False
         try:
             await starting
+            registered = True
         except asyncio.CancelledError:
             await server.close("stopped while starting")
             return
         except (OSError, TimeoutError) as e:
             logger.error("worker could not join the scheduler at %s: %s", scheduler, e)
+            await server.close("could not join the scheduler")
             exit_code = 1
             return
         finally:
-            if ready_fd is not None and not starting.cancelled() and starting.exception() is None:
-                os.write(ready_fd, b"1")
             if ready_fd is not None:
+                if registered:
+                    os.write(ready_fd, f"{server.address}\n".encode())
                 os.close(ready_fd)
         await server.finished()
+        # RESTART_EXIT_CODE when the scheduler asked for a fresh worker
+        # (client.restart) or a lifetime ended with lifetime_restart: the
+        # supervisor starts a new one
+        exit_code = exit_code or server.exit_code or (RESTART_EXIT_CODE if server.restart_requested
+                                                      else 0)
 
     _run(main)
     return exit_code

@@ -15,8 +15,11 @@ Rules:
 Data flow::
 
     client ──SubmitTasks/ReleaseKeys/CancelKeys/Request──▶ scheduler
+    client ──SubscribeTopic/UnsubscribeTopic──▶ scheduler
     client ◀──TaskDone/TaskErred/ReleaseHandled/Response── scheduler
+    client ◀──EventLogged── scheduler                      (subscribed topics)
     worker ──TaskFinished/TaskFailed/RunsEnded/...───────▶ scheduler
+    worker ──LogEvent──▶ scheduler                          (before the task's report)
     worker ◀──ExecuteTask/FreeKeys/DefineFunctions──────── scheduler
     client/worker ──GetData/PutData──▶ worker ──DataReply/PutDataAck──▶
     client ──SubscribeResults──▶ worker ──ResultPushed──▶ client   (a shortcut)
@@ -100,6 +103,8 @@ class ReleaseKeys(_Msg, tag="release"):
 class CancelKeys(_Msg, tag="cancel"):
     keys: list[str]
     force: bool = False
+    reason: str = ""  # why (client.cancel(reason=...)), for everyone who held the keys
+    msg: str = ""  # what the canceller adds (client.cancel(msg=...))
 
 
 class RetryKeys(_Msg, tag="retry"):
@@ -141,6 +146,16 @@ class Heartbeat(_Msg, tag="heartbeat"):
     metrics: dict[str, Any] = {}
 
 
+class SubscribeTopic(_Msg, tag="subscribe-topic"):
+    """Send this client every event logged under ``topic`` from now on."""
+
+    topic: str
+
+
+class UnsubscribeTopic(_Msg, tag="unsubscribe-topic"):
+    topic: str
+
+
 # ---------------------------------------------------------------------------
 # scheduler -> client
 # ---------------------------------------------------------------------------
@@ -164,6 +179,7 @@ class TaskErred(_Msg, tag="erred"):
 class TasksCancelled(_Msg, tag="cancelled"):
     keys: list[str]
     reason: str = ""
+    msg: str = ""
 
 
 class TasksLost(_Msg, tag="lost"):
@@ -186,6 +202,15 @@ class WorkersChanged(_Msg, tag="workers"):
     removed: list[str] = []
 
 
+class EventLogged(_Msg, tag="event"):
+    """An event under a topic this client subscribed to: ``time`` is the
+    scheduler's clock (seconds since the epoch) when it was logged."""
+
+    topic: str
+    time: float
+    msg: Any = None
+
+
 # ---------------------------------------------------------------------------
 # worker <-> scheduler
 # ---------------------------------------------------------------------------
@@ -199,6 +224,7 @@ class RegisterWorker(_Msg, tag="register-worker"):
     resources: dict[str, float] = {}
     pid: int = 0
     host: str = ""
+    supervised: bool = False  # a supervisor (nanny) restarts this worker when asked to
 
 
 class TaskFinished(_Msg, tag="finished"):
@@ -232,6 +258,15 @@ class RunsEnded(_Msg, tag="runs-ended"):
     thread here: they ended, were never started, or were never here."""
 
     run_ids: list[int]
+
+
+class LogEvent(_Msg, tag="log-event"):
+    """Log ``msg`` (plain msgpack data, see shoal.protocol.events) under
+    each of ``topics``; sent by a worker ahead of the report of the task that
+    logged it."""
+
+    topics: list[str]
+    msg: Any = None
 
 
 class ReplicasAdded(_Msg, tag="replicas-added"):
@@ -287,6 +322,9 @@ class FreeKeys(_Msg, tag="free"):
 
 
 class CloseWorker(_Msg, tag="close-worker"):
+    """Leave the cluster for good: the worker exits cleanly and its
+    supervisor, if any, does not start it again."""
+
     reason: str = ""
 
 
@@ -333,6 +371,14 @@ class PutDataAck(_Msg, tag="put-ack"):
     id: int
     error: str = ""
     unreachable: list[str] = []  # shared keys this worker could not map: send them again
+
+
+class Echo(_Msg, tag="echo"):
+    """Sent back unchanged by the worker that receives it: the network part
+    of ``client.benchmark_hardware()``."""
+
+    id: int
+    data: Payload
 
 
 class SubscribeResults(_Msg, tag="subscribe"):
@@ -388,17 +434,21 @@ Message = Union[
     Request,
     Response,
     Heartbeat,
+    SubscribeTopic,
+    UnsubscribeTopic,
     TaskDone,
     TaskErred,
     TasksCancelled,
     TasksLost,
     ReleaseHandled,
     WorkersChanged,
+    EventLogged,
     RegisterWorker,
     TaskFinished,
     TaskFailed,
     TaskSeceded,
     RunsEnded,
+    LogEvent,
     ReplicasAdded,
     DataMissing,
     ExecuteTask,
@@ -409,6 +459,7 @@ Message = Union[
     DataReply,
     PutData,
     PutDataAck,
+    Echo,
     SubscribeResults,
     ResultPushed,
     ActorCall,

@@ -1,19 +1,25 @@
-"""Named coordination objects kept by the scheduler: queues, locks, events and
-variables (``shoal.Queue``, ``Lock``, ``Event``, ``Variable``).
+"""Named coordination objects kept by the scheduler: queues, events and
+variables (``shoal.Queue``, ``Event``, ``Variable``; locks and semaphores are
+in ``locks.py``).
 
 Clients (and tasks, through their worker's client) reach them by name with
-requests; a blocking request (``queue_get``, ``lock_acquire``,
-``event_wait``, ``variable_get``) waits on the scheduler's event loop, up to
-its timeout, without holding a thread.
+requests; a blocking request (``queue_get``, ``event_wait``,
+``variable_get``) waits on the scheduler's event loop, up to its timeout,
+without holding a thread (``waiters.py``).
 
 Values are either data (a ``Payload`` the scheduler never opens) or a
 future's key.  A key held in a queue or variable is wanted by the scheduler
 on the object's behalf, so its result is kept; when a client takes it, the
 client's own claim is registered before the object's claim is dropped, so
-the result never goes away in between.
+the result never goes away in between.  A future's key that the scheduler
+does not know yet (put by a client other than the one that submitted it,
+whose submission is still on its way) is waited for up to the request's
+timeout.
 
-Locks belong to the connection that acquired them and are released if it
-goes away.
+A queue exists from its first use.  Each ``Queue`` object that registers it
+(``queue_create``) counts as a reference; ``Queue.close`` drops one, and the
+last one deletes the queue, its items and their futures (as in
+dask.distributed).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shoal.errors import SchedulerError
 from shoal.scheduler.records import ClientRecord
+from shoal.scheduler.waiters import Waiters, deadline, wait, woken
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import SchedulerServer
@@ -32,48 +38,23 @@ if TYPE_CHECKING:
 HOLDER = "coordination"
 
 
-class _Waiters:
-    """Futures waiting on one condition, woken in arrival order."""
-
-    def __init__(self) -> None:
-        self.futures: deque[asyncio.Future[Any]] = deque()
-
-    def add(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-        fut = loop.create_future()
-        self.futures.append(fut)
-        return fut
-
-    def wake_one(self, value: Any = None) -> bool:
-        while self.futures:
-            fut = self.futures.popleft()
-            if not fut.done():
-                fut.set_result(value)
-                return True
-        return False
-
-    def wake_all(self, value: Any = None) -> None:
-        while self.wake_one(value):
-            pass
-
-
 class _Queue:
     def __init__(self, maxsize: int) -> None:
         self.items: deque[dict[str, Any]] = deque()
         self.maxsize = maxsize
-        self.getters = _Waiters()
-        self.putters = _Waiters()
+        self.getters = Waiters()
+        self.putters = Waiters()
 
 
 class Coordination:
     def __init__(self, server: SchedulerServer) -> None:
         self.server = server
         self.queues: dict[str, _Queue] = {}
+        self.queue_refs: dict[str, int] = {}  # name -> Queue objects that registered it
         self.variables: dict[str, dict[str, Any]] = {}
-        self.variable_waiters: dict[str, _Waiters] = {}
+        self.variable_waiters: dict[str, Waiters] = {}
         self.events: dict[str, bool] = {}
-        self.event_waiters: dict[str, _Waiters] = {}
-        self.locks: dict[str, tuple[str, str]] = {}  # name -> (client id, holder token)
-        self.lock_waiters: dict[str, _Waiters] = {}
+        self.event_waiters: dict[str, Waiters] = {}
         self.holder_counts: dict[str, int] = {}  # key -> items/variables holding it
         state = server.state
         if HOLDER not in state.clients:
@@ -82,13 +63,26 @@ class Coordination:
 
     # -- keys held on behalf of queues and variables --------------------------------
 
+    async def _known(self, item: dict[str, Any], until: float | None) -> None:
+        """Wait (up to ``until``) for the scheduler to know the future in
+        ``item``: another client's submission may still be on its way."""
+        key = item.get("key")
+        loop = self.server.loop
+        while key is not None and key not in self.server.state.tasks:
+            if until is not None and loop.time() >= until:
+                raise TimeoutError(f"Task {key!r} unknown to the scheduler (was the future released "
+                                   "or cancelled?)")
+            await asyncio.sleep(0.01)
+    def cluster_restarted(self) -> None:
+        """``client.restart`` forgot every task, the keys held here too: a
+        future taken from a queue or variable afterwards is lost."""
+        self.holder_counts.clear()
+
     def _hold(self, item: dict[str, Any]) -> None:
         key = item.get("key")
         if key is None:
             return
         state = self.server.state
-        if key not in state.tasks:
-            raise SchedulerError(f"the future {key!r} is not known to the scheduler (released?)")
         n = self.holder_counts.get(key, 0)
         self.holder_counts[key] = n + 1
         if n == 0:
@@ -128,14 +122,35 @@ class Coordination:
         q = self._queue(name, maxsize)
         if maxsize and not q.maxsize:
             q.maxsize = maxsize
+        self.queue_refs[name] = self.queue_refs.get(name, 0) + 1
+        return True
+
+    async def rpc_queue_release(self, client_id: str, name: str) -> bool:
+        """One ``Queue`` object is closed; the last one deletes the queue."""
+        n = self.queue_refs.get(name, 0) - 1
+        if n > 0:
+            self.queue_refs[name] = n
+            return True
+        self.queue_refs.pop(name, None)
+        q = self.queues.pop(name, None)
+        if q is not None:
+            for item in q.items:
+                self._unhold(item)
+            closed = RuntimeError(f"queue {name!r} was closed")
+            q.getters.fail_all(closed)
+            q.putters.fail_all(closed)
         return True
 
     async def rpc_queue_put(self, client_id: str, name: str, item: dict[str, Any],
                             timeout: float | None = None) -> bool:
         q = self._queue(name)
-        deadline = self._deadline(timeout)
+        loop = self.server.loop
+        until = deadline(loop, timeout)
+        await self._known(item, until)
         while q.maxsize and len(q.items) >= q.maxsize:
-            await self._wait(q.putters, deadline, f"queue {name!r} stayed full for {timeout} s")
+            await wait(loop, q.putters, until, f"queue {name!r} stayed full for {timeout} s")
+        if self.queues.get(name) is not q:
+            raise RuntimeError(f"queue {name!r} was closed")
         self._hold(item)
         q.items.append(item)
         q.getters.wake_one()
@@ -144,15 +159,16 @@ class Coordination:
     async def rpc_queue_get(self, client_id: str, name: str, timeout: float | None = None,
                             batch: bool | int = False) -> list[dict[str, Any]]:
         q = self._queue(name)
-        deadline = self._deadline(timeout)
+        loop = self.server.loop
+        until = deadline(loop, timeout)
         if batch is not False:
             n = len(q.items) if batch is True else int(batch)
             while len(q.items) < n:
-                await self._wait(q.getters, deadline, f"queue {name!r} had fewer than {n} items for {timeout} s")
+                await wait(loop, q.getters, until, f"queue {name!r} had fewer than {n} items for {timeout} s")
             taken = [q.items.popleft() for _ in range(n)]
         else:
             while not q.items:
-                await self._wait(q.getters, deadline, f"queue {name!r} stayed empty for {timeout} s")
+                await wait(loop, q.getters, until, f"queue {name!r} stayed empty for {timeout} s")
             taken = [q.items.popleft()]
         out = []
         for item in taken:
@@ -166,7 +182,9 @@ class Coordination:
 
     # -- variables ------------------------------------------------------------------
 
-    async def rpc_variable_set(self, client_id: str, name: str, item: dict[str, Any]) -> bool:
+    async def rpc_variable_set(self, client_id: str, name: str, item: dict[str, Any],
+                               timeout: float | None = None) -> bool:
+        await self._known(item, deadline(self.server.loop, timeout))
         self._hold(item)
         old = self.variables.get(name)
         self.variables[name] = item
@@ -176,10 +194,11 @@ class Coordination:
 
     async def rpc_variable_get(self, client_id: str, name: str,
                                timeout: float | None = None) -> dict[str, Any]:
-        deadline = self._deadline(timeout)
+        loop = self.server.loop
+        until = deadline(loop, timeout)
         while name not in self.variables:
-            waiters = self.variable_waiters.setdefault(name, _Waiters())
-            await self._wait(waiters, deadline, f"variable {name!r} was not set within {timeout} s")
+            waiters = self.variable_waiters.setdefault(name, Waiters())
+            await wait(loop, waiters, until, f"variable {name!r} was not set within {timeout} s")
         return self._give(self.variables[name], client_id)
 
     async def rpc_variable_delete(self, client_id: str, name: str) -> bool:
@@ -203,67 +222,11 @@ class Coordination:
     async def rpc_event_wait(self, client_id: str, name: str, timeout: float | None = None) -> bool:
         if self.events.get(name, False):
             return True
-        return await self._woken(self.event_waiters.setdefault(name, _Waiters()), self._deadline(timeout))
-
-    # -- locks ----------------------------------------------------------------------
-
-    async def rpc_lock_acquire(self, client_id: str, name: str, token: str, blocking: bool = True,
-                               timeout: float | None = None) -> bool:
-        deadline = self._deadline(timeout)
-        while name in self.locks:
-            if not blocking or not await self._woken(self.lock_waiters.setdefault(name, _Waiters()),
-                                                      deadline):
-                return False
-        self.locks[name] = (client_id, token)
-        return True
-
-    async def rpc_lock_release(self, client_id: str, name: str, token: str) -> bool:
-        owner = self.locks.get(name)
-        if owner is None or owner[1] != token:
-            raise SchedulerError(f"lock {name!r} is not held by this Lock object; cannot release it")
-        self._release_lock(name)
-        return True
-
-    async def rpc_lock_locked(self, client_id: str, name: str) -> bool:
-        return name in self.locks
-
-    def _release_lock(self, name: str) -> None:
-        del self.locks[name]
-        waiters = self.lock_waiters.get(name)
-        if waiters is not None and not waiters.wake_one():
-            del self.lock_waiters[name]
-
-    def client_left(self, client_id: str) -> None:
-        """Locks die with the connection that held them."""
-        for name, (owner, _) in list(self.locks.items()):
-            if owner == client_id:
-                self._release_lock(name)
-
-    # -- helpers ----------------------------------------------------------------------
-
-    def _deadline(self, timeout: float | None) -> float | None:
-        """When a wait of ``timeout`` seconds starting now ends (loop time).  A
-        request may wait several times (woken, then beaten to the lock or the
-        item by another); together they take no longer than its timeout."""
-        return None if timeout is None else self.server.loop.time() + timeout
-
-    async def _woken(self, waiters: _Waiters, deadline: float | None) -> bool:
-        """Wait among ``waiters``; False if ``deadline`` passed first."""
-        remaining = None if deadline is None else deadline - self.server.loop.time()
-        if remaining is not None and remaining <= 0:
-            return False
-        try:
-            await asyncio.wait_for(waiters.add(self.server.loop), remaining)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
-    async def _wait(self, waiters: _Waiters, deadline: float | None, message: str) -> None:
-        if not await self._woken(waiters, deadline):
-            raise TimeoutError(message)
+        loop = self.server.loop
+        return await woken(loop, self.event_waiters.setdefault(name, Waiters()), deadline(loop, timeout))
 
 
-def _wake_all(waiters_by_name: dict[str, _Waiters], name: str) -> None:
+def _wake_all(waiters_by_name: dict[str, Waiters], name: str) -> None:
     waiters = waiters_by_name.pop(name, None)
     if waiters is not None:
         waiters.wake_all()

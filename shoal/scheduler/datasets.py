@@ -78,6 +78,12 @@ class Datasets:
             raise KeyError(f"Dataset {name!r} not found") from None
         self._unhold(keys)
 
+    def cluster_restarted(self) -> None:
+        """``client.restart`` forgot every task: datasets holding futures are
+        gone with their results; those of plain data stay."""
+        self.holds.clear()
+        self.datasets = {name: entry for name, entry in self.datasets.items() if not entry[1]}
+
     def _hold(self, keys: list[str]) -> None:
         state = self.server.state
         new = []

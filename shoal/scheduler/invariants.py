@@ -52,9 +52,14 @@ def check_invariants(state: SchedulerState) -> None:
     for ts in state.unknown_deps:
         if tasks.get(ts.key) is not ts or ts.state not in (ERRED, RELEASED):
             _fail(state, ts, "submitted with unknown dependencies, yet neither erred nor released")
+    running = [w for w in state.workers.values() if w.status == "running"]
+    if state._running is not None and state._running != running:
+        _fail(state, None, "the cached list of running workers is stale")
     for address, w in state.workers.items():
         if w.address != address:
             _fail(state, None, f"worker {w.address} stored under {address}")
+        if w.status not in ("running", "closing_gracefully"):
+            _fail(state, None, f"worker {address} is {w.status!r} but still in the cluster")
         for ts in w.processing:
             if ts.state is not PROCESSING or ts.processing_on is not w:
                 _fail(state, ts, f"in processing of {address} but processing_on={ts.processing_on}")

@@ -98,7 +98,8 @@ def worker_info(w: WorkerRecord) -> dict[str, Any]:
         "last_seen": time.time() - max(0.0, time.monotonic() - w.last_seen),
         "local_directory": metrics.get("local_directory", ""),
         "services": {},
-        "nanny": metrics.get("nanny"),
+        # dask gives the nanny's address; a shoal worker's supervisor has none
+        "nanny": metrics.get("nanny") or ("supervisor" if w.supervised else None),
         "metrics": {
             "executing": w.executing,
             "in_memory": len(w.has_what),
@@ -114,5 +115,6 @@ def worker_info(w: WorkerRecord) -> dict[str, Any]:
             "time": float(metrics.get("time", 0.0)),
             "task_counts": task_counts,
             "nbytes": managed,
+            **dict(metrics.get("custom") or {}),  # Worker(metrics=...): the user's own
         },
     }

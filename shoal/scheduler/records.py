@@ -132,8 +132,9 @@ class WorkerRecord:
         "pid",
         "processing",  # dict[TaskRecord, float]: estimated duration
         "resources",
-        "status",
+        "status",  # "running", "closing_gracefully" (retiring: no new tasks) or "closed"
         "stopping",  # set[int]: runs taken back that may still hold a thread
+        "supervised",  # a supervisor restarts it when asked (client.restart)
     )
 
     def __init__(
@@ -165,6 +166,7 @@ class WorkerRecord:
         self.metrics: dict[str, Any] = {}
         self.last_seen = 0.0
         self.status = "running"
+        self.supervised = False
 
     @property
     def busy(self) -> int:

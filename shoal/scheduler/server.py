@@ -7,9 +7,14 @@ makes no scheduling decisions itself.
 Requests from clients (``Request(method, args)``) go to *handlers*: the
 ``rpc_<method>(client_id, **args)`` coroutines of the server's extensions,
 one module per responsibility (``queries.py``: who_has, scheduler_info...;
-``coordination.py``: queues, locks...).  An extension may also define
-``client_left(client_id)``, ``worker_joined(address)`` and
-``worker_left(address)``, called as those happen.  The server asks workers
+``coordination.py``: queues, variables, events; ``locks.py``: semaphores,
+locks, multi-locks; ``cluster_control.py``: run, restart, retire...).  An
+extension may also define ``client_joined(client_id)``,
+``client_left(client_id)``, ``worker_joined(address)``,
+``worker_left(address)`` and ``cluster_restarted()`` (every task was
+forgotten: ``client.restart``), called as those happen, and take messages of
+its own types (``client_messages``, ``worker_messages``: see
+``shoal/extensions.py``).  The server asks workers
 things with ``ask_worker``/``ask_workers`` (a ``Request`` on the worker's
 connection, answered by a ``Response``).
 
@@ -33,12 +38,24 @@ import uuid
 from typing import Any
 
 from shoal.comm.core import Comm, accept_greeting, listen
-from shoal.errors import CommClosedError, RemoteProtocolError, SchedulerError, WorkerRequestError
-from shoal.extensions import add_handlers
+from shoal.errors import (
+    CommClosedError,
+    RemoteProtocolError,
+    SchedulerError,
+    WorkerRequestError,
+    WorkerStartTimeoutError,
+)
+from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
+from shoal.scheduler.events import Events
+from shoal.scheduler.locks import Locks
+from shoal.scheduler.observability import SchedulerObservability
+from shoal.scheduler.plugins import SchedulerPlugins
+from shoal.scheduler.progress import ProgressWatches
 from shoal.scheduler.queries import Queries
 from shoal.scheduler.state import SchedulerState
 
@@ -83,17 +100,32 @@ class SchedulerServer:
         self._worker_requests: dict[int, tuple[str, asyncio.Future[m.Response]]] = {}
         self._worker_request_ids = itertools.count(1)
         self.handlers: dict[str, Any] = {}
+        # message types extensions take from clients / workers: type -> handler
+        self.client_message_handlers: dict[type, Any] = {}
+        self.worker_message_handlers: dict[type, Any] = {}
         self.extensions: list[Any] = []
         self.add_extension(self)
         self.coordination = Coordination(self)
         self.add_extension(self.coordination)
         self.add_extension(Queries(self))
         self.add_extension(Datasets(self))
+        self.plugins = SchedulerPlugins(self)
+        self.add_extension(self.plugins)
+        self.add_extension(ProgressWatches(self))
+        self.events = Events(self)
+        self.add_extension(self.events)
+        self.add_extension(SchedulerObservability(self))
+        self.add_extension(Locks(self))
+        self.cluster_control = ClusterControl(self)
+        self.add_extension(self.cluster_control)
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
-        call its ``client_left``/``worker_joined``/``worker_left`` hooks."""
+        call its ``client_left``/``worker_joined``/``worker_left``/
+        ``cluster_restarted`` hooks."""
         add_handlers(self.handlers, extension, "scheduler")
+        add_message_handlers(self.client_message_handlers, extension, "client_messages")
+        add_message_handlers(self.worker_message_handlers, extension, "worker_messages")
         if extension is not self:
             self.extensions.append(extension)
 
@@ -113,6 +145,17 @@ class SchedulerServer:
     @property
     def workers(self) -> dict[str, Any]:
         return self.state.workers
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log an event under ``topic`` (or each of a list of topics), as
+        dask's ``Scheduler.log_event``: for code run with ``run_on_scheduler``."""
+        self.events.log_event(topic, msg)
+
+    def get_events(self, topic: str | None = None) -> Any:
+        """``(time, msg)`` events of ``topic``, or ``{topic: events}`` of all."""
+        if topic is None:
+            return {k: tuple(v) for k, v in self.events.log.all_events().items()}
+        return tuple(self.events.log.events(topic))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,6 +181,13 @@ class SchedulerServer:
             await self._closed.wait()
             return
         self.status = "closing"
+        for ext in self.extensions:
+            closing = getattr(ext, "closing", None)
+            if closing is not None:
+                try:
+                    await closing()
+                except Exception:
+                    logger.exception("scheduler extension %s failed while closing", type(ext).__name__)
         self.listener.stop()
         for comm in self.worker_comms.values():
             try:
@@ -206,12 +256,19 @@ class SchedulerServer:
             lambda msgs: self._on_client_messages(client_id, msgs),
             lambda c, exc: self._on_client_closed(client_id),
         )
+        self._notify("client_joined", client_id)
+        self._schedule_flush()
 
     def _add_worker(self, comm: Comm, register: m.RegisterWorker, rest: list[Any]) -> None:
         if register.address in self.state.workers:
             comm.send([m.Rejected(f"a worker at {register.address} is already registered")])
             raise SchedulerError(f"duplicate worker address {register.address}")
-        comm.send([m.Welcome(m.PROTOCOL_VERSION, register.address, {"scheduler": self.address})])
+        info: dict[str, Any] = {"scheduler": self.address}
+        for ext in self.extensions:
+            welcome = getattr(ext, "worker_welcome", None)
+            if welcome is not None:
+                info.update(welcome(register.address))
+        comm.send([m.Welcome(m.PROTOCOL_VERSION, register.address, info)])
         self.worker_comms[register.address] = comm
         comm.name = register.address
         self.state.add_worker(register, time.monotonic())
@@ -248,21 +305,33 @@ class SchedulerServer:
     # ------------------------------------------------------------------ messages
 
     def _on_client_messages(self, client_id: str, msgs: list[Any]) -> None:
+        if self.plugins.plugins:
+            submitted = {spec.key for msg in msgs if type(msg) is m.SubmitTasks for spec in msg.tasks}
+            if submitted:
+                self.plugins.tasks_submitted(client_id, submitted)
         for msg in self.state.handle_client(client_id, msgs, time.monotonic()):
             if type(msg) is m.Request:
                 self._spawn(self._answer(client_id, msg))
             else:
-                raise RemoteProtocolError(f"a client may not send {type(msg).__name__}")
+                handler = self.client_message_handlers.get(type(msg))
+                if handler is None:
+                    raise RemoteProtocolError(f"a client may not send {type(msg).__name__}")
+                handler(client_id, msg)
         self._schedule_flush()
 
     def _on_worker_messages(self, address: str, msgs: list[Any]) -> None:
+        if address not in self.state.workers:
+            return  # removed (retired) while its connection closes
         for msg in self.state.handle_worker(address, msgs, time.monotonic()):
             if type(msg) is m.Response:
                 waiting = self._worker_requests.pop(msg.id, None)
                 if waiting is not None and not waiting[1].done():
                     waiting[1].set_result(msg)
             else:
-                raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+                handler = self.worker_message_handlers.get(type(msg))
+                if handler is None:
+                    raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+                handler(address, msg)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -272,6 +341,7 @@ class SchedulerServer:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self.plugins.batch_handled()
         to_workers, to_clients = self.state.take_messages()
         for address, msgs in to_workers.items():
             comm = self.worker_comms.get(address)
@@ -369,7 +439,7 @@ class SchedulerServer:
         return list(self.state.workers)
 
     def _wake_worker_waiters(self) -> None:
-        n = len(self.state.workers)
+        n = len(self.state.running_workers())
         still = []
         for want, fut in self._worker_waiters:
             if n >= want and not fut.done():
@@ -384,16 +454,16 @@ class SchedulerServer:
         return None
 
     async def rpc_wait_for_workers(self, client_id: str, n: int, timeout: float | None = None) -> int:
-        if len(self.state.workers) < n:
+        """Answered once ``n`` workers are running (retiring ones do not count)."""
+        if len(self.state.running_workers()) < n:
             fut: asyncio.Future[None] = self.loop.create_future()
             self._worker_waiters.append((n, fut))
             try:
                 await asyncio.wait_for(fut, timeout)
             except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"only {len(self.state.workers)} of {n} workers arrived within {timeout} s"
-                ) from None
-        return len(self.state.workers)
+                assert timeout is not None
+                raise WorkerStartTimeoutError(len(self.state.running_workers()), n, timeout) from None
+        return len(self.state.running_workers())
 
     async def rpc_run_on_scheduler(self, client_id: str, function: Payload, args: Payload) -> Payload:
         """Run user code here, because the user asked for exactly that."""
@@ -410,6 +480,11 @@ class SchedulerServer:
         if inspect.isawaitable(result):
             result = await result
         return dumps(result)
+
+    async def rpc_cancel_unstarted(self, client_id: str, keys: list[str]) -> list[str]:
+        """Cancel the client's keys no worker was given yet (see
+        ``SchedulerState.cancel_unstarted``); answer with the ones cancelled."""
+        return self.state.cancel_unstarted(client_id, keys, time.monotonic())
 
     async def rpc_close(self, client_id: str) -> bool:
         self.loop.call_later(0.05, lambda: self._spawn(self.close()))

@@ -32,6 +32,7 @@ from shoal.scheduler.records import (
     ERRED,
     FORGOTTEN,
     MEMORY,
+    NO_WORKER,
     PROCESSING,
     QUEUED,
     RELEASED,
@@ -50,6 +51,8 @@ UNKNOWN_DURATION = 0.5
 #: priorities: user priority first, then submission order
 _PRIORITY_SCALE = 1 << 48
 FIRE_AND_FORGET = "fire-and-forget"
+#: a task in these states has not been handed to a worker (this run)
+_NOT_STARTED = frozenset({RELEASED, WAITING, QUEUED, NO_WORKER})
 
 
 class SchedulerState:
@@ -71,6 +74,8 @@ class SchedulerState:
         # get queued tasks when the transitions are done (see transitions())
         self.freed: dict[WorkerRecord, None] = {}
         self.durations: dict[str, float] = {}
+        # client.set_metadata(): nested dicts; a task's entry goes with it (forget)
+        self.task_metadata: dict[Any, Any] = {}
         self.to_workers: dict[str, list[Any]] = {}
         self.to_clients: dict[str, list[Any]] = {}
         # ReleaseKeys handled per client, not answered yet (see send_client):
@@ -239,6 +244,8 @@ class SchedulerState:
 
     def forget(self, ts: TaskRecord) -> None:
         self.tasks.pop(ts.key, None)
+        if self.task_metadata:
+            self.task_metadata.pop(ts.key, None)
         self.unrunnable.discard(ts)
         self.unknown_deps.pop(ts, None)
 
@@ -323,7 +330,7 @@ class SchedulerState:
             elif t is m.WantKeys:
                 self.want_keys(c, msg.keys)
             elif t is m.CancelKeys:
-                self.cancel_keys(c, msg.keys, msg.force)
+                self.cancel_keys(c, msg.keys, msg.force, msg.reason, msg.msg)
             elif t is m.RetryKeys:
                 self.retry_keys(msg.keys)
             elif t is m.FireAndForget:
@@ -469,9 +476,11 @@ class SchedulerState:
                 self._unwant(ts, recs)
         self.transitions(recs)
 
-    def cancel_keys(self, c: ClientRecord, keys: list[str], force: bool = False) -> None:
+    def cancel_keys(self, c: ClientRecord, keys: list[str], force: bool = False,
+                    reason: str = "", msg: str = "") -> None:
         """Cancel these keys and everything that depends on them, for this
-        client (for every client with ``force``)."""
+        client (for every client with ``force``); they hear ``reason`` and
+        ``msg``."""
         seen: dict[TaskRecord, None] = {}  # ordered: see by_priority
         stack = [self.tasks[k] for k in keys if k in self.tasks]
         while stack:
@@ -494,8 +503,24 @@ class SchedulerState:
                         told.setdefault(cl.client_id, []).append(ts.key)
                     self._unwant(ts, recs)
         for client_id, cancelled in told.items():
-            self.send_client(client_id, m.TasksCancelled(cancelled, "cancelled"))
+            self.send_client(client_id, m.TasksCancelled(cancelled, reason or "cancelled", msg))
         self.transitions(recs)
+
+    def cancel_unstarted(self, client_id: str, keys: list[str], now: float) -> list[str]:
+        """Cancel, for this client, those of ``keys`` that no worker has been
+        given yet; return them.  One step, so nothing starts in between: a
+        ``concurrent.futures`` cancel that succeeds means the call never runs."""
+        self._begin(f"CancelUnstarted-{client_id}", now)
+        c = self.clients[client_id]
+        chosen = []
+        for key in keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ts in c.wants and ts.state in _NOT_STARTED:
+                chosen.append(key)
+        if chosen:
+            self.cancel_keys(c, chosen)
+        self._finish()
+        return chosen
 
     def retry_keys(self, keys: list[str]) -> None:
         order: list[TaskRecord] = []
@@ -553,6 +578,7 @@ class SchedulerState:
         w = WorkerRecord(msg.address, msg.name or msg.address, msg.nthreads, msg.memory_limit,
                          msg.host, msg.pid, msg.resources)
         w.last_seen = now
+        w.supervised = msg.supervised
         self.workers[w.address] = w
         self._running = None
         if self.unrunnable:
@@ -571,10 +597,13 @@ class SchedulerState:
             return
         self._begin(f"worker-left-{address}", now)
         self._running = None
+        # a retiring worker leaves as planned: its running tasks are not to blame
+        graceful = w.status == "closing_gracefully"
         w.status = "closed"
         recs: Recs = {}
         for ts in list(w.processing):
-            ts.suspicious += 1
+            if not graceful:
+                ts.suspicious += 1
             if ts.suspicious > self.allowed_failures:
                 ts.exception = self.make_exception(KilledWorker(ts.key, address, self.allowed_failures))
                 ts.erred_on = address
@@ -732,6 +761,7 @@ class SchedulerState:
             ts = heapq.heappop(queued)[2]
             self.assign(ts, w)
             self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
+            self.transition_counter += 1  # the log's readers count entries by it
 
     # ------------------------------------------------------------------ queries
 

@@ -20,7 +20,9 @@ Rules:
    ``shoal.protocol.serialize`` calls as the worker server and executor.
 4. A worker dies abruptly (its queued messages dropped both ways, the
    scheduler told at once) or the way a closed TCP connection looks (what it
-   sent before dying still arrives, then the scheduler notices).
+   sent before dying still arrives, then the scheduler notices).  A worker
+   may first be set retiring (``retire_workers``: no new tasks; its leaving
+   is not held against its tasks); retiring workers die before the drain.
 
 Data flow::
 
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.protocol import messages as m
+from shoal.scheduler import control_state
 from shoal.scheduler.state import SchedulerState
 from shoal.testing import sim_checks, sim_tasks
 from shoal.testing.sim_client import Expect, SimClient, describe, error_acceptable
@@ -247,6 +250,14 @@ class Simulation:
 
     def _chaos(self) -> None:
         alive = self.alive_workers()
+        running = [a for a in alive if self.scheduler.workers[a].status == "running"]
+        if len(running) > 1 and self.rng.random() < 0.2:
+            address = self.rng.choice(running)
+            self.log(f"{address} retires")
+            self.count("retires")
+            control_state.set_retiring(self.scheduler, address, True, float(self.now))
+            self._flush_scheduler()
+            return
         if alive and self.n_kills < self.profile.max_kills and (
             len(alive) > 1 or self.rng.random() < 0.3
         ):
@@ -262,6 +273,9 @@ class Simulation:
         self.add_client()
 
     def _drain(self, phase: str) -> None:
+        for address in self.alive_workers():  # a retirement ends with the worker leaving
+            if self.scheduler.workers[address].status == "closing_gracefully":
+                self.kill_worker(address)
         if not self.alive_workers():
             self.add_worker()
         for name in self.restricted:  # so that no task waits for its worker forever
@@ -463,7 +477,7 @@ class Simulation:
 
     def _remove_worker(self, address: str) -> None:
         wr = self.scheduler.workers.get(address)
-        if wr is not None:
+        if wr is not None and wr.status != "closing_gracefully":  # a retiring one leaves as planned
             for ts in wr.processing:
                 self.kills[ts.key] = self.kills.get(ts.key, 0) + 1
         self.scheduler.remove_worker(address, float(self.now))

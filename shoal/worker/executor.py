@@ -7,6 +7,10 @@ Data flow::
         the worker's store), call, measure, pickle a small result
     thread --append--> done deque --one call_soon_threadsafe per batch--> loop
 
+    thread --(key, start, stop, thread, nbytes, type)--> ``runs`` (bounded
+        deque, read on request for the task stream: nothing is sent per task)
+    ``running`` {thread ident: key}: read by the profiler and ``call_stack``
+
 Rules:
 1. A thread never touches the state machine; it only reads the store (to
    resolve dependencies) and reports through the done deque.
@@ -18,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import threading
 import time
@@ -34,6 +39,7 @@ from shoal.protocol.serialize import (
     loads_task_args,
 )
 from shoal.worker import shm
+from shoal.worker.failures import log_task_failure
 from shoal.worker.sizeof import sizeof
 
 _local = threading.local()
@@ -50,13 +56,18 @@ class LazyValue:
 
 
 class Store(dict):  # type: ignore[type-arg]
-    """The worker's values by key.  Reading a ``LazyValue`` unpickles it."""
+    """The worker's values by key.  Reading a ``LazyValue`` unpickles it,
+    once, except for objects that ask to be unpickled afresh for each reader
+    (a class attribute ``_unpickle_per_read``): actor handles, which claim
+    their actor through the reader's client while the reader holds them."""
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
         if type(value) is LazyValue:
-            value = loads(value.payload)
-            dict.__setitem__(self, key, value)
+            loaded = loads(value.payload)
+            if not getattr(type(loaded), "_unpickle_per_read", False):
+                dict.__setitem__(self, key, loaded)
+            return loaded
         return value
 
 
@@ -111,6 +122,7 @@ class TaskExecutor:
         inline_limit: int | None = None,
         is_cancelled: Callable[[str], bool] | None = None,
         push: Callable[[str, Success], None] | None = None,
+        runs_kept: int | None = None,
     ) -> None:
         self.is_cancelled = is_cancelled
         self.push = push  # (client id, result): send a small result to its client directly
@@ -119,12 +131,21 @@ class TaskExecutor:
         self.functions = functions
         self.data = data
         self.worker = worker
-        if inline_limit is None:
-            from shoal import config
+        from shoal import config
 
+        if inline_limit is None:
             # results whose pickle is at most this big travel with the "finished" notice
             inline_limit = config.size("worker.inline-result-bytes")
+        if runs_kept is None:
+            runs_kept = int(config.get("worker.task-stream-length"))
         self.inline_limit = inline_limit
+        # characters of a failed task's function and arguments in its log record
+        self.failed_args_chars = int(config.get("worker.failed-task-args-chars"))
+        # the task stream: (seq, key, start, stop, thread ident, nbytes, type
+        # name or None if it failed), perf_counter times; see worker/observability.py
+        self.runs: deque[tuple[int, str, float, float, int, int, str | None]] = deque(maxlen=runs_kept)
+        self.run_seq = itertools.count()
+        self.running: dict[int, str] = {}  # thread ident -> key of the task it runs
         self._queue: queue.SimpleQueue[tuple[str, bytes, Payload, bool, str] | None] = queue.SimpleQueue()
         self._done: deque[Success | Failure | Skipped] = deque()
         self._lock = threading.Lock()
@@ -198,6 +219,8 @@ class TaskExecutor:
 
     def _run(self) -> None:
         get = self._queue.get
+        ident = threading.get_ident()
+        running = self.running
         while True:
             item = get()
             if item is None:
@@ -209,22 +232,31 @@ class TaskExecutor:
                 continue
             _local.task = (self.worker, key)
             _local.seceded = False
+            running[ident] = key
             start = time.perf_counter()
+            func = a = kw = None
             try:
                 func = self._function(func_id)
                 a, kw = loads_task_args(args, self.data)
                 value = func(*a, **kw)
-                duration = time.perf_counter() - start
-                result: Success | Failure = (
-                    self._actor_created(key, value, duration) if actor else self._success(key, value, duration)
-                )
+                stop = time.perf_counter()
+                success = (self._actor_created(key, value, stop - start) if actor
+                           else self._success(key, value, stop - start))
+                self.runs.append((next(self.run_seq), key, start, stop, ident, success.nbytes,
+                                  success.type_name))
+                result: Success | Failure = success
+                del value, success  # the store holds it now; this thread need not
             except BaseException as e:
-                duration = time.perf_counter() - start
+                stop = time.perf_counter()
                 exc, tb, text = dumps_exception(e)
-                result = Failure(key, exc, tb, text, duration)
+                result = Failure(key, exc, tb, text, stop - start)
+                self.runs.append((next(self.run_seq), key, start, stop, ident, 0, None))
+                # while the task is current: forwarded logging takes it along
+                log_task_failure(key, func, a, kw, e, text, self.failed_args_chars)
                 del e
             finally:
                 _local.task = None
+                del running[ident]
             if push_to and type(result) is Success and result.inline is not None and not actor \
                     and self.push is not None and self._queue.empty() \
                     and not (self.is_cancelled is not None and self.is_cancelled(key)):
@@ -233,7 +265,10 @@ class TaskExecutor:
                 # for a run taken back: the client may want the key anew)
                 self.push(push_to, result)
             self._done.append(result)
-            del result, item, args
+            # the task's function and arguments go now, not when this thread's
+            # next task comes: their memory, and what they hold (an actor
+            # handle's claim on its actor)
+            del result, item, args, func, a, kw
             if not self._wake():
                 return
             if _local.seceded:
@@ -280,7 +315,8 @@ class TaskExecutor:
         """An actor's constructor ran: what travels is a handle, not the object."""
         from shoal.client.actor import Actor
 
-        handle = dumps(Actor(type(instance), key, self.worker.address if self.worker else ""))
+        address = self.worker.address if self.worker else ""
+        handle = dumps(Actor._unbound(type(instance), address, key))
         return Success(key, instance, sizeof(instance), _type_name(instance), duration, handle)
 
     # -- on the loop -------------------------------------------------------------

@@ -15,9 +15,11 @@ Data flow::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -29,9 +31,13 @@ from shoal.errors import CommClosedError, RemoteProtocolError, SerializationErro
 from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
-from shoal.worker import shm
+from shoal.worker import context, shm
 from shoal.worker import state as ws
+from shoal.worker.control import WorkerControl
+from shoal.worker.events import WorkerEvents
 from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
+from shoal.worker.observability import WorkerObservability
+from shoal.worker.plugins import WorkerPlugins
 
 logger = logging.getLogger("shoal.worker")
 
@@ -51,6 +57,8 @@ class WorkerServer:
         validate: bool = False,
         heartbeat_interval: float | None = None,
         connect_timeout: float | None = None,
+        supervised: bool = False,
+        contact_address: str | None = None,
     ) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be at least 1, got {nthreads}")
@@ -63,10 +71,15 @@ class WorkerServer:
         self.memory_limit = memory_limit
         self.resources = dict(resources or {})
         self.validate = validate
+        # a supervisor (nanny) starts this worker again when it exits asking so
+        self.supervised = supervised
+        self.restart_requested = False  # the scheduler asked: exit for a fresh process
         from shoal import config
 
         self.heartbeat_interval = heartbeat_interval or config.duration("worker.heartbeat-interval") or 1.0
         self.connect_timeout = connect_timeout
+        # the address to tell others, when not the one listened on (NAT, containers)
+        self.contact_address = contact_address
         self.address = ""
         self.data = Store()
         self.functions: dict[bytes, Any] = {}
@@ -87,6 +100,14 @@ class WorkerServer:
         self.handlers: dict[str, Any] = {}
         self.extensions: list[Any] = []
         self.add_extension(self)
+        self.local_directory: str | None = None
+        self._owned_directories: list[str] = []  # made here: removed at close
+        self.plugins = WorkerPlugins(self)
+        self.add_extension(self.plugins)
+        self.events = WorkerEvents(self)
+        self.observability = WorkerObservability(self)  # task stream, profile, logs...
+        self.add_extension(self.observability)
+        self.add_extension(WorkerControl(self))
 
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
@@ -105,9 +126,11 @@ class WorkerServer:
         self.loop = asyncio.get_running_loop()
         self.listener = listen(self.listen_address, self._on_connection)
         await self.listener.start()
-        self.address = _reachable_address(self.listener.address, self.scheduler_address)
+        self.address = self.contact_address or _reachable_address(self.listener.address,
+                                                                  self.scheduler_address)
         if not self.name:
             self.name = self.address
+        await self._setup()
         self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate)
         self.executor = TaskExecutor(
             self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self,
@@ -116,13 +139,16 @@ class WorkerServer:
         self.pool = ConnectionPool("peer", self.name, self.connect_timeout)
         register = m.RegisterWorker(
             self.address, self.name, self.nthreads, self.memory_limit, self.resources,
-            os.getpid(), socket.gethostname(),
+            os.getpid(), socket.gethostname(), self.supervised,
         )
         try:
-            self.scheduler, _ = await connect_and_greet(
+            self.scheduler, welcome = await connect_and_greet(
                 self.scheduler_address, "worker", self.name, self.connect_timeout, retry=True,
-                extra=[register],
+                extra=[register, m.Heartbeat(self._metrics())],
             )
+            # before any message from the scheduler is handled: no task runs
+            # here before the cluster's plugins are in place
+            await self.plugins.setup_at_start(welcome.info.get("plugins") or {})
         except BaseException:
             await self.close()
             raise
@@ -131,9 +157,19 @@ class WorkerServer:
         self.scheduler.keeps_loop_polling = False
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
         self.status = "running"
+        context.worker_started(self)
         self._spawn(self._heartbeat())
         logger.info("worker %s (%s) connected to %s", self.address, self.name, self.scheduler_address)
         return self
+
+    async def _setup(self) -> None:
+        """Called once listening, before registering with the scheduler
+        (a subclass prepares what tasks will need: shoal.deploy.worker)."""
+
+    def _metrics(self) -> dict[str, Any]:
+        """What the worker tells the scheduler with each heartbeat (the first
+        goes with its registration): ``scheduler_info()["workers"]`` shows it."""
+        return {"time": time.time()}
 
     async def finished(self) -> None:
         await self._closed.wait()
@@ -143,9 +179,12 @@ class WorkerServer:
             await self._closed.wait()
             return
         self.status = "closing"
+        self.observability.close()
+        context.worker_stopped(self)
         if reason:
             logger.info("worker %s closing: %s", self.address, reason)
         self.listener.stop() if hasattr(self, "listener") else None
+        await self.plugins.teardown_all()
         for t in list(self._tasks):
             t.cancel()
         if hasattr(self, "scheduler"):
@@ -166,6 +205,8 @@ class WorkerServer:
         for record in self.shared.values():
             record.close()
         self.shared.clear()
+        for directory in self._owned_directories:
+            shutil.rmtree(directory, ignore_errors=True)
         self.status = "closed"
         self._closed.set()
 
@@ -183,10 +224,10 @@ class WorkerServer:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 metrics = {
+                    **self._metrics(),
                     "memory": proc.memory_info().rss,
                     "cpu": proc.cpu_percent(),
                     "num_fds": proc.num_fds() if hasattr(proc, "num_fds") else 0,
-                    "time": time.time(),
                     "executing": len(self.state.executing),
                     "ready": len(self.state.ready),
                     "nbytes": self.state.nbytes,
@@ -235,6 +276,13 @@ class WorkerServer:
             reply = m.Response(msg.id, False, payload)
         self._send_scheduler([reply])
 
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Log an event under ``topic`` (or each of a list of topics) at the
+        scheduler, as dask's ``Worker.log_event``; from a task:
+        ``get_worker().log_event("topic", {"x": 1})``.  ``msg`` must be
+        plain msgpack data (``TypeError`` otherwise)."""
+        self.events.log_event(topic, msg)
+
     def rpc_ping(self) -> str:
         return "pong"
 
@@ -251,6 +299,9 @@ class WorkerServer:
     def _flush(self) -> None:
         self._flush_scheduled = False
         msgs, self._outbox = self._outbox, []
+        events = self.events.take()
+        if events:  # ahead of the reports of the tasks that logged them
+            msgs = events + msgs
         if msgs and self.status == "running":
             try:
                 self.scheduler.send(msgs)
@@ -267,14 +318,16 @@ class WorkerServer:
         self.state.handle_scheduler([])  # start what the new slot allows
         self._carry_out()
 
-    def get_client(self) -> Any:
-        """The client tasks on this worker share (made on first use)."""
+    def get_client(self, timeout: float | str | None = None) -> Any:
+        """The client tasks and actors on this worker share (made on first
+        use, connecting within ``timeout``)."""
         with self._client_lock:
             if self._client is None or self._client.status != "running":
                 from shoal.client.client import Client
 
                 self._client = Client(self.scheduler_address, set_as_default=False,
-                                      name=f"worker-{self.name}", timeout=self.connect_timeout)
+                                      name=f"worker-{self.name}",
+                                      timeout=self.connect_timeout if timeout is None else timeout)
             return self._client
 
     # ------------------------------------------------------------------ carrying out
@@ -288,6 +341,8 @@ class WorkerServer:
                 ts = state.tasks[ins.key]
                 assert ts.func is not None and ts.args is not None
                 self.executor.submit(ins.key, ts.func, ts.args, ts.actor, ts.push_to)
+                if self.plugins.observers:
+                    self.plugins.transition(ins.key, "ready", "executing")
             elif t is ws.StoreInline:
                 self.data[ins.key] = LazyValue(ins.value)
             elif t is ws.DropData:
@@ -327,8 +382,12 @@ class WorkerServer:
                 elif r.shared is not None:
                     r.shared.close()  # cancelled meanwhile: nobody will ask
                 state.execute_done(r.key, r.nbytes, r.type_name, r.duration, r.inline)
+                if self.plugins.observers:
+                    self.plugins.transition(r.key, "executing", "memory")
             else:
                 state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
+                if self.plugins.observers:
+                    self.plugins.transition(r.key, "executing", "error")
         self._carry_out()
 
     async def _fetch(self, worker: str, keys: list[str]) -> m.DataReply:
@@ -357,6 +416,7 @@ class WorkerServer:
         return reply  # type: ignore[no-any-return]
 
     async def _gather_dep(self, worker: str, keys: list[str]) -> None:
+        start = time.perf_counter()
         try:
             reply = await self._fetch(worker, keys)
         except (OSError, TimeoutError) as e:
@@ -378,6 +438,7 @@ class WorkerServer:
                 received[key] = state.tasks[key].nbytes or payload.nbytes
             else:
                 self._drop_shared(key)
+        self.observability.record_transfer(worker, list(received), start, time.perf_counter())
         state.gather_done(worker, received, reply.missing)
         self._carry_out()
 
@@ -431,6 +492,8 @@ class WorkerServer:
                 self._actor_call(comm, msg)
             elif t is m.SubscribeResults:
                 self._subscribers[msg.client] = comm
+            elif t is m.Echo:  # client.benchmark_hardware(): straight back
+                replies.append(msg)
             else:
                 raise RemoteProtocolError(f"a worker does not accept {t.__name__}")
         if replies:
@@ -480,6 +543,9 @@ class WorkerServer:
                 comm.send([answer])
 
         def run() -> None:
+            # actor methods see this worker as theirs: get_worker(), get_client()
+            # and objects made without a client work as in a task
+            token = context.in_actor(self)
             try:
                 if msg.kind == "getattr":
                     value = getattr(instance, msg.name)
@@ -488,12 +554,16 @@ class WorkerServer:
                     args, kwargs = loads(msg.args)
                     value = getattr(instance, msg.name)(*args, **kwargs)
                 if inspect.isawaitable(value):
-                    loop.call_soon_threadsafe(self._spawn, self._await_actor(msg.id, value, reply))
+                    # an async method runs on the loop, in this context (a copy)
+                    loop.call_soon_threadsafe(self._spawn, self._await_actor(msg.id, value, reply),
+                                              context=contextvars.copy_context())
                     return
                 answer = m.ActorReply(msg.id, True, dumps(value))
             except BaseException as e:
                 exc, tb, text = dumps_exception(e)
                 answer = m.ActorReply(msg.id, False, None, exc, tb, text)
+            finally:
+                context.left_actor(token)
             if comm.threadsafe_send:
                 try:
                     reply(answer)

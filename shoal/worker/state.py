@@ -486,6 +486,36 @@ class WorkerState:
             self._dependents_gain(ts)
         self._advance()
 
+    def accepts_copy(self, key: str) -> bool:
+        """May a copy of ``key`` fetched at the scheduler's request
+        (``rebalance``, ``replicate``, ``retire_workers``) be kept here?  Not
+        while it is computed or fetched here for a task: that brings it."""
+        ts = self.tasks.get(key)
+        return ts is None or ts.state is MEMORY
+
+    def copies_received(self, sizes: dict[str, int], type_names: dict[str, str]) -> list[str]:
+        """Copies of these keys came from peers at the scheduler's request:
+        keep those still acceptable (the server stores the values of keys
+        that were not here) and announce them (``ReplicasAdded``).  Returns
+        the keys kept."""
+        kept, kept_nbytes = [], []
+        for key, nbytes in sizes.items():
+            ts = self.tasks.get(key)
+            if ts is None:
+                ts = self.tasks[key] = WorkerTask(key, MEMORY)
+                ts.nbytes = nbytes
+                ts.type_name = type_names.get(key, "")
+                self.nbytes += nbytes
+            elif ts.state is not MEMORY:
+                continue
+            ts.reported = True
+            kept.append(key)
+            kept_nbytes.append(ts.nbytes)
+        if kept:
+            self.to_scheduler.append(m.ReplicasAdded(kept, kept_nbytes))
+        self._advance()
+        return kept
+
     # ------------------------------------------------------------------ progress
 
     def _dependents_gain(self, ts: WorkerTask) -> None:

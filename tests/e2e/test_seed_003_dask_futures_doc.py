@@ -742,10 +742,9 @@ def test_check_task_status_and_traceback(client: Client, capsys: pytest.CaptureF
     assert any(fr.name == "might_fail" and "raise ValueError" in (fr.line or "") for fr in frames)
 
 
-@pytest.mark.xfail(reason="needs client.profile: not implemented yet", strict=True, raises=AttributeError)
 def test_profile_tasks(client: Client, tmp_path: Path) -> None:
     # seed 003, "Profile Tasks"
     wait(client.map(square, range(10)))
     # Get performance data
-    client.profile(filename=str(tmp_path / "profile.html"))  # type: ignore[attr-defined]
+    client.profile(filename=str(tmp_path / "profile.html"))
     assert (tmp_path / "profile.html").exists()

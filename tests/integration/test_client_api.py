@@ -136,3 +136,98 @@ def test_dask_keywords_that_shoal_honours(cluster: LocalCluster) -> None:
             [f] = c.scatter([worker.encode() * 50_000], workers=[worker], hash=False)
             assert c.gather(f) == worker.encode() * 50_000
             assert list(c.pool._conns) == [worker]
+
+
+def test_rpc_and_the_scheduler_proxy(client: Client) -> None:
+    f = client.submit(inc, 10)
+    assert f.result(timeout=10) == 11
+
+    async def ask() -> tuple[object, object]:
+        async with shoal.rpc(client.scheduler_address) as r:
+            who = await r.who_has(keys=[f.key])
+            with pytest.raises(shoal.ShoalError, match="unknown request"):
+                await r.no_such_request()
+        return who, await client.scheduler.nthreads()
+
+    who, nthreads = client.sync(ask)
+    assert who == client.who_has([f])
+    assert nthreads == client.nthreads()
+    assert client.scheduler.address == client.scheduler_address
+
+
+def test_write_scheduler_file(cluster: LocalCluster, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "from-client.json"
+    with Client(cluster) as c:
+        c.write_scheduler_file(str(path))
+        assert json.loads(path.read_text())["address"] == c.scheduler_address
+        with pytest.raises(ValueError, match="already set"):
+            c.write_scheduler_file(str(path))
+    with Client(scheduler_file=str(path)) as again:
+        assert again.submit(inc, 2).result(timeout=10) == 3
+
+
+def test_small_names_dask_users_import() -> None:
+    import builtins
+
+    from shoal import CompatibleExecutor, Status, TimeoutError, sync  # noqa: F401
+
+    assert TimeoutError is builtins.TimeoutError
+    assert Status.running == "running" and str(Status.closed) == "closed"
+    with pytest.raises(NotImplementedError, match="get_executor"):
+        CompatibleExecutor()
+
+
+def test_module_level_sync_runs_on_the_clients_loop(client: Client) -> None:
+    async def where() -> str:
+        return threading.current_thread().name
+
+    assert shoal.sync(client.loop, where) == "shoal-loop"
+    with pytest.raises(TimeoutError):
+        shoal.sync(client.loop, asyncio.sleep, 1, callback_timeout="10ms")
+
+
+def test_pending_futures_of_a_closed_client_do_not_hang(cluster: LocalCluster, client: Client) -> None:
+    c = Client(cluster, set_as_default=False)
+    blocker = shoal.Event(client=c)
+    f = c.submit(lambda e: e.wait(30), blocker, pure=False)
+    c.close()
+    shoal.Event(blocker.name, client=client).set()  # frees the worker's thread
+    with pytest.raises(shoal.FutureLost, match="the client was closed"):
+        f.result(timeout=10)
+    assert f.status == "cancelled"
+
+
+def test_get_task_metadata(client: Client) -> None:
+    def fail() -> None:
+        raise ValueError("no")
+
+    with shoal.get_task_metadata() as tasks:
+        ok = client.map(inc, range(3))
+        bad = client.submit(fail)
+        shoal.wait([*ok, bad], timeout=10)
+    assert tasks.state == {**{f.key: "memory" for f in ok}, bad.key: "erred"}
+    assert tasks.metadata[ok[0].key]["type"] == "int"
+    assert tasks.metadata[ok[0].key]["workers"]
+    assert client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins.plugins)) == []
+
+
+def test_cancel_with_a_reason_and_a_message(cluster: LocalCluster, client: Client) -> None:
+    from shoal.errors import FutureCancelledError
+
+    gate = shoal.Event(client=client)
+    f = client.submit(lambda e: e.wait(30), gate, pure=False)
+    f.cancel(reason="not needed", msg="the user changed their mind")
+    with pytest.raises(FutureCancelledError, match="cancelled for reason: not needed") as info:
+        f.result(timeout=10)
+    assert info.value.key == f.key and info.value.msg == "the user changed their mind"
+    assert isinstance(info.value, shoal.CancelledError)
+    with pytest.raises(FutureCancelledError):
+        f.exception(timeout=10)
+    # another client holding the same key hears why, with force=True
+    g = client.submit(lambda e: e.wait(30), gate, key="shared-cancel-key")
+    with Client(cluster) as other:
+        theirs = shoal.Future("shared-cancel-key", other)
+        client.cancel([g], force=True, reason="shutting down")
+        with pytest.raises(FutureCancelledError, match="shutting down"):
+            theirs.result(timeout=10)
+    gate.set()

@@ -41,3 +41,13 @@ def test_get_worker_inside_a_task(client: Client) -> None:
     assert client.submit(lambda: get_worker().name, pure=False).result(timeout=10) in names
     with pytest.raises(ValueError, match="outside of a task"):
         get_worker()
+
+
+def same_client_by_address(address: str) -> bool:
+    return get_client(address) is get_client() is get_worker().get_client()
+
+
+def test_get_client_by_address(client: Client) -> None:
+    assert get_client(client.scheduler_address) is client
+    assert get_client(timeout="5s") is client
+    assert client.submit(same_client_by_address, client.scheduler_address, pure=False).result(timeout=20)

@@ -1,5 +1,6 @@
-"""The scheduler's named locks and queues (shoal/scheduler/coordination.py),
-driven directly on an event loop with a real SchedulerState behind them."""
+"""The scheduler's named queues, events and variables
+(shoal/scheduler/coordination.py), driven directly on an event loop with a
+real SchedulerState behind them.  Locks: test_locks.py."""
 
 from __future__ import annotations
 
@@ -40,21 +41,6 @@ async def _ends_while_losing(waiter, take, give) -> asyncio.Future[object]:  # t
     return waiting
 
 
-def test_a_lock_wait_that_keeps_losing_still_ends_at_its_timeout() -> None:
-    async def main() -> None:
-        co = make(asyncio.get_running_loop())
-        assert await co.rpc_lock_acquire("a", "L", "t-a")
-        waiting = await _ends_while_losing(
-            co.rpc_lock_acquire("b", "L", "t-b", timeout=0.2),
-            lambda: co.rpc_lock_acquire("a", "L", "t-a"),
-            lambda: co.rpc_lock_release("a", "L", "t-a"),
-        )
-        assert waiting.result() is False
-        assert co.locks["L"][0] == "a"
-
-    asyncio.run(main())
-
-
 def test_a_queue_put_that_keeps_losing_still_ends_at_its_timeout() -> None:
     async def main() -> None:
         co = make(asyncio.get_running_loop())
@@ -73,15 +59,46 @@ def test_a_queue_put_that_keeps_losing_still_ends_at_its_timeout() -> None:
 
 def test_waits_without_contention_still_succeed() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        co = make(loop)
-        assert await co.rpc_lock_acquire("a", "L", "t-a")
-        waiting = asyncio.ensure_future(co.rpc_lock_acquire("b", "L", "t-b", timeout=5))
-        await asyncio.sleep(0.01)
-        await co.rpc_lock_release("a", "L", "t-a")
-        assert await waiting is True
-        assert await co.rpc_lock_acquire("c", "M", "t-c", blocking=False)
-        assert await co.rpc_lock_acquire("d", "M", "t-d", blocking=False) is False
+        co = make(asyncio.get_running_loop())
+        getting = asyncio.ensure_future(co.rpc_queue_get("b", "Q", timeout=5))
+        await asyncio.sleep(0)  # the getter waits
+        await co.rpc_queue_put("a", "Q", {"data": 1})
+        assert await getting == [{"data": 1}]
         assert await co.rpc_event_wait("a", "E", timeout=0.01) is False
+        waiting = asyncio.ensure_future(co.rpc_event_wait("b", "E", timeout=5))
+        await asyncio.sleep(0)
+        await co.rpc_event_set("a", "E")
+        assert await waiting is True
+
+    asyncio.run(main())
+
+
+def test_closing_the_last_queue_object_deletes_it_and_fails_its_waiters() -> None:
+    async def main() -> None:
+        co = make(asyncio.get_running_loop())
+        await co.rpc_queue_create("a", "Q", maxsize=0)
+        await co.rpc_queue_create("b", "Q", maxsize=0)
+        getting = asyncio.ensure_future(co.rpc_queue_get("c", "Q", timeout=5))
+        await asyncio.sleep(0)
+        await co.rpc_queue_release("a", "Q")  # one of two objects closed: still there
+        assert "Q" in co.queues and not getting.done()
+        await co.rpc_queue_release("b", "Q")
+        assert "Q" not in co.queues
+        err = await asyncio.wait_for(asyncio.gather(getting, return_exceptions=True), 5)
+        assert isinstance(err[0], RuntimeError) and "closed" in str(err[0])
+
+    asyncio.run(main())
+
+
+def test_a_future_the_scheduler_never_heard_of_times_out_by_its_key() -> None:
+    async def main() -> None:
+        co = make(asyncio.get_running_loop())
+        try:
+            await co.rpc_variable_set("a", "V", {"key": "never-submitted"}, timeout=0.05)
+        except TimeoutError as e:
+            assert "never-submitted" in str(e)
+        else:
+            raise AssertionError("expected TimeoutError")
+        assert "V" not in co.variables
 
     asyncio.run(main())

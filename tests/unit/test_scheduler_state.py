@@ -307,6 +307,31 @@ def test_queued_task_starts_when_a_release_frees_a_slot() -> None:
     assert [x.key for x in of_type(to_workers["w0"], m.ExecuteTask)] == ["q-1"]
 
 
+def test_cancel_unstarted_spares_what_a_worker_has() -> None:
+    """A ``concurrent.futures`` cancel (``ClientExecutor``): the client asks to
+    cancel a running task, a queued one, one waiting on that, a finished one,
+    one it never asked for and an unknown key.  Only the queued and the
+    waiting task may go, and the client hears of exactly those: a True
+    ``cancel()`` promises the call never runs."""
+    s = make_state(1, clients=("c", "d"))
+    submit(s, "c", spec("done-1"))
+    finished(s, "w0", "done-1")
+    submit(s, "c", spec("a-1"), spec("b-1"), spec("q-1"), spec("dep-1", deps=("q-1",)))
+    submit(s, "d", spec("other-1"))
+    assert s.tasks["a-1"].state is PROCESSING and s.tasks["q-1"].state is QUEUED
+    assert s.tasks["dep-1"].state.value == "waiting"
+    s.take_messages()
+    got = s.cancel_unstarted("c", ["a-1", "q-1", "dep-1", "done-1", "other-1", "nope-1"], 2.0)
+    assert got == ["q-1", "dep-1"]
+    _, to_clients = s.take_messages()
+    assert of_type(to_clients["c"], m.TasksCancelled) == [m.TasksCancelled(["q-1", "dep-1"], "cancelled")]
+    assert "d" not in to_clients
+    assert "q-1" not in s.tasks and "dep-1" not in s.tasks
+    assert s.tasks["a-1"].state is PROCESSING and s.tasks["done-1"].state is MEMORY
+    assert s.tasks["other-1"].state in (PROCESSING, QUEUED)
+    check_invariants(s)
+
+
 # ---------------------------------------------------------------------------
 # determinism
 # ---------------------------------------------------------------------------

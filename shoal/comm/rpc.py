@@ -1,0 +1,131 @@
+"""``rpc(address)``: ask a scheduler things directly, without a Client, as
+dask.distributed's ``rpc`` does: ``await rpc(addr).who_has()``; and
+``connect(addr)``, a raw connection.
+
+Each ``rpc`` opens one connection (as a client, handshake and all) on first
+use; every attribute is a coroutine function sending that request and
+returning the answer.  ``client.scheduler`` is the same interface over a
+client's own connection.  An error the scheduler answers with is raised.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shoal.comm.core import Comm, connect_and_greet
+from shoal.errors import CommClosedError, SchedulerError
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Payload, loads
+
+
+def raise_error_answer(method: str, value: Any) -> None:
+    """Raise what a ``Response(ok=False)`` carries: a pickled exception, or text."""
+    if isinstance(value, Payload):
+        try:
+            value = loads(value)
+        except Exception:
+            value = SchedulerError(f"{method} failed (its error could not be read)")
+    if isinstance(value, BaseException):
+        raise value
+    raise SchedulerError(f"{method} failed: {value}")
+
+
+class rpc:
+    """Requests to the scheduler at ``address``; ``async with rpc(addr) as r:``."""
+
+    def __init__(self, address: str, timeout: float | None = None) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._comm: Comm | None = None
+        self._ids = itertools.count(1)
+
+    async def _connect(self) -> Comm:
+        if self._comm is None or self._comm.closed:
+            self._comm, _ = await connect_and_greet(self.address, "client", "rpc", self.timeout)
+        return self._comm
+
+    def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        async def call(**args: Any) -> Any:
+            args.pop("comm", None)  # dask's handlers take a comm argument; shoal's do not
+            comm = await self._connect()
+            rid = next(self._ids)
+            comm.send([m.Request(rid, method, args)])
+            while True:  # this connection carries only our requests, answered in order
+                for msg in await comm.recv(self.timeout):
+                    if type(msg) is m.Response and msg.id == rid:
+                        if msg.ok:
+                            return msg.value
+                        raise_error_answer(method, msg.value)
+
+        call.__name__ = method
+        return call
+
+    async def close_rpc(self) -> None:
+        if self._comm is not None:
+            await self._comm.close(timeout=1.0)
+            self._comm = None
+
+    async def __aenter__(self) -> rpc:
+        await self._connect()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close_rpc()
+
+    def __repr__(self) -> str:
+        return f"<rpc to {self.address!r}>"
+
+
+async def connect(addr: str, timeout: float | str | None = None, deserialize: bool = True,
+                  handshake_overrides: dict[str, Any] | None = None, **connection_args: Any) -> Comm:
+    """A connection to a shoal server at ``addr``, handshake done, as dask's
+    ``connect``: ``comm.send([messages])``, ``await comm.recv()``.  It
+    connects as a client.  ``deserialize=False``, ``handshake_overrides`` and
+    connection arguments (TLS) have no meaning for shoal's comms yet: asking
+    for them raises rather than being ignored."""
+    from shoal.units import parse_timedelta
+
+    if not deserialize:
+        raise NotImplementedError("connect(deserialize=False): shoal's comms always decode messages")
+    if handshake_overrides:
+        raise NotImplementedError("connect(handshake_overrides=...): shoal's handshake has no options")
+    if connection_args:
+        raise NotImplementedError(f"connect(): shoal takes no connection arguments "
+                                  f"(got {sorted(connection_args)})")
+    seconds = None if timeout is None else parse_timedelta(timeout)
+    comm, _ = await connect_and_greet(addr, "client", "connect", seconds)
+    return comm
+
+
+class SchedulerProxy:
+    """``client.scheduler``: the scheduler's requests over the client's own
+    connection (``await client.scheduler.who_has()`` in an asynchronous
+    client; ``client.sync(client.scheduler.who_has)`` in a synchronous one)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @property
+    def address(self) -> str:
+        return str(self._client.scheduler_address)
+
+    def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        async def call(**args: Any) -> Any:
+            args.pop("comm", None)
+            if self._client.status != "running":
+                raise CommClosedError(f"the client is {self._client.status}")
+            return await self._client._request(method, **args)
+
+        call.__name__ = method
+        return call
+
+    def __repr__(self) -> str:
+        return f"<scheduler {self.address!r} (requests over {self._client!r})>"
