@@ -188,13 +188,13 @@ def test_a_task_raising_reschedule_runs_again(client: Client, tmp_path: Path) ->
     marker = tmp_path / "attempts"
 
     def flaky_placement(path: str) -> int:
-        import os
+        import pathlib
 
         import shoal
 
-        attempts = int(open(path).read()) + 1 if os.path.exists(path) else 1
-        with open(path, "w") as f:
-            f.write(str(attempts))
+        p = pathlib.Path(path)
+        attempts = int(p.read_text()) + 1 if p.exists() else 1
+        p.write_text(str(attempts))
         if attempts < 3:
             raise shoal.Reschedule()
         return attempts
