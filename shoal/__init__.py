@@ -54,6 +54,7 @@ _EXPORTS = {
     "RemoteException": "shoal.errors",
     "SerializationError": "shoal.errors",
     "ShoalError": "shoal.errors",
+    "Reschedule": "shoal.errors",
     "get_client": "shoal.worker.context",
     "get_worker": "shoal.worker.context",
     "rejoin": "shoal.worker.context",
@@ -184,6 +185,9 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     )
     from shoal.errors import (
         RemoteException as RemoteException,
+    )
+    from shoal.errors import (
+        Reschedule as Reschedule,
     )
     from shoal.errors import (
         SerializationError as SerializationError,

@@ -12,6 +12,7 @@
     │   ├── SchedulerError               the scheduler refused a request
     │   │   └── WorkerRequestError       ...because a worker it asked did
     │   └── InvalidTransition / InvariantViolation   a state machine bug (tests)
+    ├── Reschedule                       raised by a task: run it again, maybe elsewhere
     ├── CancelledError                   (concurrent.futures.CancelledError) a future was cancelled
     │   └── FutureCancelledError         ...this one, for this reason (dask's)
     └── TimeoutError                     (builtin) a wait ran out of time
@@ -41,6 +42,7 @@ __all__ = [
     "ProtocolError",
     "RemoteException",
     "RemoteProtocolError",
+    "Reschedule",
     "SchedulerError",
     "SerializationError",
     "ShoalError",
@@ -98,6 +100,13 @@ class KilledWorker(ShoalError):
 class FutureLost(ShoalError):
     """The data behind a future was lost (its worker died) and cannot be rebuilt,
     e.g. it was scattered rather than computed."""
+
+
+class Reschedule(Exception):
+    """Raise this in a task to stop it and have the scheduler run it again,
+    possibly on another worker (where its usual rules place it), as in
+    dask.distributed.  It does not count as a failure (nor against
+    ``retries``)."""
 
 
 class FutureCancelledError(CancelledError):

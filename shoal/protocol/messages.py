@@ -243,6 +243,7 @@ class TaskFailed(_Msg, tag="failed"):
     text: str
     duration: float = 0.0
     run_id: int = 0  # the ExecuteTask this answers
+    reschedule: bool = False  # the task raised Reschedule: run it again, not an error
 
 
 class TaskSeceded(_Msg, tag="seceded"):

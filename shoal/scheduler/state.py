@@ -674,6 +674,9 @@ class SchedulerState:
         ts = self.tasks.get(msg.key)
         if ts is None or ts.processing_on is not w or msg.run_id != ts.run_id:
             return  # about a run taken back since
+        if msg.reschedule:  # the task asked to run again: not a failure
+            self.transitions({ts: WAITING})
+            return
         if ts.retries > 0:
             ts.retries -= 1
             self.transitions({ts: WAITING})

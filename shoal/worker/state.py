@@ -349,14 +349,18 @@ class WorkerState:
         self._advance()
 
     def execute_failed(
-        self, key: str, exception: Payload, traceback: Payload, text: str, duration: float
+        self, key: str, exception: Payload, traceback: Payload, text: str, duration: float,
+        reschedule: bool = False,
     ) -> None:
+        """The task raised (``reschedule``: it raised ``Reschedule``, asking to
+        run again rather than failing); the scheduler hears of it."""
         ts = self.tasks.get(key)
         self.executing.discard(key)
         self._record_duration(duration)
         if ts is not None:
             if ts.state is not CANCELLED:
-                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration, ts.run_id))
+                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration,
+                                                      ts.run_id, reschedule))
             else:
                 self._cancelled_run_ended(ts)
             if ts.state is CANCELLED and ts.dependents:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 from operator import add
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,3 +180,25 @@ def test_large_values_between_workers_and_to_the_client(shm_setting: str, monkey
         assert c.submit(lambda x: float(x[0]), big, workers=[a], pure=False).result(timeout=30) == 0.0
         scattered = c.scatter(np.ones(n), hash=False)
         assert c.submit(total, scattered, workers=[b], pure=False).result(timeout=30) == n
+
+
+def test_a_task_raising_reschedule_runs_again(client: Client, tmp_path: Path) -> None:
+    """``Reschedule`` stops the task and has the scheduler run it again: the
+    future never errs (dask's semantics; where it runs next is the scheduler's choice)."""
+    marker = tmp_path / "attempts"
+
+    def flaky_placement(path: str) -> int:
+        import pathlib
+
+        import shoal
+
+        p = pathlib.Path(path)
+        attempts = int(p.read_text()) + 1 if p.exists() else 1
+        p.write_text(str(attempts))
+        if attempts < 3:
+            raise shoal.Reschedule()
+        return attempts
+
+    f = client.submit(flaky_placement, str(marker), pure=False)
+    assert f.result(timeout=20) == 3
+    assert f.status == "finished"

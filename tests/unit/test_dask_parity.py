@@ -42,7 +42,6 @@ GAPS: dict[str, str] = {
     'Future.bind_client': 'issue 9, to do',
     'Future.substitute': 'issue 9, to do',
     'LocalCluster.adapt': 'issue 13: deployment and adaptive scaling',
-    'Reschedule': 'issue 9, to do',
     'SSHCluster': 'issue 13: deployment and adaptive scaling',
     'Security': 'issue 10: security',
     'SpecCluster': 'issue 13: deployment and adaptive scaling',

@@ -400,6 +400,26 @@ def test_when_an_input_fails_the_tasks_sent_ahead_are_taken_back() -> None:
     check_invariants(s)
 
 
+def test_a_task_that_raises_reschedule_runs_again_without_erring() -> None:
+    """A task raised ``Reschedule`` on w0: the scheduler runs it again (a
+    fresh run, any worker its rules pick), counting no failure and keeping
+    its retries; the client hears nothing until the result."""
+    s = make_state(2)
+    submit(s, "c", m.TaskSpec("x-1", FUNC_ID, ARGS, [], 0, 2, None))
+    ts = s.tasks["x-1"]
+    first_run, first_worker = ts.run_id, ts.processing_on
+    assert first_worker is not None
+    s.take_messages()
+    exc, tb = dumps_task_args((), {})[0], dumps_task_args((), {})[0]
+    s.handle_worker(first_worker.address, [m.TaskFailed("x-1", exc, tb, "Reschedule", 0.1, first_run,
+                                                        reschedule=True)], 2.0)
+    assert ts.state is PROCESSING and ts.run_id != first_run and ts.retries == 2
+    _, to_clients = s.take_messages()
+    assert not to_clients.get("c")  # no TaskErred
+    finished(s, ts.processing_on.address, "x-1")
+    assert ts.state is MEMORY
+
+
 # ---------------------------------------------------------------------------
 # idle threads first, whatever earlier work left behind
 # ---------------------------------------------------------------------------
