@@ -55,6 +55,7 @@ _EXPORTS = {
     "SerializationError": "shoal.errors",
     "ShoalError": "shoal.errors",
     "Reschedule": "shoal.errors",
+    "span": "shoal.spans",
     "get_client": "shoal.worker.context",
     "get_worker": "shoal.worker.context",
     "rejoin": "shoal.worker.context",
@@ -222,6 +223,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.plugins import (
         WorkerPlugin as WorkerPlugin,
     )
+    from shoal.spans import span as span
     from shoal.status import Status as Status
     from shoal.worker.context import (
         get_client as get_client,

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
     from typing import Any, TypeVar
 
+    from shoal import spans
     from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
@@ -78,7 +79,8 @@ def load_runtime() -> None:
 
 
 def _bind_runtime() -> None:
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks, transfer
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks
+    global transfer, spans
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
@@ -89,6 +91,7 @@ def _bind_runtime() -> None:
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
+    from shoal import spans
     from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
@@ -184,6 +187,7 @@ class ClientCore:
         self._direct_send = False
         self._last_submit = 0.0
         self._functions_sent: set[bytes] = set()
+        self._spans_sent: set[str] = set()  # span ids the scheduler was told of
         # scatter(hash=True): content digest <-> key of data this client holds
         self._scattered: dict[str, str] = {}
         self._scattered_digest: dict[str, str] = {}
@@ -677,6 +681,11 @@ class ClientCore:
                         f = made[spec.key] = Future(spec.key, self, inform=False)
                     futures.append(f)
             if new_specs:
+                entered = spans.current()
+                if entered is not None:  # shoal.span: the tasks belong to the innermost one
+                    self._declare_span(entered)
+                    for spec in new_specs:
+                        spec.span = entered[1][-1]
                 functions = []
                 if func_id not in self._functions_sent:
                     self._functions_sent.add(func_id)
@@ -691,6 +700,13 @@ class ClientCore:
                 if unwanted:
                     self._send(m.ReleaseKeys(unwanted))
         return futures
+
+    def _declare_span(self, entered: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+        """With the lock held: tell the scheduler of a span before its first task."""
+        names, ids = entered
+        if ids[-1] not in self._spans_sent:
+            self._spans_sent.add(ids[-1])
+            self._send(m.SpanDeclared(list(ids), list(names)))
 
     # ------------------------------------------------------------------ waiting
 

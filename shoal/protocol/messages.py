@@ -83,6 +83,7 @@ class TaskSpec(msgspec.Struct, array_like=True, omit_defaults=True):
     allow_other_workers: bool = False
     resources: dict[str, float] | None = None
     actor: bool = False
+    span: str = ""  # the id of the span it was submitted in (shoal.span), if any
 
 
 class SubmitTasks(_Msg, tag="submit"):
@@ -90,6 +91,14 @@ class SubmitTasks(_Msg, tag="submit"):
 
     tasks: list[TaskSpec]
     functions: list[FunctionDef] = []
+
+
+class SpanDeclared(_Msg, tag="span"):
+    """The spans a client's next tasks belong to (``shoal.span``): ids and
+    names, outermost first; sent once per span before its first task."""
+
+    ids: list[str]
+    names: list[str]
 
 
 class WantKeys(_Msg, tag="want"):
@@ -426,6 +435,7 @@ Message = Union[
     Welcome,
     Rejected,
     SubmitTasks,
+    SpanDeclared,
     WantKeys,
     ReleaseKeys,
     CancelKeys,

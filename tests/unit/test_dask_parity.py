@@ -35,7 +35,6 @@ GAPS: dict[str, str] = {
     'ActorFuture.__init__(positional order)': 'deliberate: made by shoal, never by users',
     'Adaptive': 'issue 13: deployment and adaptive scaling',
     'Client.amm': 'issue 11: the Active Memory Manager belongs with memory management',
-    'Client.normalize_collection': 'issue 9, in progress: dask collections and progress',
     'Future.__init__(_id=)': 'issue 9, to do',
     'Future.__init__(positional order)': 'issue 9, to do',
     'Future.__init__(state=)': 'issue 9, to do',
@@ -48,7 +47,6 @@ GAPS: dict[str, str] = {
     'SubprocessCluster': 'issue 13: deployment and adaptive scaling',
     'as_completed.condition': 'issue 9, to do',
     'performance_report': 'issue 12: dashboard, reports and HTML reprs',
-    'span': 'issue 9, to do',
     'widgets': 'issue 12: dashboard, reports and HTML reprs',
 }
 
