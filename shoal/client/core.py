@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from shoal import spans
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -79,7 +79,8 @@ def load_runtime() -> None:
 
 
 def _bind_runtime() -> None:
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer, spans
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks
+    global transfer, spans
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
@@ -91,7 +92,7 @@ def _bind_runtime() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from shoal import spans
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -192,6 +193,10 @@ class ClientCore:
         self._scattered_digest: dict[str, str] = {}
         # keys this client asked to cancel whose TasksCancelled has not come back
         self._cancelling: dict[str, int] = {}
+        # keys released whose ReleaseKeys the scheduler has not answered, and
+        # those messages, oldest first (see client/releases.py)
+        self._releasing: dict[str, int] = {}
+        self._release_msgs: list[Any] = []
         self._workers: list[str] = []
         # workers that push results to us (see client/pushed.py): address ->
         # their data connection, None while subscribing
@@ -459,6 +464,8 @@ class ClientCore:
                 out[-1].keys.extend(msg.keys)
             else:
                 out.append(msg)
+                if type(msg) is m.ReleaseKeys:
+                    releases.sent(self, msg)
             if self.loop is None or self.status != "running":
                 return
             if now and self._direct_send:
@@ -569,6 +576,7 @@ class ClientCore:
             if digest is not None:
                 self._scattered.pop(digest, None)
             if self.status == "running" or self.status == "newly-created":
+                releases.released(self, key)
                 self._send(m.ReleaseKeys([key]))
 
     # ------------------------------------------------------------------ submit / map
@@ -656,6 +664,7 @@ class ClientCore:
         self._check_open()
         with self._lock:
             futures: list[Future[Any]] = []
+            made: dict[str, Future[Any]] = {}  # one future per key, as dask's map
             new_specs = []
             keep = set(release or ())
             for spec in specs:
@@ -667,7 +676,10 @@ class ClientCore:
                 elif st is None:
                     new_specs.append(spec)
                 if spec.key not in keep:
-                    futures.append(Future(spec.key, self, inform=False))
+                    f = made.get(spec.key)
+                    if f is None:
+                        f = made[spec.key] = Future(spec.key, self, inform=False)
+                    futures.append(f)
             if new_specs:
                 entered = spans.current()
                 if entered is not None:  # shoal.span: the tasks belong to the innermost one

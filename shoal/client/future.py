@@ -136,7 +136,11 @@ class FutureState:
 
 
 class Future(Generic[T]):
-    """A remote result.  ``result()`` waits for it and brings it here."""
+    """A remote result.  ``result()`` waits for it and brings it here.
+
+    Futures compare and hash by identity, as dask's do: two futures of one key
+    (the same pure call submitted twice) are two futures of one task, each
+    counted once by ``wait`` and ``as_completed``."""
 
     __slots__ = ("__weakref__", "_state", "client", "key")
 
@@ -173,19 +177,30 @@ class Future(Generic[T]):
     # -- results ---------------------------------------------------------------
 
     def result(self, timeout: float | None = None) -> T:
-        """Wait for the result and return it; re-raise the task's exception."""
-        if self.client.asynchronous and self.client._in_loop_thread():
-            return self._result_async()  # type: ignore[return-value]
+        """Wait for the result and return it; re-raise the task's exception.
+        On an asynchronous client's event loop: an awaitable."""
+        if self._awaitable_here():
+            return self._result_async(timeout)  # type: ignore[return-value]
         self.client._wait_states([self._state], timeout)
         return self.client._value_of(self._state, timeout)  # type: ignore[no-any-return]
 
-    async def _result_async(self) -> T:
-        await self.client._wait_states_async([self._state], None)
+    async def _result_async(self, timeout: float | None = None) -> T:
+        await self.client._wait_states_async([self._state], timeout)
         return await self.client._value_of_async(self._state)  # type: ignore[no-any-return]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The exception the task raised, or None."""
+        """The exception the task raised, or None (an awaitable on an
+        asynchronous client's event loop)."""
+        if self._awaitable_here():
+            return self._exception_async(timeout)  # type: ignore[return-value]
         self.client._wait_states([self._state], timeout)
+        return self._exception_now()
+
+    async def _exception_async(self, timeout: float | None) -> BaseException | None:
+        await self.client._wait_states_async([self._state], timeout)
+        return self._exception_now()
+
+    def _exception_now(self) -> BaseException | None:
         st = self._state
         if st.status == CANCELLED:
             raise self.client._exception_of(st)
@@ -194,13 +209,30 @@ class Future(Generic[T]):
         return None
 
     def traceback(self, timeout: float | None = None) -> Any:
-        """The traceback of the task's exception (a traceback object), or None."""
+        """The traceback of the task's exception (a traceback object), or None
+        (an awaitable on an asynchronous client's event loop)."""
+        if self._awaitable_here():
+            return self._traceback_async(timeout)
         self.client._wait_states([self._state], timeout)
+        return self._traceback_now()
+
+    async def _traceback_async(self, timeout: float | None) -> Any:
+        await self.client._wait_states_async([self._state], timeout)
+        return self._traceback_now()
+
+    def _traceback_now(self) -> Any:
         st = self._state
         if st.status != ERROR:
             return None
-        exc = self.client._exception_of(st)
-        return exc.__traceback__
+        return self.client._exception_of(st).__traceback__
+
+    def _awaitable_here(self) -> bool:
+        """Whether the blocking calls should hand back an awaitable instead:
+        on the event loop of an asynchronous client, where blocking would
+        stop the loop that brings the answer (as in dask, where they return
+        coroutines on an asynchronous client)."""
+        client = self.client
+        return bool(client.asynchronous and client._in_loop_thread())
 
     def __await__(self) -> Generator[Any, None, T]:
         return self._result_async().__await__()
@@ -213,8 +245,10 @@ class Future(Generic[T]):
         client)."""
         return self.client.cancel([self], reason=reason, msg=msg, **kwargs)
 
-    def retry(self) -> None:
-        self.client.retry([self])
+    def retry(self) -> Any:
+        """Run this failed future again; see ``Client.retry`` (an awaitable
+        for an asynchronous client)."""
+        return self.client.retry([self])
 
     def release(self) -> None:
         """Drop this handle's reference now instead of at garbage collection."""
@@ -286,12 +320,6 @@ class Future(Generic[T]):
             f'<span style="color: var(--jp-ui-font-color2, {color})">status: {st.status}</span>'
             f"{type_part}, <b>key:</b> {html.escape(self.key)}"
         )
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Future) and other.key == self.key
 
 
 def _rebuild_future(key: str) -> Future[Any]:

@@ -212,6 +212,8 @@ class SchedulerServer:
     async def _watch_workers(self) -> None:
         while self.status == "running":
             await asyncio.sleep(self.check_interval)
+            if self.state.flush_release_acks():  # to clients that heard nothing else
+                self._schedule_flush()
             now = time.monotonic()
             for address, w in list(self.state.workers.items()):
                 if now - w.last_seen > self.worker_timeout:

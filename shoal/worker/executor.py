@@ -263,9 +263,11 @@ class TaskExecutor:
                 _local.task = None
                 del running[ident]
             if push_to and type(result) is Success and result.inline is not None and not actor \
-                    and self.push is not None and self._queue.empty():
+                    and self.push is not None and self._queue.empty() \
+                    and not (self.is_cancelled is not None and self.is_cancelled(key)):
                 # nothing queued behind it: the client that waits hears now,
-                # not after a trip through this loop and the scheduler
+                # not after a trip through this loop and the scheduler (not
+                # for a run taken back: the client may want the key anew)
                 self.push(push_to, result)
             self._done.append(result)
             # the task's function and arguments go now, not when this thread's

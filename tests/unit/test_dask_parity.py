@@ -45,9 +45,7 @@ GAPS: dict[str, str] = {
     'Security': 'issue 10: security',
     'SpecCluster': 'issue 13: deployment and adaptive scaling',
     'SubprocessCluster': 'issue 13: deployment and adaptive scaling',
-    'as_completed.__init__(timeout=)': 'issue 9, to do',
     'as_completed.condition': 'issue 9, to do',
-    'as_completed.next': 'issue 9, to do',
     'performance_report': 'issue 12: dashboard, reports and HTML reprs',
     'widgets': 'issue 12: dashboard, reports and HTML reprs',
 }
