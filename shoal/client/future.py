@@ -138,9 +138,10 @@ class FutureState:
 class Future(Generic[T]):
     """A remote result.  ``result()`` waits for it and brings it here.
 
-    Futures compare and hash by identity, as dask's do: two futures of one key
-    (the same pure call submitted twice) are two futures of one task, each
-    counted once by ``wait`` and ``as_completed``."""
+    Futures compare and hash by key, as dask's do (its ``Future`` is a dask
+    ``TaskRef``): two futures of one key (the same pure call submitted twice)
+    stand for one task.  ``as_completed`` still yields a future once per
+    time it was added, as dask's does."""
 
     __slots__ = ("__weakref__", "_state", "client", "key")
 
@@ -320,6 +321,12 @@ class Future(Generic[T]):
             f'<span style="color: var(--jp-ui-font-color2, {color})">status: {st.status}</span>'
             f"{type_part}, <b>key:</b> {html.escape(self.key)}"
         )
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Future) and other.key == self.key
 
 
 def _rebuild_future(key: str) -> Future[Any]:

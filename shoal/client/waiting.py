@@ -1,9 +1,8 @@
 """``wait``, ``as_completed`` and ``fire_and_forget``.
 
-Semantics follow dask.distributed: futures compare by identity, ``wait``
-returns sets of the futures given, and ``as_completed`` yields one item per
-future *added* (a future added twice is yielded twice, two futures of one key
-once each).  Nothing here holds a future longer than its caller does, except
+Semantics follow dask.distributed: futures compare by key, ``wait`` returns
+sets of the futures given, and ``as_completed`` yields one item per future
+*added* (a future added twice, or two futures of one key, yielded twice).  Nothing here holds a future longer than its caller does, except
 an ``as_completed`` that still has it to yield: dropping the iterator (say,
 after a ``break``) drops the futures it held.
 """

@@ -249,15 +249,17 @@ def test_with_results_without_raising_gives_dask_tuples(client: Client) -> None:
     Event(f"{tag}-go-1").set()
 
 
-def test_wait_keeps_distinct_futures_of_one_key(client: Client) -> None:
-    """Futures compare by identity, as in dask: two submissions of one pure
-    call are two futures (of one task)."""
+def test_futures_of_one_key_are_equal_and_yielded_once_per_add(client: Client) -> None:
+    """As in dask (its Future is a TaskRef): two submissions of one pure call
+    are equal futures (one task); ``wait`` returns sets, so one of them;
+    ``as_completed`` yields once per future added."""
     a = client.submit(inc, 5)
     b = client.submit(inc, 5)
-    assert a.key == b.key and a != b
+    assert a.key == b.key and a == b and hash(a) == hash(b)
     done, not_done = wait([a, b])
-    assert len(done) == 2 and not not_done
-    assert len(set(as_completed([a, b, a]))) == 2
+    assert done == {a} and not not_done
+    yielded = list(as_completed([a, b, a]))
+    assert len(yielded) == 3 and set(yielded) == {a}
 
 
 def test_timeouts_of_wait_and_as_completed_as_in_dask(client: Client) -> None:
