@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from shoal.client import waiting_on
 from shoal.client.future import CANCELLED, ERROR, Future, FutureState
 from shoal.client.structure import futures_of
+from shoal.errors import CancelledFuturesGroup, FutureCancelledError, FuturesCancelledError
 
 ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -34,7 +35,19 @@ class DoneAndNotDoneFutures(NamedTuple):
 
 
 def _split(fs: list[Future[Any]]) -> DoneAndNotDoneFutures:
+    """``(done, not_done)``; as dask does, cancelled futures among the done
+    ones raise ``FuturesCancelledError``, grouped by the reason."""
     done = {f for f in fs if f.done()}
+    by_reason: dict[str, list[FutureCancelledError]] = {}
+    for f in done:
+        if f.cancelled():
+            exc = f.client._exception_of(f._state)
+            if not isinstance(exc, FutureCancelledError):
+                exc = FutureCancelledError(f.key, str(exc))
+            by_reason.setdefault(exc.reason, []).append(exc)
+    if by_reason:
+        raise FuturesCancelledError([CancelledFuturesGroup(errors, reason)
+                                     for reason, errors in by_reason.items()])
     return DoneAndNotDoneFutures(done, {f for f in fs if f not in done})
 
 

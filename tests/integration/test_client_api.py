@@ -263,3 +263,20 @@ def test_spans_group_the_tasks_submitted_inside(client: Client) -> None:
     assert o["states"] == {"memory": 3} and i["states"] == {"memory": 1} and i["timed"]
     with pytest.raises(ValueError, match="at least one span tag"), shoal.span():
         pass
+
+
+def test_wait_on_cancelled_futures_raises_grouped_by_reason(client: Client) -> None:
+    from shoal.errors import FuturesCancelledError
+
+    gate = shoal.Event(client=client)
+    a = client.submit(lambda e: e.wait(30), gate, pure=False)
+    b = client.submit(lambda e: e.wait(30), gate, pure=False)
+    c = client.submit(inc, 1, pure=False)
+    a.cancel(reason="first reason")
+    b.cancel(reason="second reason", msg="details")
+    with pytest.raises(FuturesCancelledError) as info:
+        shoal.wait([a, b, c], timeout=10)
+    assert sorted(g.reason for g in info.value.error_groups) == ["first reason", "second reason"]
+    assert "2 Futures cancelled" in str(info.value) and "details" in str(info.value)
+    assert isinstance(info.value, shoal.CancelledError)
+    gate.set()

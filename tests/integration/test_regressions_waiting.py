@@ -476,7 +476,10 @@ def test_news_of_a_released_key_does_not_finish_its_next_future(client: Client) 
     for i in range(20):
         f = client.submit(twice, tag, i)
         assert f.result(timeout=10) == i
+        key = f.key
         del f
+        # the premise: the client dropped the key (nothing else holds a future for it)
+        assert key not in client.refcount, f"round {i}: something still holds the future"
         g = client.submit(twice, tag, i)  # runs again, and waits
         try:
             client.task_states([g.key])  # whatever the scheduler sent before is in
