@@ -274,9 +274,9 @@ def test_wait_on_cancelled_futures_raises_grouped_by_reason(client: Client) -> N
     c = client.submit(inc, 1, pure=False)
     a.cancel(reason="first reason")
     b.cancel(reason="second reason", msg="details")
+    gate.set()  # the cancelled runs end and free the two threads for c
     with pytest.raises(FuturesCancelledError) as info:
         shoal.wait([a, b, c], timeout=10)
     assert sorted(g.reason for g in info.value.error_groups) == ["first reason", "second reason"]
     assert "2 Futures cancelled" in str(info.value) and "details" in str(info.value)
     assert isinstance(info.value, shoal.CancelledError)
-    gate.set()
