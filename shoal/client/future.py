@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import sys
 import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -143,17 +144,26 @@ class Future(Generic[T]):
     stand for one task.  ``as_completed`` still yields a future once per
     time it was added, as dask's does."""
 
-    __slots__ = ("__weakref__", "_state", "client", "key")
+    __slots__ = ("__weakref__", "_id", "_state", "client", "key")
 
-    def __init__(self, key: str, client: Client | None = None, inform: bool = True) -> None:
+    def __init__(self, key: str, client: Client | None = None, state: FutureState | None = None,
+                 _id: str | None = None, *, inform: bool = True) -> None:
+        """A handle on ``key`` held through ``client`` (default: this place's
+        client; inside a task or actor method, the worker's).  ``state`` and
+        ``_id`` are dask's internal arguments: a ``state`` given must be the
+        client's own for this key; ``_id`` names this handle."""
         if client is None:
-            # the client of this place: inside a task or an actor method, the worker's
             from shoal.worker.context import get_client
 
             client = get_client()
         self.key = key
         self.client = client
+        self._id = _id
         self._state = client._acquire_key(key, inform)
+        if state is not None and state is not self._state:
+            self.release()
+            raise ValueError(f"Future({key!r}, state=...): the state given is not this client's "
+                             "state of the key (shoal keeps one state per key per client)")
 
     # -- status ----------------------------------------------------------------
 
@@ -169,7 +179,29 @@ class Future(Generic[T]):
 
     @property
     def type(self) -> Any:
-        return self._state.type_name or None
+        """The type of the result, as in dask (``int``, ``numpy.ndarray``...)
+        once it is known; the type's name when that type cannot be imported
+        here; None before."""
+        name = self._state.type_name
+        if not name:
+            return None
+        return _resolve_type(name)
+
+    def bind_client(self, client: Client) -> None:
+        """Hold this future through ``client`` (dask's: for a future
+        unpickled without one)."""
+        if self.client is client:
+            return
+        old = self.client
+        self.client = client
+        self._state = client._acquire_key(self.key, True)
+        if old is not None:
+            old._release_key(self.key)
+
+    def substitute(self, subs: dict[Any, Any], key: Any = None) -> Any:
+        """dask's ``TaskRef.substitute``: what ``subs`` maps this key to, or
+        this future."""
+        return subs.get(self.key, self)
 
     @property
     def executor(self) -> Client:
@@ -327,6 +359,28 @@ class Future(Generic[T]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Future) and other.key == self.key
+
+
+_BUILTIN_TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bytearray, bool, list,
+                                         tuple, dict, set, frozenset, type(None), object, range,
+                                         slice, memoryview)}
+
+
+def _resolve_type(name: str) -> Any:
+    """``"int"`` -> ``int``; ``"numpy.ndarray"`` -> the class, if importable
+    here without side effects beyond importing its module; else the name."""
+    if name in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[name]
+    module, _, qualname = name.rpartition(".")
+    mod = sys.modules.get(module)  # only modules this process already has
+    if mod is None:
+        return name
+    obj: Any = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return name
+    return obj if isinstance(obj, type) else name
 
 
 def _rebuild_future(key: str) -> Future[Any]:
