@@ -58,6 +58,8 @@ _EXPORTS = {
     "RemoteException": "shoal.errors",
     "SerializationError": "shoal.errors",
     "ShoalError": "shoal.errors",
+    "Reschedule": "shoal.errors",
+    "span": "shoal.spans",
     "get_client": "shoal.worker.context",
     "get_worker": "shoal.worker.context",
     "rejoin": "shoal.worker.context",
@@ -194,6 +196,9 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
         RemoteException as RemoteException,
     )
     from shoal.errors import (
+        Reschedule as Reschedule,
+    )
+    from shoal.errors import (
         SerializationError as SerializationError,
     )
     from shoal.errors import (
@@ -226,6 +231,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.plugins import (
         WorkerPlugin as WorkerPlugin,
     )
+    from shoal.spans import span as span
     from shoal.status import Status as Status
     from shoal.worker.context import (
         get_client as get_client,
