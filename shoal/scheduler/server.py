@@ -57,6 +57,7 @@ from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.plugins import SchedulerPlugins
 from shoal.scheduler.progress import ProgressWatches
 from shoal.scheduler.queries import Queries
+from shoal.scheduler.scaling_requests import ScalingRequests
 from shoal.scheduler.spans import Spans
 from shoal.scheduler.state import SchedulerState
 
@@ -121,6 +122,7 @@ class SchedulerServer:
         self.add_extension(Locks(self))
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
+        self.add_extension(ScalingRequests(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and

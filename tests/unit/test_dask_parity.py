@@ -33,13 +33,8 @@ KWARGS_FORWARDED = {
 GAPS: dict[str, str] = {
     'ActorFuture.__init__(io_loop=)': 'deliberate: made by shoal, never by users; it holds a concurrent future, not an IOLoop',
     'ActorFuture.__init__(positional order)': 'deliberate: made by shoal, never by users',
-    'Adaptive': 'issue 13: deployment and adaptive scaling',
     'Client.amm': 'issue 11: the Active Memory Manager belongs with memory management',
-    'LocalCluster.adapt': 'issue 13: deployment and adaptive scaling',
-    'SSHCluster': 'issue 13: deployment and adaptive scaling',
     'Security': 'issue 10: security',
-    'SpecCluster': 'issue 13: deployment and adaptive scaling',
-    'SubprocessCluster': 'issue 13: deployment and adaptive scaling',
     'as_completed.condition': 'deliberate: the asyncio.Condition inside dask\'s implementation, not an interface; shoal\'s as_completed has none',
     'performance_report': 'issue 12: dashboard, reports and HTML reprs',
     'widgets': 'issue 12: dashboard, reports and HTML reprs',
