@@ -668,18 +668,27 @@ class ClientCore:
             new_specs = []
             keep = set(release or ())
             for spec in specs:
-                st = self.futures.get(spec.key)
-                if st is not None and st.status == CANCELLED:
-                    # a cancelled key asked for again: start over with fresh state
-                    self.futures[spec.key] = FutureState(spec.key)
-                    new_specs.append(spec)
-                elif st is None:
-                    new_specs.append(spec)
-                if spec.key not in keep:
-                    f = made.get(spec.key)
-                    if f is None:
-                        f = made[spec.key] = Future(spec.key, self, inform=False)
-                    futures.append(f)
+                key = spec.key
+                if key in keep:  # no future: nothing here refers to the key
+                    st = self.futures.get(key)
+                    if st is None or st.status == CANCELLED:
+                        new_specs.append(spec)
+                    continue
+                f = made.get(key)
+                if f is None:
+                    before = self.futures.get(key)
+                    # the reference first: a garbage collection while we look
+                    # (a cycle holding the key's last old future) then cannot
+                    # release the key under the new future's feet
+                    f = made[key] = Future(key, self, inform=False)
+                    st = self.futures[key]
+                    if st is not before:  # unknown, or its last old future just went
+                        new_specs.append(spec)
+                    elif st.status == CANCELLED:
+                        # a cancelled key asked for again: start over with fresh state
+                        st = self.futures[key] = f._state = FutureState(key)
+                        new_specs.append(spec)
+                futures.append(f)
             if new_specs:
                 entered = spans.current()
                 if entered is not None:  # shoal.span: the tasks belong to the innermost one
