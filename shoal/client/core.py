@@ -119,8 +119,21 @@ def _bind_runtime() -> None:
 
 
 _default_client: ClientCore | None = None
+#: clients made with set_as_default, oldest first: closing the default makes
+#: the newest one still running the default again, as in dask
+_default_candidates: list[weakref.ref[ClientCore]] = []
 _clients: weakref.WeakSet[ClientCore] = weakref.WeakSet()
 _SKIP = object()
+
+
+def _previous_default(closing: ClientCore) -> ClientCore | None:
+    """The newest client made with set_as_default that still runs (not ``closing``)."""
+    while _default_candidates:
+        c = _default_candidates[-1]()
+        if c is not None and c is not closing and c.status == "running":
+            return c
+        _default_candidates.pop()
+    return None
 
 
 #: the client ``Client.as_current()`` made current in this context, if any
@@ -298,6 +311,7 @@ class ClientCore:
         if self._set_as_default:
             global _default_client
             _default_client = self
+            _default_candidates.append(weakref.ref(self))
             self._set_dask_scheduler()
         with self._lock:
             if self._outgoing and not self._flush_pending:
@@ -379,7 +393,7 @@ class ClientCore:
         if self._callback_executor is not None:
             self._callback_executor.shutdown(wait=False)
         if _default_client is self:
-            _default_client = None
+            _default_client = _previous_default(self)
         self._restore_dask_scheduler()
         self.status = "closed"
 
