@@ -12,7 +12,7 @@ Data flow::
     server stores a value --data_added()--> wake the monitor thread
     monitor thread: process_memory() + SpillBuffer.memory_bytes
         --MemoryPolicy.decide--> SpillBuffer.evict(n)  (disk writes here)
-                             \\-> loop: server.set_paused(True/False)
+                             \\-> loop: server._memory_paused(True/False)
     heartbeat <--metrics()-- managed / spilled / process memory
 
 ``process_memory(pid)`` is also what the nanny compares with the terminate
@@ -233,7 +233,7 @@ class WorkerMemoryManager:
             logger.warning("worker %s: process memory %.0f MB is back under the pause "
                            "threshold: resuming", self.server.address, self.process_memory / 1e6)
         try:
-            self.server.loop.call_soon_threadsafe(self.server.set_paused, paused)
+            self.server.loop.call_soon_threadsafe(self.server._memory_paused, paused)
         except RuntimeError:
             pass  # the loop is closed: the worker is shutting down
 
@@ -241,7 +241,7 @@ class WorkerMemoryManager:
         """A value left memory for disk: its shared memory goes (on the loop)."""
         if key in self.server.shared:
             try:
-                self.server.loop.call_soon_threadsafe(self.server.spilled_shared, key)
+                self.server.loop.call_soon_threadsafe(self.server._spilled_shared, key)
             except RuntimeError:
                 pass
 

@@ -361,7 +361,7 @@ class WorkerServer:
             self._send_scheduler(msgs)
         self.memory.data_added()
 
-    def set_paused(self, paused: bool) -> None:
+    def _memory_paused(self, paused: bool) -> None:
         """The memory monitor says: stop (or resume) starting tasks and
         fetching dependencies; the scheduler hears it and sends no new work."""
         if self.status != "running" or paused == self.state.paused:
@@ -370,7 +370,7 @@ class WorkerServer:
         self._send_scheduler([m.WorkerStatus("paused" if paused else "running")])
         self._carry_out()
 
-    def spilled_shared(self, key: str) -> None:
+    def _spilled_shared(self, key: str) -> None:
         """``key``'s value, held in shared memory, went to disk: let the
         shared memory go (unless the key holds a new value meanwhile)."""
         if key not in self.data.memory:
@@ -406,9 +406,11 @@ class WorkerServer:
                 if self.plugins.observers:
                     self.plugins.transition(r.key, "executing", "memory")
             else:
-                state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
+                state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration,
+                                     r.reschedule)
                 if self.plugins.observers:
-                    self.plugins.transition(r.key, "executing", "error")
+                    self.plugins.transition(r.key, "executing",
+                                            "rescheduled" if r.reschedule else "error")
         self._carry_out()
 
     async def _fetch(self, worker: str, keys: list[str]) -> m.DataReply:
