@@ -48,6 +48,7 @@ from shoal.errors import (
 from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.active_memory import ActiveMemoryManager
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
@@ -60,6 +61,7 @@ from shoal.scheduler.queries import Queries
 from shoal.scheduler.scaling_requests import ScalingRequests
 from shoal.scheduler.spans import Spans
 from shoal.scheduler.state import SchedulerState
+from shoal.scheduler.work_stealing import WorkStealing
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -122,6 +124,8 @@ class SchedulerServer:
         self.add_extension(Locks(self))
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
+        self.add_extension(WorkStealing(self))
+        self.add_extension(ActiveMemoryManager(self))
         self.add_extension(ScalingRequests(self))
 
     def add_extension(self, extension: Any) -> None:
