@@ -132,7 +132,7 @@ def run_zygote(passed_fds: list[int]) -> int:
             if pid == 0:
                 return
             w = children.pop(pid, None)
-            if w is not None:
+            if w is not None and w >= 0:  # -1: closed already (we are stopping)
                 os.close(w)
             emit({"event": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
@@ -185,8 +185,9 @@ def run_zygote(passed_fds: list[int]) -> int:
                     os.close(stdin_w)
                     children[cmd["pid"]] = os.open(os.devnull, os.O_RDONLY)  # placeholder fd
     # stop every child: EOF on their stdin, then reap (bounded), then kill
-    for w in children.values():
+    for pid, w in children.items():
         os.close(w)
+        children[pid] = -1  # reap() must not close it again
     deadline = time.monotonic() + 5
     while children and time.monotonic() < deadline:
         reap()
