@@ -77,7 +77,14 @@ class SchedulerServer:
         check_interval: float | None = None,
     ) -> None:
         from shoal import config
+        from shoal.scheduler import placement
 
+        placement.configure(
+            bandwidth=config.size("scheduler.bandwidth"),
+            target_backlog=config.duration("scheduler.placement.target-backlog") or 0.0,
+            max_extra_per_thread=int(config.get("scheduler.placement.max-extra-tasks-per-thread")),
+            small_input_bytes=config.size("scheduler.placement.small-input-bytes"),
+        )
         self.listen_address = address
         self._sock = sock
         self.state = SchedulerState(

@@ -134,8 +134,14 @@ class WorkerServer:
         if not self.name:
             self.name = self.address
         await self._setup()
-        self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate,
-                                    **self.memory.state_options())
+        from shoal import config
+
+        self.state = ws.WorkerState(
+            self.address, self.nthreads, validate=self.validate,
+            prefetch_below=config.duration("worker.prefetch.below") or 0.0,
+            prefetch_window=config.duration("worker.prefetch.window") or 0.0,
+            prefetch_max=int(config.get("worker.prefetch.max")),
+            **self.memory.state_options())
         self.executor = TaskExecutor(
             self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self,
             is_cancelled=self._is_cancelled, push=self._push_result,
