@@ -54,6 +54,8 @@ _EXPORTS = {
     "RemoteException": "shoal.errors",
     "SerializationError": "shoal.errors",
     "ShoalError": "shoal.errors",
+    "AuthenticationError": "shoal.errors",
+    "Security": "shoal.security",
     "get_client": "shoal.worker.context",
     "get_worker": "shoal.worker.context",
     "rejoin": "shoal.worker.context",
@@ -171,6 +173,9 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
         Worker as Worker,
     )
     from shoal.errors import (
+        AuthenticationError as AuthenticationError,
+    )
+    from shoal.errors import (
         CancelledError as CancelledError,
     )
     from shoal.errors import (
@@ -194,6 +199,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.plugins import (
         CondaInstall as CondaInstall,
     )
+    from shoal.security import Security as Security
     from shoal.plugins import (
         Environ as Environ,
     )

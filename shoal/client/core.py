@@ -148,6 +148,9 @@ class ClientCore:
     of them."""
 
     _prestarted: Any = None  # the fork server Client.__init__ launched, if any
+    #: what proves this client to the cluster (shoal.Security): as given, else
+    #: its cluster's, else from the settings, when connecting
+    security: Any = None
     #: the event loop this client's coroutines run on (set once it starts)
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -275,12 +278,17 @@ class ClientCore:
             await self.cluster
         address = self._address or self.cluster.scheduler_address
         self.scheduler_address = address
-        comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout, retry=True)
+        from shoal.security import security_for_client
+
+        self.security = security = security_for_client(self, address)
+        comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout, retry=True,
+                                                security=security)
         self.scheduler_comm = comm
         self._direct_send = comm.threadsafe_send
         self.id = welcome.id
         self._workers = list(welcome.info.get("workers", []))
-        self.pool = ConnectionPool("client", self.id, self.timeout, limit=self.connection_limit)
+        self.pool = ConnectionPool("client", self.id, self.timeout, limit=self.connection_limit,
+                                   security=security)
         self.status = "running"
         comm.start(self._on_messages, self._on_closed)
         self._spawn(self._heartbeat())

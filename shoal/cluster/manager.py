@@ -147,7 +147,7 @@ class ClusterManager:
             from shoal.client.client import Client
 
             client = Client(self.scheduler_address, asynchronous=True, set_as_default=False,
-                            name=f"{self.name}-manager")
+                            name=f"{self.name}-manager", security=getattr(self, "security", None))
             await client
             self._manager_client = client
         return await client._request(method, **args)

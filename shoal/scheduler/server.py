@@ -71,11 +71,17 @@ class SchedulerServer:
         validate: bool = False,
         worker_timeout: float | None = None,
         check_interval: float | None = None,
+        security: Any = None,
     ) -> None:
         from shoal import config
 
         self.listen_address = address
         self._sock = sock
+        #: who may connect (``shoal.Security``; None: from the settings, when
+        #: starting); with the token it generated, if it had to
+        self.security = security
+        #: the file a generated token was written to
+        self.token_file: str | None = None
         self.state = SchedulerState(
             validate=validate,
             allowed_failures=int(config.get("scheduler.allowed-failures")),
@@ -165,13 +171,37 @@ class SchedulerServer:
         spin.configure()
         self.loop = asyncio.get_running_loop()
         kwargs = {"sock": self._sock} if self._sock is not None else {}
-        self.listener = listen(self.listen_address, self._on_connection, **kwargs)
+        from shoal.security import Security, token_for_server
+
+        self.security, generated = token_for_server(self.security or Security(),
+                                                    self.listen_address, "scheduler")
+        self.listener = listen(self.listen_address, self._on_connection, security=self.security,
+                               tls_role="scheduler", roles=frozenset({"client", "worker"}), **kwargs)
         await self.listener.start()
         self.address = self.listener.address
+        if generated:
+            self._write_generated_token()
         self.status = "running"
         self._spawn(self._watch_workers())
         logger.info("scheduler at %s", self.address)
         return self
+
+    def _write_generated_token(self) -> None:
+        from shoal.comm.addresses import parse_address, parse_host_port
+        from shoal.security import generated_token_path, write_token_file
+
+        port = parse_host_port(parse_address(self.address)[1], 0)[1]
+        self.token_file = write_token_file(generated_token_path(port), self.security.token)
+        logger.warning(
+            "no token was given: the scheduler generated one and wrote it to %s (mode 0600). "
+            "Workers and clients need it: shoal worker %s --token-file %s, or SHOAL_TOKEN set "
+            "to its contents", self.token_file, self.address, self.token_file)
+
+    def verify_token(self, candidate: Any) -> bool:
+        """Whether ``candidate`` is this scheduler's token (constant time);
+        True for anything when it runs without one (loopback).  For
+        anything else that asks for the token, e.g. the dashboard."""
+        return self.security is None or self.security.verify_token(candidate)
 
     async def finished(self) -> None:
         await self._closed.wait()

@@ -44,7 +44,6 @@ GAPS: dict[str, str] = {
     'LocalCluster.adapt': 'issue 13: deployment and adaptive scaling',
     'Reschedule': 'issue 9, to do',
     'SSHCluster': 'issue 13: deployment and adaptive scaling',
-    'Security': 'issue 10: security',
     'SpecCluster': 'issue 13: deployment and adaptive scaling',
     'SubprocessCluster': 'issue 13: deployment and adaptive scaling',
     'as_completed.__init__(timeout=)': 'issue 9, to do',
