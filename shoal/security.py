@@ -501,6 +501,11 @@ def security_for_client(client: Any, address: str) -> Security:
     own = getattr(getattr(client, "cluster", None), "security", None)
     if isinstance(own, Security):
         return own
+    return security_for_address(address)
+
+
+def security_for_address(address: str) -> Security:
+    """That of a LocalCluster of this process at ``address``, else the settings'."""
     from shoal.comm.addresses import normalize_address
 
     try:

@@ -151,31 +151,29 @@ class _RecordReader:
         _, _, length = _HEAD.unpack_from(self._buf)
         return HEAD_SIZE + length - n
 
-    def feed(self, data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-        """Records completed by ``data``, and what follows the last whole one
-        if the caller wants no more records after it (see ``_Machine``).
-        Raises ``ValueError`` naming what is wrong."""
+    def feed(self, data: bytes) -> None:
         self._buf += data
-        out: list[tuple[int, bytes]] = []
-        while True:
-            buf = self._buf
-            head = bytes(buf[:4])
-            if head != MAGIC[: len(head)]:
-                raise ValueError(f"not a shoal handshake (first bytes {bytes(buf[:8])!r})")
-            if len(buf) < HEAD_SIZE:
-                return out, b""
-            _, kind, length = _HEAD.unpack_from(buf)
-            if kind not in _KIND_NAMES:
-                raise ValueError(f"unknown handshake record kind {kind}")
-            if length > MAX_BODY:
-                raise ValueError(f"handshake record of {length} bytes (limit {MAX_BODY})")
-            end = HEAD_SIZE + length
-            if len(buf) < end:
-                return out, b""
-            out.append((kind, bytes(buf[HEAD_SIZE:end])))
-            self._buf = buf[end:]
-            if not self._buf:
-                return out, b""
+
+    def next_record(self) -> tuple[int, bytes] | None:
+        """The next whole record, or None until more bytes come; raises
+        ``ValueError`` naming what is wrong as soon as a byte is."""
+        buf = self._buf
+        head = bytes(buf[:4])
+        if head != MAGIC[: len(head)]:
+            raise ValueError(f"not a shoal handshake (first bytes {bytes(buf[:8])!r})")
+        if len(buf) < HEAD_SIZE:
+            return None
+        _, kind, length = _HEAD.unpack_from(buf)
+        if kind not in _KIND_NAMES:
+            raise ValueError(f"unknown handshake record kind {kind}")
+        if length > MAX_BODY:
+            raise ValueError(f"handshake record of {length} bytes (limit {MAX_BODY})")
+        end = HEAD_SIZE + length
+        if len(buf) < end:
+            return None
+        record = (kind, bytes(buf[HEAD_SIZE:end]))
+        del buf[:end]
+        return record
 
     def take_rest(self) -> bytes:
         rest, self._buf = bytes(self._buf), bytearray()
@@ -209,16 +207,17 @@ class _Machine:
         if self.finished:
             raise RuntimeError(f"the handshake is {self.state}: it takes no more data")
         events: list[Event] = []
-        try:
-            records, _ = self._reader.feed(data)
-        except ValueError as e:
-            return self._fail(str(e))
-        for i, (kind, body) in enumerate(records):
-            events += self._record(kind, body)
-            if self.finished:
-                rest = b"".join(encode_record(k, b) for k, b in records[i + 1:])
-                self.trailing = rest + self._reader.take_rest()
+        self._reader.feed(data)
+        while not self.finished:
+            try:
+                record = self._reader.next_record()
+            except ValueError as e:
+                return events + self._fail(str(e))
+            if record is None:
                 break
+            events += self._record(*record)
+        if self.finished:
+            self.trailing = self._reader.take_rest()
         return events
 
     def _record(self, kind: int, body: bytes) -> list[Event]:
@@ -270,6 +269,8 @@ class ClientHandshake(_Machine):
         if len(body) != _CHALLENGE.size:
             return self._fail(f"a CHALLENGE of {len(body)} bytes")
         version, flags, nonce_s = _CHALLENGE.unpack(body)
+        if flags & ~HAS_TOKEN:
+            return self._fail(f"unknown CHALLENGE flags {flags:#x}")
         if version != self.version:
             return self._fail(f"the server speaks protocol version {version}, this process "
                               f"{self.version}: run the same version of shoal on both")
@@ -340,7 +341,9 @@ class ServerHandshake(_Machine):
     def _hello(self, body: bytes) -> list[Event]:
         if len(body) != _HELLO.size:
             return self._fail(f"a HELLO of {len(body)} bytes")
-        version, role_code, _flags, nonce_c = _HELLO.unpack(body)
+        version, role_code, flags, nonce_c = _HELLO.unpack(body)
+        if flags & ~HAS_TOKEN:
+            return self._fail(f"unknown HELLO flags {flags:#x}")
         if version != self.version:
             return self._refuse(WRONG_VERSION, f"protocol version {version} is not {self.version}: "
                                                "run the same version of shoal on both sides")

@@ -192,10 +192,12 @@ class SchedulerServer:
 
         port = parse_host_port(parse_address(self.address)[1], 0)[1]
         self.token_file = write_token_file(generated_token_path(port), self.security.token)
+        contact = getattr(self, "contact", None)  # shoal.Scheduler's: not 0.0.0.0
         logger.warning(
             "no token was given: the scheduler generated one and wrote it to %s (mode 0600). "
             "Workers and clients need it: shoal worker %s --token-file %s, or SHOAL_TOKEN set "
-            "to its contents", self.token_file, self.address, self.token_file)
+            "to its contents", self.token_file, contact() if contact else self.address,
+            self.token_file)
 
     def verify_token(self, candidate: Any) -> bool:
         """Whether ``candidate`` is this scheduler's token (constant time);

@@ -23,6 +23,7 @@ PURE = [
     "worker/state.py",
     "comm/framing.py",
     "comm/codec.py",
+    "comm/handshake.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "time", "os", "random", "selectors", "subprocess"}
 
