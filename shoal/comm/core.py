@@ -107,7 +107,7 @@ class Comm(abc.ABC):
         self._on_messages = on_messages
         self._on_close = on_close
         while self._pending and not self.closed:
-            on_messages(self._pending.popleft())
+            self.handle(on_messages, self._pending.popleft())
         if self.closed and on_close is not None:
             on_close(self, self.close_reason)
 
@@ -141,8 +141,16 @@ class Comm(abc.ABC):
             if self._waiter is not None and not self._waiter.done():
                 self._waiter.set_result(None)
             return
+        self.handle(handler, msgs)
+
+    def handle(self, handler: MessageHandler, msgs: list[Any]) -> None:
+        """``handler(msgs)``; a handler that fails closes this connection
+        only (a peer's bad message must not reach the event loop)."""
         try:
             handler(msgs)
+        except RemoteProtocolError as e:
+            logger.error("closing connection from %s: %s", self.peer_address or "?", e)
+            self.abort(e)
         except Exception as e:
             logger.exception("error handling messages from %s; closing that connection", self.peer_address)
             self.abort(e)

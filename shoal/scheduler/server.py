@@ -274,22 +274,29 @@ class SchedulerServer:
         except (RemoteProtocolError, SchedulerError, TimeoutError, OSError) as e:
             logger.warning("rejected a connection from %s: %s", comm.peer_address, e)
             await comm.close(timeout=0.5)
+        except Exception:
+            logger.exception("rejected a connection from %s", comm.peer_address)
+            await comm.close(timeout=0.5)
 
     def _add_client(self, comm: Comm, hello: m.Hello) -> None:
+        if comm.closed:  # what came with its Hello was garbage (closed, logged)
+            raise CommClosedError(f"connection from {comm.peer_address} closed while greeting")
         client_id = f"client-{next(self._client_ids)}-{uuid.uuid4().hex[:8]}"
         self.state.add_client(client_id, time.monotonic())
         self.client_comms[client_id] = comm
         comm.name = client_id
         info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list()}
         comm.send([m.Welcome(m.PROTOCOL_VERSION, client_id, info)])
+        self._notify("client_joined", client_id)
         comm.start(
             lambda msgs: self._on_client_messages(client_id, msgs),
             lambda c, exc: self._on_client_closed(client_id),
         )
-        self._notify("client_joined", client_id)
         self._schedule_flush()
 
     def _add_worker(self, comm: Comm, register: m.RegisterWorker, rest: list[Any]) -> None:
+        if comm.closed:
+            raise CommClosedError(f"connection from {comm.peer_address} closed while greeting")
         if register.address in self.state.workers:
             comm.send([m.Rejected(f"a worker at {register.address} is already registered")])
             raise SchedulerError(f"duplicate worker address {register.address}")
@@ -309,7 +316,7 @@ class SchedulerServer:
             lambda c, exc: self._on_worker_closed(address, exc),
         )
         if rest:
-            self._on_worker_messages(address, rest)
+            comm.handle(lambda msgs: self._on_worker_messages(address, msgs), rest)
         self._wake_worker_waiters()
         self._notify("worker_joined", address)
         self._schedule_flush()

@@ -489,7 +489,10 @@ class WorkerServer:
             logger.warning("worker %s: rejected a connection from %s: %s", self.address, comm.peer_address, e)
             comm.abort(e)
             return
-        comm.send([m.Welcome(m.PROTOCOL_VERSION, self.address, {"shm_host": shm.host_identity()})])
+        try:
+            comm.send([m.Welcome(m.PROTOCOL_VERSION, self.address, {"shm_host": shm.host_identity()})])
+        except CommClosedError:
+            return  # what came with its Hello was garbage: closed with a log line
         self._data_comms.add(comm)
         comm.start(lambda msgs: self._on_data_messages(comm, msgs), self._on_data_closed)
 
