@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
     from typing import Any, TypeVar
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client import checks, inbox, pushed, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -78,7 +78,7 @@ def load_runtime() -> None:
 
 
 def _bind_runtime() -> None:
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer, checks
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
@@ -89,7 +89,7 @@ def _bind_runtime() -> None:
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal.client import checks, inbox, pushed, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -595,16 +595,15 @@ class ClientCore:
         **kwargs: Any,
     ) -> Future[Any]:
         """Run ``func(*args, **kwargs)`` on the cluster; return a ``Future`` at once."""
-        if not callable(func):
-            raise TypeError("First input to submit must be a callable function")
+        checks.check_call(func, key, workers, resources, retries, priority, "submit")
         actor = actor or actors
         if pure is None:
             pure = not actor
         self._check_open()  # before pickling anything
-        futures = self._submit_specs(*tasks.build_specs(
+        futures = self._submit_specs(*checks.checked(self, tasks.build_specs(
             func, [args], kwargs, [key] if key is not None else None, pure,
             workers, resources, retries, priority, allow_other_workers, actor,
-        ))
+        ), explicit=key is not None))
         return futures[0]
 
     def map(
@@ -626,12 +625,12 @@ class ClientCore:
     ) -> list[Future[Any]]:
         """``submit`` for every element of the iterables (zipped); the function
         is pickled and sent once for the whole batch."""
-        if not callable(func):
-            raise TypeError("First input to map must be a callable function")
+        checks.check_call(func, key, workers, resources, retries, priority, "map")
         if not iterables:
             raise TypeError("map() needs at least one iterable")
-        if any(isinstance(it, (str, bytes, dict)) for it in iterables):
-            raise TypeError("map() takes iterables of arguments, not a str, bytes or dict")
+        if any(isinstance(it, (str, bytes, dict)) or not hasattr(it, "__iter__") for it in iterables):
+            raise TypeError("map() takes iterables of arguments (lists, tuples, ranges...), not "
+                            f"{', '.join(type(it).__name__ for it in iterables)}")
         all_args = list(zip(*iterables))
         actor = actor or actors
         if pure is None:
@@ -644,10 +643,10 @@ class ClientCore:
         elif isinstance(key, str):
             keys = [f"{key}-{i}" for i in range(len(all_args))]
         self._check_open()  # before pickling anything
-        return self._submit_specs(*tasks.build_specs(
+        return self._submit_specs(*checks.checked(self, tasks.build_specs(
             func, all_args, kwargs, keys, pure, workers, resources, retries, priority,
             allow_other_workers, actor,
-        ))
+        ), explicit=keys is not None))
 
     def _check_open(self) -> None:
         if self.status in ("closing", "closed"):
