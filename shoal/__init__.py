@@ -199,7 +199,6 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.plugins import (
         CondaInstall as CondaInstall,
     )
-    from shoal.security import Security as Security
     from shoal.plugins import (
         Environ as Environ,
     )
@@ -224,6 +223,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.plugins import (
         WorkerPlugin as WorkerPlugin,
     )
+    from shoal.security import Security as Security
     from shoal.status import Status as Status
     from shoal.worker.context import (
         get_client as get_client,

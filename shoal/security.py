@@ -78,6 +78,23 @@ class Security:
         so it must be empty.
     """
 
+    token: str | None
+    token_file: str | None
+    require_encryption: bool
+    tls_ca_file: str | None
+    tls_ciphers: str | None
+    tls_client_cert: str | None
+    tls_client_key: str | None
+    tls_scheduler_cert: str | None
+    tls_scheduler_key: str | None
+    tls_worker_cert: str | None
+    tls_worker_key: str | None
+    tls_min_version: Any
+    tls_max_version: Any
+    tls_check_hostname: bool
+    extra_conn_args: dict[str, Any]
+    _contexts: dict[tuple[str, bool], Any]
+
     __slots__ = (
         "_contexts", "extra_conn_args", "require_encryption", "tls_ca_file", "tls_check_hostname",
         "tls_ciphers", "tls_client_cert", "tls_client_key", "tls_max_version", "tls_min_version",
@@ -270,7 +287,7 @@ def _checked_token(token: Any, where: str) -> str:
     if len(token) < _SHORT_TOKEN:
         logger.warning("%s: a token of %d characters can be guessed; use a long random one "
                        "(shoal.security.generate_token())", where, len(token))
-    return token
+    return str(token)
 
 
 def generate_token() -> str:

@@ -284,7 +284,6 @@ def _supervise(args: Any, scheduler: str, nworkers: int, ports: list[int], memor
 
     from shoal.cluster.process import Supervisor
     from shoal.deploy.child_args import worker_argv
-
     from shoal.security import security_env
 
     sup = Supervisor(env=security_env(args.security))  # never on the workers' command lines

@@ -53,7 +53,7 @@ def check_call(func: Any, key: Any, workers: Any, resources: Any, retries: Any, 
             raise TypeError(f"{what}(retries=...) takes an int, got {type(retries).__name__}")
         if retries < 0:
             raise ValueError(f"{what}(retries=...) must be >= 0, got {retries}")
-    if not isinstance(priority, Number) or isinstance(priority, bool):
+    if isinstance(priority, bool) or not isinstance(priority, Number):
         raise TypeError(f"{what}(priority=...) takes a number, got {type(priority).__name__}")
 
 

@@ -149,7 +149,7 @@ class _RecordReader:
         if n < HEAD_SIZE:
             return HEAD_SIZE - n
         _, _, length = _HEAD.unpack_from(self._buf)
-        return HEAD_SIZE + length - n
+        return HEAD_SIZE + int(length) - n
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -216,7 +216,7 @@ class _Machine:
             if record is None:
                 break
             events += self._record(*record)
-        if self.finished:
+        if self.state in ("done", "failed"):  # (a handler above may have finished it)
             self.trailing = self._reader.take_rest()
         return events
 

@@ -28,8 +28,14 @@ from collections.abc import Callable
 from typing import Any
 
 from shoal.comm.addresses import bind_socket, parse_host_port, unparse_host_port
+from shoal.comm.auth import (
+    Gate,
+    client_handshake,
+    refuse_busy,
+    server_handshake,
+    set_socket_options,
+)
 from shoal.comm.core import Comm, Listener, frame_limits
-from shoal.comm.auth import Gate, client_handshake, refuse_busy, server_handshake, set_socket_options
 from shoal.comm.framing import FrameDecoder, encode_frames
 from shoal.comm.handshake import ROLES
 from shoal.comm.spin import touch as keep_polling

@@ -86,7 +86,7 @@ def _load_chain(ctx: ssl.SSLContext, cert: str, key: str | None) -> None:
                 with os.fdopen(fd, "w") as f:
                     f.write(value)
                 paths.append(path)
-            ctx.load_cert_chain(paths[0], paths[1])
+            ctx.load_cert_chain(str(paths[0]), paths[1])
     except (OSError, ssl.SSLError) as e:
         raise ValueError(f"TLS: cannot load the certificate {_label(cert)} and its key: {e}") from None
 
@@ -174,7 +174,7 @@ class TLSSocketComm(SocketComm):
 
     def _on_readable(self) -> None:
         super()._on_readable()
-        if not self.closed and self._sock.pending():
+        if not self.closed and self._sock.pending():  # type: ignore[attr-defined]
             self._loop.call_soon(self._on_readable)
 
     def _push(self) -> BaseException | None:

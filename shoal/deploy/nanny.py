@@ -155,7 +155,6 @@ class Nanny(Startable):
             self.scheduler_addr = read_scheduler_file(self.scheduler_file, timeout)
         with config.set(self.config) if self.config else contextlib.nullcontext():
             from shoal.cluster.zygote import child_env
-
             from shoal.security import security_env
 
             # the settings as of now, for every restart; the Security by environment

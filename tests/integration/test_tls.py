@@ -91,7 +91,7 @@ def test_a_client_without_a_certificate_is_refused(tls_cluster: LocalCluster) ->
             bare = ssl.create_default_context(cadata=ca.cert)  # trusts the CA, shows nothing
             sock_sec = server_only.replace()
             sock_sec._contexts[("client", False)] = bare
-            with pytest.raises(OSError, match="(?i)certificate"):
+            with pytest.raises(OSError, match=r"(?i)certificate"):
                 await connect(s.address, timeout=10, security=sock_sec)
 
     asyncio.run(main())
@@ -106,7 +106,7 @@ def test_the_server_host_name_is_checked(tmp_path: Path) -> None:
         wrong = _for(ca, ["scheduler.example.org"])
         async with Scheduler(protocol="tls", security=wrong) as s:
             assert s.address.startswith("tls://127.0.0.1:")
-            with pytest.raises(ConnectionRefusedError, match="(?i)address mismatch, certificate is not valid"):
+            with pytest.raises(ConnectionRefusedError, match=r"(?i)address mismatch, certificate is not valid"):
                 await Client(s.address, security=wrong, asynchronous=True, timeout=10)
             lax = wrong.replace(tls_check_hostname=False)
             async with Client(s.address, security=lax, asynchronous=True, timeout=10) as c:
