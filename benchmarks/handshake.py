@@ -20,7 +20,9 @@ handshake, e.g. the commit before it), ``--repeat`` times each:
   ``startup`` scenario);
 * per message: 2,000 ``submit(noop, i).result()`` round trips, median and
   p99 (after the handshake, a plain TCP connection is what it was);
-* throughput: ``gather(map(noop, range(20000)))``, tasks per second.
+* throughput: ``gather(map(noop, range(20000)))``, tasks per second;
+* per connection: 200 connections to the cluster's scheduler, one after
+  the other, each up to its ``Welcome`` (median).
 
 Medians of the repeats are printed with the before/after ratio.  The
 machine is shared: read ratios from one run, and the load reported with it.
@@ -140,8 +142,22 @@ with Client(n_workers=2, threads_per_worker=1) as c:
     t = time.perf_counter()
     c.gather(c.map(noop, range(20000), pure=False))
     rate = 20000 / (time.perf_counter() - t)
+    import asyncio, inspect
+    from shoal.comm.core import connect_and_greet
+    kw = ({"security": c.security}
+          if "security" in inspect.signature(connect_and_greet).parameters else {})
+    async def connections():
+        times = []
+        for i in range(200):
+            t = time.perf_counter()
+            comm, _ = await connect_and_greet(c.scheduler_address, "client", "bench", 10, **kw)
+            times.append(time.perf_counter() - t)
+            comm.abort()
+        return times
+    conn = sorted(asyncio.run(connections()))
 print(json.dumps({"startup_s": startup, "latency_median_us": statistics.median(lat) * 1e6,
-                  "latency_p99_us": lat[int(0.99 * len(lat))] * 1e6, "map_tasks_per_s": rate}))
+                  "latency_p99_us": lat[int(0.99 * len(lat))] * 1e6, "map_tasks_per_s": rate,
+                  "connect_median_us": statistics.median(conn) * 1e6}))
 """
 
 

@@ -291,10 +291,10 @@ def _checked_token(token: Any, where: str) -> str:
 
 
 def generate_token() -> str:
-    """A new random token (256 bits, URL-safe text)."""
-    import secrets
+    """A new random token (256 bits from ``os.urandom``, URL-safe text)."""
+    import base64
 
-    return secrets.token_urlsafe(32)
+    return base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
 
 
 def read_token_file(path: str) -> str:

@@ -85,6 +85,7 @@ def _warm_up() -> None:
     cores, the scheduler and two workers starting at once paid each three
     times."""
     import encodings.idna  # noqa: F401
+    import ipaddress  # noqa: F401  (shoal.security.is_loopback, in every server)
 
     from shoal import config
     from shoal.cli.main import build_parser
@@ -99,7 +100,9 @@ def run_zygote(passed_fds: list[int]) -> int:
     """Main of ``python -m shoal zygote``."""
     import shoal.cli.main
     import shoal.cluster.run
+    import shoal.comm.tcp  # the transport and its handshake: every child listens and connects
     import shoal.scheduler.server
+    import shoal.security
     import shoal.worker.server  # noqa: F401
 
     try:

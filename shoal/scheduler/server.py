@@ -181,6 +181,9 @@ class SchedulerServer:
         self.address = self.listener.address
         if generated:
             self._write_generated_token()
+        from shoal.security import remember_cluster
+
+        remember_cluster(self.address, self.security)  # a Client(address) made in this process
         self.status = "running"
         self._spawn(self._watch_workers())
         logger.info("scheduler at %s", self.address)
@@ -221,6 +224,9 @@ class SchedulerServer:
                 except Exception:
                     logger.exception("scheduler extension %s failed while closing", type(ext).__name__)
         self.listener.stop()
+        from shoal.security import forget_cluster
+
+        forget_cluster(self.address)
         for comm in self.worker_comms.values():
             try:
                 comm.send([m.CloseWorker("the scheduler is closing")])

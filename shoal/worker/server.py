@@ -188,6 +188,9 @@ class WorkerServer:
         # loop would poll with; clients' actor calls and data requests do poll
         self.scheduler.keeps_loop_polling = False
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
+        from shoal.security import remember_cluster
+
+        remember_cluster(self.scheduler_address, self.security)  # Client(address) in a task
         self.status = "running"
         context.worker_started(self)
         self._spawn(self._heartbeat())
