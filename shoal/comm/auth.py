@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 from shoal.comm import handshake as hs
+from shoal.comm.spin import touch as keep_polling
 from shoal.errors import AuthenticationError
 
 logger = logging.getLogger("shoal.comm")
@@ -81,7 +82,10 @@ async def send_all(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: b
 
 async def recv_some(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int,
                     deadline: float) -> bytes:
-    """At most ``n`` bytes (at least one); ``ConnectionResetError`` at EOF."""
+    """At most ``n`` bytes (at least one); ``ConnectionResetError`` at EOF.
+    The peer's answer comes within a round trip: the loop keeps polling for
+    it a moment rather than sleep (shoal/comm/spin.py)."""
+    keep_polling(loop)
     while True:
         try:
             data = sock.recv(n)
