@@ -154,3 +154,23 @@ def test_real_messages_truncated_or_corrupted(cut: int, flip: int, bit: int) -> 
     corrupted = bytearray(frame0)
     corrupted[flip % len(corrupted)] ^= 1 << bit
     decode(bytes(corrupted), [])
+
+
+def test_a_frame_that_cannot_be_allocated_is_a_protocol_error() -> None:
+    """Within the limits but past what the machine can give: that connection
+    closes (a ``RemoteProtocolError``), the process does not."""
+
+    def no_memory(size: int) -> bytearray:
+        raise MemoryError
+
+    decoder = FrameDecoder(alloc=no_memory)
+    data = header([1 << 30]) + b"x" * 10
+    buf = decoder.get_buffer()
+    buf[: len(data)] = data
+    del buf
+    try:
+        decoder.buffer_updated(len(data))
+    except RemoteProtocolError as e:
+        assert "no memory for a frame" in str(e)
+    else:
+        raise AssertionError("expected a RemoteProtocolError")
