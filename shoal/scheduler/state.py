@@ -27,8 +27,7 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
-from shoal.scheduler import control_state
-from shoal.scheduler import placement
+from shoal.scheduler import control_state, placement
 from shoal.scheduler.placement import worker_slots
 from shoal.scheduler.records import (
     ERRED,

@@ -28,6 +28,7 @@ PURE = [
     "worker/memory.py",
     "comm/framing.py",
     "comm/codec.py",
+    "comm/handshake.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "time", "os", "random", "selectors", "subprocess"}
 
