@@ -360,7 +360,10 @@ class ClientCore:
         self.status = "closing"
         self._flush()
         if self.scheduler_comm is not None:
-            await self.scheduler_comm.close(timeout=2.0)
+            # what is still unsent matters to a cluster that goes on (a last
+            # fire_and_forget); to our own cluster, about to stop, it does not,
+            # and a scheduler busy with a large submission may read it slowly
+            await self.scheduler_comm.close(timeout=0.0 if self._owns_cluster else 2.0)
         for task in list(self._background):
             task.cancel()
         if hasattr(self, "pool"):

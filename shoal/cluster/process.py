@@ -54,8 +54,10 @@ def spawn(args: list[str], pass_fds: tuple[int, ...] = (), env: dict[str, str] |
     )
 
 
-def stop_processes(procs: list[Any], timeout: float = 5.0) -> None:
-    """Ask politely (close stdin), then terminate, then kill; always reap."""
+def stop_processes(procs: list[Any], timeout: float = 5.0) -> list[Any]:
+    """Ask politely (close stdin), then terminate, then kill; always reap.
+    Returns the processes that had to be terminated or killed (each also
+    logged as a warning: a process that does not exit when asked is a bug)."""
     for p in procs:
         if p.poll() is None and p.stdin is not None:
             try:
@@ -63,15 +65,20 @@ def stop_processes(procs: list[Any], timeout: float = 5.0) -> None:
             except OSError:
                 pass
     deadline = time.monotonic() + timeout
+    forced = []
     for p in procs:
         try:
             p.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            logger.warning("process %s did not exit within %.1f s of being asked: terminating it",
+                           p.pid, timeout)
+            forced.append(p)
             p.terminate()
     for p in procs:
         try:
             p.wait(2.0)
         except subprocess.TimeoutExpired:
+            logger.warning("process %s did not exit after SIGTERM: killing it", p.pid)
             p.kill()
             p.wait()
         if p.stdin is not None:
@@ -79,6 +86,7 @@ def stop_processes(procs: list[Any], timeout: float = 5.0) -> None:
                 p.stdin.close()
             except OSError:
                 pass
+    return forced
 
 
 class WorkerProcess:

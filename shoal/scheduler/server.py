@@ -177,10 +177,11 @@ class SchedulerServer:
         await self._closed.wait()
 
     async def close(self) -> None:
-        if self.status in ("closing", "closed"):
-            await self._closed.wait()
-            return
-        self.status = "closing"
+        from shoal.closing import close_once
+
+        await close_once(self, self._close_everything)
+
+    async def _close_everything(self) -> None:
         for ext in self.extensions:
             closing = getattr(ext, "closing", None)
             if closing is not None:
@@ -189,7 +190,9 @@ class SchedulerServer:
                 except Exception:
                     logger.exception("scheduler extension %s failed while closing", type(ext).__name__)
         self.listener.stop()
-        for comm in self.worker_comms.values():
+        # a copy: a send to a worker that is gone closes its comm at once,
+        # and the close handler removes it from worker_comms
+        for comm in list(self.worker_comms.values()):
             try:
                 comm.send([m.CloseWorker("the scheduler is closing")])
             except CommClosedError:
@@ -198,8 +201,6 @@ class SchedulerServer:
         await asyncio.gather(*(c.close(timeout=1.0) for c in comms), return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
-        self.status = "closed"
-        self._closed.set()
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -285,6 +286,8 @@ class SchedulerServer:
     def _on_client_closed(self, client_id: str) -> None:
         self.client_comms.pop(client_id, None)
         self._notify("client_left", client_id)
+        if self.status != "running":
+            return  # closing: releasing its keys one by one would only delay the exit
         self.state.remove_client(client_id, time.monotonic())
         self._schedule_flush()
 

@@ -175,14 +175,15 @@ class WorkerServer:
         await self._closed.wait()
 
     async def close(self, reason: str = "") -> None:
-        if self.status in ("closing", "closed"):
-            await self._closed.wait()
-            return
-        self.status = "closing"
+        from shoal.closing import close_once
+
+        if reason and self.status not in ("closing", "closed"):
+            logger.info("worker %s closing: %s", self.address, reason)
+        await close_once(self, self._close_everything)
+
+    async def _close_everything(self) -> None:
         self.observability.close()
         context.worker_stopped(self)
-        if reason:
-            logger.info("worker %s closing: %s", self.address, reason)
         self.listener.stop() if hasattr(self, "listener") else None
         await self.plugins.teardown_all()
         for t in list(self._tasks):
@@ -207,8 +208,6 @@ class WorkerServer:
         self.shared.clear()
         for directory in self._owned_directories:
             shutil.rmtree(directory, ignore_errors=True)
-        self.status = "closed"
-        self._closed.set()
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
