@@ -23,6 +23,7 @@ How a worker's exit code reads here:
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import threading
 import time
@@ -38,6 +39,11 @@ logger = logging.getLogger("shoal.nanny")
 #: ended with ``lifetime_restart``): not a death, not counted (EX_TEMPFAIL
 #: in sysexits.h, "try again"; no Python error exits with it)
 RESTART_EXIT_CODE = 75
+#: a worker process exiting with this code lost its scheduler (the
+#: connection closed, or it stopped answering: shoal/worker/liveness.py);
+#: what it held is stale, so a fresh worker is started in its place, which
+#: registers as new.  Not counted as a death (EX_PROTOCOL, "remote error")
+LOST_SCHEDULER_EXIT_CODE = 76
 
 
 def spawn(args: list[str], pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None
@@ -89,8 +95,24 @@ def stop_processes(procs: list[Any], timeout: float = 5.0) -> list[Any]:
     return forced
 
 
+def death_reason(code: int) -> str:
+    """Why a worker process ended, from its exit code (negative: the signal
+    that killed it; 128 + N: it closed on signal N)."""
+    if code == LOST_SCHEDULER_EXIT_CODE:
+        return "it lost its scheduler (the connection closed, or no heartbeat came)"
+    number = -code if code < 0 else code - 128 if 128 < code < 160 else 0
+    if number:
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown"
+        verb = "killed" if code < 0 else "ended"
+        return f"{verb} by signal {number} ({name})"
+    return f"exit code {code}"
+
+
 class WorkerProcess:
-    __slots__ = ("args", "deaths", "memory_limit", "name", "proc")
+    __slots__ = ("args", "deaths", "kill_reason", "memory_limit", "name", "proc")
 
     def __init__(self, name: str, args: list[str], memory_limit: int) -> None:
         self.name = name
@@ -98,6 +120,7 @@ class WorkerProcess:
         self.memory_limit = memory_limit
         self.proc: Any = None  # a Popen, or a zygote.ForkedProcess
         self.deaths: list[float] = []
+        self.kill_reason = ""  # why the nanny itself killed it (its memory)
 
 
 class Supervisor:
@@ -178,6 +201,10 @@ class Supervisor:
                     logger.info("worker %s asked to be restarted (a restart or its lifetime)", wp.name)
                     self._respawn(wp)
                     continue
+                if code == LOST_SCHEDULER_EXIT_CODE:
+                    logger.warning("worker %s lost its scheduler; starting a fresh one", wp.name)
+                    self._respawn(wp, death_reason(code))
+                    continue
                 self._restart(wp, code, now)
 
     def _check_memory(self, wp: WorkerProcess) -> None:
@@ -194,26 +221,32 @@ class Supervisor:
                 wp.name, rss / 1e6, wp.memory_limit / 1e6,
             )
             assert wp.proc is not None
+            wp.kill_reason = (f"memory: it used {rss / 1e6:.0f} MB, above its limit of "
+                              f"{wp.memory_limit / 1e6:.0f} MB")
             wp.proc.kill()
 
     def _restart(self, wp: WorkerProcess, code: int, now: float) -> None:
+        reason, wp.kill_reason = wp.kill_reason or death_reason(code), ""
         wp.deaths = [t for t in wp.deaths if now - t < self.restart_window] + [now]
         if len(wp.deaths) > self.max_restarts:
-            logger.error("worker %s died %d times in %.0f s (exit code %s); not restarting it",
-                         wp.name, len(wp.deaths), self.restart_window, code)
+            logger.error("worker %s died %d times in %.0f s (%s); not restarting it",
+                         wp.name, len(wp.deaths), self.restart_window, reason)
             with self._lock:
                 self.workers.pop(wp.name, None)
             return
-        logger.warning("worker %s died (exit code %s); restarting it", wp.name, code)
-        self._respawn(wp)
+        logger.warning("worker %s died (%s); restarting it", wp.name, reason)
+        self._respawn(wp, reason)
 
-    def _respawn(self, wp: WorkerProcess) -> None:
+    def _respawn(self, wp: WorkerProcess, reason: str = "") -> None:
+        """Start ``wp`` again; ``reason`` (why the last one died) goes to the
+        new worker, which tells the scheduler when it registers."""
         if wp.proc is not None and wp.proc.stdin is not None:
             try:
                 wp.proc.stdin.close()
             except OSError:
                 pass
-        wp.proc = self.spawner(wp.args, False) if self.spawner is not None else spawn(wp.args)
+        args = [*wp.args, "--restarted", reason] if reason else wp.args
+        wp.proc = self.spawner(args, False) if self.spawner is not None else spawn(args)
 
     def processes(self) -> list[Any]:
         with self._lock:

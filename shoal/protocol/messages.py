@@ -215,6 +215,7 @@ class RegisterWorker(_Msg, tag="register-worker"):
     pid: int = 0
     host: str = ""
     supervised: bool = False  # a supervisor (nanny) restarts this worker when asked to
+    restarted: str = ""  # started by its nanny in place of one that died: why it died
 
 
 class TaskFinished(_Msg, tag="finished"):

@@ -52,6 +52,7 @@ from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.events import Events
+from shoal.scheduler.liveness import Liveness
 from shoal.scheduler.locks import Locks
 from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.plugins import SchedulerPlugins
@@ -82,8 +83,8 @@ class SchedulerServer:
             log_size=int(config.get("scheduler.transition-log-length")),
             unknown_duration=config.duration("scheduler.unknown-task-duration") or 0.0,
         )
-        # a worker silent for worker_timeout seconds is removed
-        self.worker_timeout = worker_timeout or config.duration("scheduler.worker-ttl") or 60.0
+        # a worker silent for worker_timeout seconds is removed (liveness.py)
+        self.worker_timeout = worker_timeout or config.duration("scheduler.worker-ttl") or 15.0
         self.check_interval = check_interval or config.duration("scheduler.worker-check-interval") or 1.0
         self.client_comms: dict[str, Comm] = {}
         self.worker_comms: dict[str, Comm] = {}
@@ -118,6 +119,8 @@ class SchedulerServer:
         self.add_extension(Locks(self))
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
+        self.liveness = Liveness(self, self.worker_timeout, self.check_interval)
+        self.add_extension(self.liveness)
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
@@ -169,7 +172,7 @@ class SchedulerServer:
         await self.listener.start()
         self.address = self.listener.address
         self.status = "running"
-        self._spawn(self._watch_workers())
+        self._spawn(self.liveness.run())
         logger.info("scheduler at %s", self.address)
         return self
 
@@ -206,17 +209,6 @@ class SchedulerServer:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _watch_workers(self) -> None:
-        while self.status == "running":
-            await asyncio.sleep(self.check_interval)
-            now = time.monotonic()
-            for address, w in list(self.state.workers.items()):
-                if now - w.last_seen > self.worker_timeout:
-                    logger.warning("worker %s sent nothing for %.0f s: removing it", address, now - w.last_seen)
-                    comm = self.worker_comms.get(address)
-                    if comm is not None:
-                        comm.abort(None)  # _on_worker_closed removes it
 
     # ------------------------------------------------------------------ connections
 
@@ -281,6 +273,8 @@ class SchedulerServer:
             self._on_worker_messages(address, rest)
         self._wake_worker_waiters()
         self._notify("worker_joined", address)
+        if register.restarted:
+            self.liveness.worker_restarted(register)
         self._schedule_flush()
 
     def _on_client_closed(self, client_id: str) -> None:

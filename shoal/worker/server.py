@@ -31,7 +31,7 @@ from shoal.errors import CommClosedError, RemoteProtocolError, SerializationErro
 from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, dumps_exception, loads
-from shoal.worker import context, shm
+from shoal.worker import context, liveness, shm
 from shoal.worker import state as ws
 from shoal.worker.control import WorkerControl
 from shoal.worker.events import WorkerEvents
@@ -77,6 +77,13 @@ class WorkerServer:
         from shoal import config
 
         self.heartbeat_interval = heartbeat_interval or config.duration("worker.heartbeat-interval") or 1.0
+        # a scheduler silent this long is given up (shoal/worker/liveness.py)
+        self.scheduler_ttl = config.duration("worker.scheduler-ttl") or 15.0
+        self.last_heard = 0.0  # when the scheduler last said anything (monotonic)
+        #: set by the nanny's command line: this worker replaces one that died, for this reason
+        self.restart_reason = ""
+        #: the process's exit code (liveness: LOST_SCHEDULER_EXIT_CODE for the nanny)
+        self.exit_code = 0
         self.connect_timeout = connect_timeout
         # the address to tell others, when not the one listened on (NAT, containers)
         self.contact_address = contact_address
@@ -139,7 +146,7 @@ class WorkerServer:
         self.pool = ConnectionPool("peer", self.name, self.connect_timeout)
         register = m.RegisterWorker(
             self.address, self.name, self.nthreads, self.memory_limit, self.resources,
-            os.getpid(), socket.gethostname(), self.supervised,
+            os.getpid(), socket.gethostname(), self.supervised, self.restart_reason,
         )
         try:
             self.scheduler, welcome = await connect_and_greet(
@@ -155,10 +162,11 @@ class WorkerServer:
         # tasks from the scheduler run on our threads, which need the GIL the
         # loop would poll with; clients' actor calls and data requests do poll
         self.scheduler.keeps_loop_polling = False
+        self.last_heard = time.monotonic()
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
         self.status = "running"
         context.worker_started(self)
-        self._spawn(self._heartbeat())
+        self._spawn(liveness.heartbeat(self, self.scheduler_ttl))
         logger.info("worker %s (%s) connected to %s", self.address, self.name, self.scheduler_address)
         return self
 
@@ -214,34 +222,17 @@ class WorkerServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _heartbeat(self) -> None:
-        import psutil
-
-        proc = psutil.Process()
-        proc.cpu_percent()  # the first reading starts the measurement
-        while self.status == "running":
-            await asyncio.sleep(self.heartbeat_interval)
-            try:
-                metrics = {
-                    **self._metrics(),
-                    "memory": proc.memory_info().rss,
-                    "cpu": proc.cpu_percent(),
-                    "num_fds": proc.num_fds() if hasattr(proc, "num_fds") else 0,
-                    "executing": len(self.state.executing),
-                    "ready": len(self.state.ready),
-                    "nbytes": self.state.nbytes,
-                }
-                self.scheduler.send([m.Heartbeat(metrics)])
-            except (CommClosedError, OSError):
-                return
-
     # ------------------------------------------------------------------ scheduler
 
     def _on_scheduler_messages(self, msgs: list[Any]) -> None:
+        self.last_heard = time.monotonic()
         for msg in msgs:
             if type(msg) is m.DefineFunctions:
                 for f in msg.functions:
                     self.functions.setdefault(f.id, f.blob)
+            elif type(msg) is m.WorkersChanged:
+                for address in msg.removed:  # fetches from it fail now, not never
+                    self.pool.drop(address, f"worker {address} left the cluster")
         for msg in self.state.handle_scheduler(msgs):
             t = type(msg)
             if t is m.DefineFunctions:
@@ -256,7 +247,20 @@ class WorkerServer:
 
     def _on_scheduler_closed(self, comm: Comm, exc: BaseException | None) -> None:
         if self.status == "running":
-            self._spawn(self.close("lost the connection to the scheduler"))
+            self.lose_scheduler(f"lost the connection to the scheduler{f': {exc}' if exc else ''}")
+
+    def lose_scheduler(self, reason: str) -> None:
+        """The scheduler is gone or unreachable: what this worker holds is
+        stale (see shoal/worker/liveness.py).  Close; a nanny starts a
+        fresh worker in its place."""
+        from shoal.cluster.process import LOST_SCHEDULER_EXIT_CODE
+
+        if self.status != "running":
+            return
+        logger.warning("worker %s: %s; leaving", self.address, reason)
+        if self.supervised:
+            self.exit_code = self.exit_code or LOST_SCHEDULER_EXIT_CODE
+        self._spawn(self.close(reason))
 
     async def _answer_scheduler(self, msg: m.Request) -> None:
         handler = self.handlers.get(msg.method)

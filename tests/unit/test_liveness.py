@@ -1,0 +1,131 @@
+"""Heartbeats and failure reports, in their pure parts: the silence clock
+both sides use, the nanny's reading of exit codes, and what the state
+machines do when a worker leaves (docs/failures.md)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from shoal import KilledWorker
+from shoal.cluster.process import LOST_SCHEDULER_EXIT_CODE, death_reason
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps_function, dumps_task_args
+from shoal.scheduler.liveness import SilenceClock
+from shoal.scheduler.state import SchedulerState
+from shoal.worker.state import GatherDep, WorkerState
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+FUNC_ID, FUNC_BLOB = dumps_function(_inc)
+ARGS = dumps_task_args((1,), {})[0]
+
+
+# ---------------------------------------------------------------------------
+# SilenceClock
+# ---------------------------------------------------------------------------
+
+
+def test_silence_is_counted_from_the_last_message() -> None:
+    clock = SilenceClock(ttl=5.0, interval=1.0, now=100.0)
+    for t in range(101, 109):
+        clock.tick(float(t))
+    assert not clock.expired(last_heard=103.0, now=108.0)  # 5 s exactly: not yet
+    assert clock.expired(last_heard=102.5, now=108.0)
+    assert clock.silent_for(last_heard=104.0, now=108.0) == 4.0
+
+
+def test_the_observer_s_own_stall_is_not_the_peer_s_silence() -> None:
+    """The observer's loop was blocked from 101 to 130 (a huge submission):
+    what peers sent meanwhile has not been read, so their silence counts
+    from 130, not from their last message."""
+    clock = SilenceClock(ttl=5.0, interval=1.0, now=100.0)
+    clock.tick(101.0)
+    clock.tick(130.0)  # 29 s late
+    assert not clock.expired(last_heard=100.5, now=130.0)
+    clock.tick(131.0)
+    clock.tick(135.5)  # 3.5 s late: a stall again, so 135.5 is the new start
+    assert not clock.expired(last_heard=100.5, now=136.0)
+    for t in (137.0, 138.0, 139.0, 140.0, 141.0):
+        clock.tick(t)
+    assert clock.expired(last_heard=100.5, now=141.0)
+
+
+def test_a_silence_clock_needs_a_positive_ttl() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        SilenceClock(ttl=0, interval=1.0, now=0.0)
+
+
+# ---------------------------------------------------------------------------
+# what the nanny reports
+# ---------------------------------------------------------------------------
+
+
+def test_death_reasons_name_the_signal_or_the_exit_code() -> None:
+    assert death_reason(-signal.SIGKILL) == "killed by signal 9 (SIGKILL)"
+    assert death_reason(128 + signal.SIGTERM) == "ended by signal 15 (SIGTERM)"
+    assert death_reason(1) == "exit code 1"
+    assert "lost its scheduler" in death_reason(LOST_SCHEDULER_EXIT_CODE)
+
+
+def test_killed_worker_has_dask_s_attributes_and_pickles() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(KilledWorker("f-1", "tcp://10.0.0.1:1234", 3)))
+    assert (err.task, err.key, err.last_worker, err.allowed_failures) == (
+        "f-1", "f-1", "tcp://10.0.0.1:1234", 3)
+    assert "'f-1' on 4 different workers" in str(err)
+    assert "tcp://10.0.0.1:1234" in str(err)
+
+
+# ---------------------------------------------------------------------------
+# a worker leaves: the others stop waiting for it
+# ---------------------------------------------------------------------------
+
+
+def test_the_scheduler_tells_the_other_workers_who_left() -> None:
+    s = SchedulerState(validate=True)
+    for name in ("w0", "w1", "w2"):
+        s.add_worker(m.RegisterWorker(name, name, 1))
+    s.add_client("c")
+    s.take_messages()
+    s.remove_worker("w1", 1.0, "it sent nothing for 15 s")
+    to_workers, to_clients = s.take_messages()
+    assert set(to_workers) == {"w0", "w2"}
+    for msgs in to_workers.values():
+        assert m.WorkersChanged(removed=["w1"]) in msgs
+    assert m.WorkersChanged(removed=["w1"]) in to_clients["c"]
+
+
+def test_keys_still_to_fetch_from_a_worker_that_left_are_not_waited_for() -> None:
+    """y needs x1 and v needs x3, both only on p; one request per peer at a
+    time, so x1 is in flight and x3 waits.  p leaves: x3 is reported
+    missing at once (the scheduler recomputes it), instead of waiting for a
+    request to p that would never be answered; x1 fails when the server
+    drops the connection (gather_failed)."""
+
+    def execute(key: str, dep: str, holders: list[str]) -> m.ExecuteTask:
+        return m.ExecuteTask(key, FUNC_ID, ARGS, 0, [m.DependencyLocation(dep, holders, 28)])
+
+    ws = WorkerState("w", 2, validate=True)
+    ws.handle_scheduler([execute("y", "x1", ["p"])])
+    assert ws.take()[1] == [GatherDep("p", ["x1"])]
+    ws.handle_scheduler([execute("v", "x3", ["p"])])
+    assert ws.take() == ([], [])  # p is busy with x1
+    ws.handle_scheduler([m.WorkersChanged(removed=["p"])])
+    msgs, instructions = ws.take()
+    assert msgs == [m.DataMissing("x3", ["p"])]
+    assert instructions == []
+    ws.gather_failed("p")
+    msgs, _ = ws.take()
+    assert msgs == [m.DataMissing("x1", ["p"])]
+
+
+def test_a_scheduler_heartbeat_changes_nothing_on_the_worker() -> None:
+    ws = WorkerState("w", 1, validate=True)
+    assert ws.handle_scheduler([m.Heartbeat()]) == []
+    assert ws.take() == ([], [])
