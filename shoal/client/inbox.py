@@ -69,6 +69,8 @@ def apply(client: Client, msgs: list[Any]) -> None:
                         st.status = LOST
                         st.value = None
                         st.workers = []
+            elif t is m.SchedulerClosing:
+                client._scheduler_closing = True  # its connection closing is no loss
             elif t is m.WorkersChanged:
                 client._workers = [w for w in client._workers if w not in msg.removed] + msg.added
             elif t is m.Response:

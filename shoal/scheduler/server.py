@@ -48,6 +48,7 @@ from shoal.errors import (
 from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.client_sessions import ClientSessions
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.datasets import Datasets
@@ -121,6 +122,9 @@ class SchedulerServer:
         self.add_extension(self.cluster_control)
         self.liveness = Liveness(self, self.worker_timeout, self.check_interval)
         self.add_extension(self.liveness)
+        self.client_sessions = ClientSessions(
+            self, config.duration("scheduler.client-grace-period") or 0.0)
+        self.add_extension(self.client_sessions)
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
@@ -222,7 +226,7 @@ class SchedulerServer:
         try:
             hello = await accept_greeting(comm)
             if hello.role == "client":
-                self._add_client(comm, hello)
+                self._add_client(comm, hello, ClientSessions.resume_request(comm))
             elif hello.role == "worker":
                 msgs = await comm.recv(10.0)
                 register = msgs[0] if msgs else None
@@ -236,16 +240,24 @@ class SchedulerServer:
             logger.warning("rejected a connection from %s: %s", comm.peer_address, e)
             await comm.close(timeout=0.5)
 
-    def _add_client(self, comm: Comm, hello: m.Hello) -> None:
-        client_id = f"client-{next(self._client_ids)}-{uuid.uuid4().hex[:8]}"
-        self.state.add_client(client_id, time.monotonic())
+    def _add_client(self, comm: Comm, hello: m.Hello, resume: str | None = None) -> None:
+        """A client connected; ``resume``: the id it had before its
+        connection broke (client_sessions.py), taken up again if it may."""
+        resumed = resume is not None and self.client_sessions.resume(resume)
+        if resumed:
+            assert resume is not None
+            client_id = resume
+        else:
+            client_id = f"client-{next(self._client_ids)}-{uuid.uuid4().hex[:8]}"
+            self.state.add_client(client_id, time.monotonic())
         self.client_comms[client_id] = comm
         comm.name = client_id
-        info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list()}
+        info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list(),
+                "resumed": resumed}
         comm.send([m.Welcome(m.PROTOCOL_VERSION, client_id, info)])
         comm.start(
             lambda msgs: self._on_client_messages(client_id, msgs),
-            lambda c, exc: self._on_client_closed(client_id),
+            lambda c, exc: self._on_client_closed(client_id, c),
         )
         self._notify("client_joined", client_id)
         self._schedule_flush()
@@ -277,9 +289,17 @@ class SchedulerServer:
             self.liveness.worker_restarted(register)
         self._schedule_flush()
 
-    def _on_client_closed(self, client_id: str) -> None:
-        self.client_comms.pop(client_id, None)
+    def _on_client_closed(self, client_id: str, comm: Comm) -> None:
+        if self.client_comms.get(client_id) is not comm:
+            return  # an old connection of a client that has reconnected since
+        del self.client_comms[client_id]
         self._notify("client_left", client_id)
+        if self.client_sessions.client_disconnected(client_id):
+            self.forget_client(client_id)
+        # else its keys are kept for the grace period (client_sessions.py)
+
+    def forget_client(self, client_id: str) -> None:
+        """Release everything the client wanted."""
         if self.status != "running":
             return  # closing: releasing its keys one by one would only delay the exit
         self.state.remove_client(client_id, time.monotonic())

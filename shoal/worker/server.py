@@ -133,8 +133,8 @@ class WorkerServer:
         self.loop = asyncio.get_running_loop()
         self.listener = listen(self.listen_address, self._on_connection)
         await self.listener.start()
-        self.address = self.contact_address or _reachable_address(self.listener.address,
-                                                                  self.scheduler_address)
+        self.address = self.contact_address or await _reachable_address(
+            self.listener.address, self.scheduler_address, self.connect_timeout)
         if not self.name:
             self.name = self.address
         await self._setup()
@@ -609,10 +609,14 @@ class WorkerServer:
         return m.PutDataAck(msg.id, unreachable=unreachable)
 
 
-def _reachable_address(listening: str, scheduler: str) -> str:
+async def _reachable_address(listening: str, scheduler: str, timeout: float | None) -> str:
     """The address to tell others: a wildcard listener (0.0.0.0, ::) is
-    advertised with the interface this host uses to reach the scheduler."""
+    advertised with the interface this host uses to reach the scheduler.
+    No route to the scheduler yet (a partition that has not healed, a
+    network still coming up): asked again until the connect timeout, as
+    connecting is, rather than settling for the loopback address."""
     from shoal.comm.addresses import parse_address, parse_host_port, unparse_host_port
+    from shoal.comm.core import default_connect_timeout
 
     scheme, loc = parse_address(listening)
     if scheme != "tcp":
@@ -622,10 +626,16 @@ def _reachable_address(listening: str, scheduler: str) -> str:
         return listening
     s_host, s_port = parse_host_port(parse_address(scheduler)[1], 8786)
     family = socket.AF_INET6 if ":" in s_host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((s_host, s_port))  # UDP: picks a route, sends nothing
-            ip = probe.getsockname()[0]
-    except OSError:
-        ip = socket.gethostbyname(socket.gethostname())
+    deadline = time.monotonic() + (default_connect_timeout() if timeout is None else timeout)
+    while True:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((s_host, s_port))  # UDP: picks a route, sends nothing
+                ip = probe.getsockname()[0]
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                ip = socket.gethostbyname(socket.gethostname())
+                break
+            await asyncio.sleep(0.1)
     return f"tcp://{unparse_host_port(ip, port)}"
