@@ -112,6 +112,6 @@ class Liveness:
         """A worker registered saying its nanny restarted it, and why."""
         event = {"action": "worker-restarted", "worker": register.address,
                  "name": str(register.name), "reason": register.restarted}
-        logger.warning("worker %s (%s) was restarted by its nanny: %s", register.address,
+        logger.info("worker %s (%s) was restarted by its nanny: %s", register.address,
                        register.name, register.restarted)
         self.server.events.log_event([RESTART_TOPIC, "all", register.address], event)
