@@ -99,14 +99,18 @@ def test_a_stopped_worker_is_removed_and_replaced(quick_ttl_cluster) -> None:  #
     n = 300
     pairs = client.map(slow_make, range(n))
     _wait(lambda: sum(f.done() for f in pairs) >= 20, 60, "the first results")
-    victim = _holder_of_most(client, [f for f in pairs if f.done()])
+    finished = [f for f in pairs if f.done()]
+    client.gather(finished)  # the client has a connection to both workers now
+    victim = _holder_of_most(client, finished)
     pid = _workers(client)[victim]["pid"]
     os.kill(pid, signal.SIGSTOP)
     try:
         outs = client.map(use, pairs, range(n))
         _wait(lambda: victim not in _workers(client), 30, "the stopped worker's removal")
-        # everything finishes on the one worker left, while the other sleeps
+        # everything finishes on the one worker left, while the other sleeps;
+        # results it held are fetched from where they were recomputed
         assert client.gather(outs) == [x * 3 for x in range(n)]
+        assert [p[0] for p in client.gather(pairs)] == list(range(n))
     finally:
         os.kill(pid, signal.SIGCONT)
     _wait(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
@@ -143,3 +147,21 @@ def test_killed_worker_names_the_task_and_the_last_worker(
           "the restart in the client's log")
     client.wait_for_workers(2, timeout=60)
     assert client.submit(use, make(1), 1).result(timeout=30) == 3
+
+
+def test_a_gather_from_a_worker_that_stops_answering_does_not_hang(quick_ttl_cluster) -> None:  # type: ignore[no-untyped-def]
+    """The client asks a worker for a result over an open connection just
+    as the worker stops: once the scheduler gives the worker up, the
+    request fails, the client asks where the result is now, and gets it
+    recomputed elsewhere (instead of waiting on that connection forever)."""
+    _, client = quick_ttl_cluster
+    big = client.submit(make, 1, pure=False)
+    assert client.gather(big)[0] == 1  # the connection to its worker is open now
+    victim = client.who_has([big])[big.key][0]
+    pid = _workers(client)[victim]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert client.gather(big)[0] == 1
+        assert victim not in _workers(client)
+    finally:
+        os.kill(pid, signal.SIGCONT)
