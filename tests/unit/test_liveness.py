@@ -129,3 +129,35 @@ def test_a_scheduler_heartbeat_changes_nothing_on_the_worker() -> None:
     ws = WorkerState("w", 1, validate=True)
     assert ws.handle_scheduler([m.Heartbeat()]) == []
     assert ws.take() == ([], [])
+
+
+# ---------------------------------------------------------------------------
+# a client back after a broken connection: reconcile what it holds
+# ---------------------------------------------------------------------------
+
+
+def test_reconcile_releases_reports_and_fails_what_it_must() -> None:
+    """While the connection was broken the client let b go (its release was
+    lost), a finished (its TaskDone was lost), and submitted x (lost too).
+    It now holds a and x: b is released, a reported again, x fails with
+    FutureLost instead of waiting forever."""
+    from shoal.scheduler.client_sessions import reconcile
+
+    s = SchedulerState(validate=True)
+    s.add_worker(m.RegisterWorker("w0", "w0", 2))
+    s.add_client("c")
+    spec = [m.TaskSpec(k, FUNC_ID, ARGS, [], 0, 0, None) for k in ("a-1", "b-1")]
+    s.handle_client("c", [m.SubmitTasks(spec, [m.FunctionDef(FUNC_ID, FUNC_BLOB)])], 1.0)
+    run_id = s.tasks["a-1"].run_id
+    s.handle_worker("w0", [m.TaskFinished("a-1", 28, "int", 0.1, run_id=run_id)], 1.0)
+    s.take_messages()
+    reconcile(s, "c", ["a-1", "x-1"], 2.0)
+    to_workers, to_clients = s.take_messages()
+    assert "b-1" not in s.tasks or s.tasks["b-1"].n_wanted == 0
+    assert m.FreeKeys(["b-1"]) in to_workers["w0"]  # it was running there: taken back
+    msgs = to_clients["c"]
+    done = [x for x in msgs if type(x) is m.TaskDone]
+    assert [x.key for x in done] == ["a-1"]
+    erred = [x for x in msgs if type(x) is m.TaskErred]
+    assert [x.key for x in erred] == ["x-1"]
+    assert "never received" in erred[0].text
