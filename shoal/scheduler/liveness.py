@@ -16,8 +16,8 @@ registers as new.  Nothing it says over the old connection is heard.
 
 The scheduler's own stalls are not the workers' fault: a scheduler busy for
 longer than the check interval (a huge submission, a slow plugin) has not
-read what its workers sent meanwhile, so their silence is counted from the
-moment the scheduler was responsive again (``SilenceClock``, pure).
+read what its workers sent meanwhile, so the time it was blocked is not
+counted as their silence (``SilenceClock``, pure).
 
 A scheduler extension (see server.py); ``worker_restarted`` reports, as an
 event, why a nanny restarted a worker (the new worker says so when it
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from shoal.errors import CommClosedError
@@ -48,9 +49,11 @@ class WorkerSilent(CommClosedError):
 class SilenceClock:
     """Who has been silent too long, forgiving the observer's own stalls.
 
-    ``tick(now)`` is called every ``interval``; a tick later than
-    ``interval`` plus the slack means the observer was not running (its
-    loop was blocked), so nobody's silence before that moment counts.
+    ``tick(now)`` is called every ``interval``; a tick later than that (by
+    more than the interval, or half a second) means the observer was not
+    running for that long (its loop was blocked), and that time is not
+    counted as anyone's silence.  Only the stall is forgiven, so an
+    observer that is merely slow still removes a silent peer, later.
     """
 
     def __init__(self, ttl: float, interval: float, now: float) -> None:
@@ -59,16 +62,20 @@ class SilenceClock:
         self.ttl = ttl
         self.interval = interval
         self.last_tick = now
-        self.awake_since = now  # the observer has run on time since then
+        self.stalls: deque[tuple[float, float]] = deque(maxlen=1000)  # (end, length)
 
     def tick(self, now: float) -> None:
         late = now - self.last_tick - self.interval
         if late > max(self.interval, 0.5):
-            self.awake_since = now
+            self.stalls.append((now, late))
+        horizon = now - 10 * self.ttl
+        while self.stalls and self.stalls[0][0] < horizon:
+            self.stalls.popleft()
         self.last_tick = now
 
     def silent_for(self, last_heard: float, now: float) -> float:
-        return now - max(last_heard, self.awake_since)
+        forgiven = sum(min(length, end - last_heard) for end, length in self.stalls if end > last_heard)
+        return now - last_heard - forgiven
 
     def expired(self, last_heard: float, now: float) -> bool:
         return self.silent_for(last_heard, now) > self.ttl

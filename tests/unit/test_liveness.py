@@ -55,6 +55,18 @@ def test_the_observer_s_own_stall_is_not_the_peer_s_silence() -> None:
     assert clock.expired(last_heard=100.5, now=141.0)
 
 
+def test_a_slow_observer_still_finds_a_silent_peer() -> None:
+    """Every tick 1.5 s late (a scheduler that is overloaded, not stopped):
+    only the lateness is forgiven, so a silent peer is removed, later."""
+    clock = SilenceClock(ttl=5.0, interval=1.0, now=0.0)
+    t = 0.0
+    while not clock.expired(last_heard=0.0, now=t):
+        t += 2.6
+        clock.tick(t)
+        assert t < 60, "never expired"
+    assert t > 5.0
+
+
 def test_a_silence_clock_needs_a_positive_ttl() -> None:
     with pytest.raises(ValueError, match="positive"):
         SilenceClock(ttl=0, interval=1.0, now=0.0)
