@@ -75,6 +75,8 @@ def _add_scheduler(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     s.add_argument("--worker-ttl", default=None, help=SUPPRESS)
     s.add_argument("--blocked-handlers", default=None, help=SUPPRESS)
     s.add_argument("--fd", type=int, help=SUPPRESS)
+    # written the listening address and a newline once listening (how ssh waits)
+    s.add_argument("--ready-fd", type=int, default=None, help=SUPPRESS)
     _add_common(s, "INFO")
 
 

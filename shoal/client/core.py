@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
     from typing import Any, TypeVar
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal import spans
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -78,7 +79,8 @@ def load_runtime() -> None:
 
 
 def _bind_runtime() -> None:
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks
+    global transfer, spans
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
@@ -89,7 +91,8 @@ def _bind_runtime() -> None:
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal import spans
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -184,11 +187,16 @@ class ClientCore:
         self._direct_send = False
         self._last_submit = 0.0
         self._functions_sent: set[bytes] = set()
+        self._spans_sent: set[str] = set()  # span ids the scheduler was told of
         # scatter(hash=True): content digest <-> key of data this client holds
         self._scattered: dict[str, str] = {}
         self._scattered_digest: dict[str, str] = {}
         # keys this client asked to cancel whose TasksCancelled has not come back
         self._cancelling: dict[str, int] = {}
+        # keys released whose ReleaseKeys the scheduler has not answered, and
+        # those messages, oldest first (see client/releases.py)
+        self._releasing: dict[str, int] = {}
+        self._release_msgs: list[Any] = []
         self._workers: list[str] = []
         # workers that push results to us (see client/pushed.py): address ->
         # their data connection, None while subscribing
@@ -478,6 +486,8 @@ class ClientCore:
                 out[-1].keys.extend(msg.keys)
             else:
                 out.append(msg)
+                if type(msg) is m.ReleaseKeys:
+                    releases.sent(self, msg)
             if self.loop is None or self.status != "running":
                 return
             if now and self._direct_send:
@@ -600,6 +610,7 @@ class ClientCore:
             if digest is not None:
                 self._scattered.pop(digest, None)
             if self.status == "running" or self.status == "newly-created":
+                releases.released(self, key)
                 self._send(m.ReleaseKeys([key]))
 
     # ------------------------------------------------------------------ submit / map
@@ -687,6 +698,7 @@ class ClientCore:
         self._check_open()
         with self._lock:
             futures: list[Future[Any]] = []
+            made: dict[str, Future[Any]] = {}  # one future per key, as dask's map
             new_specs = []
             keep = set(release or ())
             for spec in specs:
@@ -698,8 +710,16 @@ class ClientCore:
                 elif st is None:
                     new_specs.append(spec)
                 if spec.key not in keep:
-                    futures.append(Future(spec.key, self, inform=False))
+                    f = made.get(spec.key)
+                    if f is None:
+                        f = made[spec.key] = Future(spec.key, self, inform=False)
+                    futures.append(f)
             if new_specs:
+                entered = spans.current()
+                if entered is not None:  # shoal.span: the tasks belong to the innermost one
+                    self._declare_span(entered)
+                    for spec in new_specs:
+                        spec.span = entered[1][-1]
                 functions = []
                 if func_id not in self._functions_sent:
                     self._functions_sent.add(func_id)
@@ -714,6 +734,13 @@ class ClientCore:
                 if unwanted:
                     self._send(m.ReleaseKeys(unwanted))
         return futures
+
+    def _declare_span(self, entered: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+        """With the lock held: tell the scheduler of a span before its first task."""
+        names, ids = entered
+        if ids[-1] not in self._spans_sent:
+            self._spans_sent.add(ids[-1])
+            self._send(m.SpanDeclared(list(ids), list(names)))
 
     # ------------------------------------------------------------------ waiting
 

@@ -121,6 +121,7 @@ def _resume(client: ClientCore, comm: Any, welcome: Any) -> None:
         if not resumed:
             _fail_forgotten(client, old_id)
         held = [k for k, st in client.futures.items() if st.status != CANCELLED]
+        _count_releases_afresh(client)
         comm.start(client._on_messages, client._on_closed)
         if resumed and client._resend:
             # the last submissions, in case the broken connection lost them
@@ -141,6 +142,20 @@ def _resume(client: ClientCore, comm: Any, welcome: Any) -> None:
         logger.warning("reconnected to the scheduler at %s, which had forgotten this client "
                        "(%s): its futures failed; the client goes on as %s",
                        client.scheduler_address, old_id, client.id)
+
+
+def _count_releases_afresh(client: ClientCore) -> None:
+    """With the lock held: the answers (``ReleaseHandled``) to releases sent
+    on the broken connection will never come (the scheduler drops them on
+    resuming: shoal/client/releases.py), and the news about those keys on it
+    is lost too; only the releases still queued here will be answered."""
+    queued = [msg for msg in client._outgoing if type(msg) is m.ReleaseKeys]
+    client._release_msgs = queued
+    releasing: dict[str, int] = {}
+    for msg in queued:
+        for key in msg.keys:
+            releasing[key] = releasing.get(key, 0) + 1
+    client._releasing = releasing
 
 
 def _fail_forgotten(client: ClientCore, old_id: str) -> None:

@@ -80,6 +80,9 @@ class ClientSessions:
         old = server.client_comms.pop(client_id, None)
         if old is not None:
             old.abort(None)  # its close handler sees it is no longer the client's comm
+        # answers to releases sent on the old connection: the client counts
+        # afresh from its resumption (client/reconnect.py)
+        server.state.release_acks.pop(client_id, None)
         self.leaving.discard(client_id)
         logger.info("client %s reconnected", client_id)
         return True

@@ -94,6 +94,8 @@ class Liveness:
         heartbeat = [m.Heartbeat()]
         while server.status == "running":
             await asyncio.sleep(self.interval)
+            if server.state.flush_release_acks():  # to clients that heard nothing else
+                server._schedule_flush()
             now = time.monotonic()
             clock.tick(now)
             for address, w in list(server.state.workers.items()):

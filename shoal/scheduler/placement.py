@@ -118,7 +118,7 @@ def choose_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | str |
     if r is not None and (r.workers is not None or r.resources):
         return best(ts, valid_workers(state, r))
     if not ts.deps:
-        if state.queued:
+        if state.has_queued():
             # others already wait for a slot (the end of the batch hands out
             # any that freed): join them rather than scan for room per task
             return QUEUE

@@ -59,6 +59,8 @@ from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.plugins import SchedulerPlugins
 from shoal.scheduler.progress import ProgressWatches
 from shoal.scheduler.queries import Queries
+from shoal.scheduler.scaling_requests import ScalingRequests
+from shoal.scheduler.spans import Spans
 from shoal.scheduler.state import SchedulerState
 
 logger = logging.getLogger("shoal.scheduler")
@@ -110,6 +112,8 @@ class SchedulerServer:
         self.coordination = Coordination(self)
         self.add_extension(self.coordination)
         self.add_extension(Queries(self))
+        self.spans = Spans(self)
+        self.add_extension(self.spans)
         self.add_extension(Datasets(self))
         self.plugins = SchedulerPlugins(self)
         self.add_extension(self.plugins)
@@ -120,6 +124,7 @@ class SchedulerServer:
         self.add_extension(Locks(self))
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
+        self.add_extension(ScalingRequests(self))
         self.liveness = Liveness(self, self.worker_timeout, self.check_interval)
         self.add_extension(self.liveness)
         self.client_sessions = ClientSessions(
@@ -320,6 +325,8 @@ class SchedulerServer:
     # ------------------------------------------------------------------ messages
 
     def _on_client_messages(self, client_id: str, msgs: list[Any]) -> None:
+        if self.spans.spans or any(type(msg) is m.SpanDeclared for msg in msgs):
+            self.spans.tasks_submitted(client_id, msgs)
         if self.plugins.plugins:
             submitted = {spec.key for msg in msgs if type(msg) is m.SubmitTasks for spec in msg.tasks}
             if submitted:
@@ -357,6 +364,7 @@ class SchedulerServer:
     def _flush(self) -> None:
         self._flush_scheduled = False
         self.plugins.batch_handled()
+        self.spans.batch_handled()
         to_workers, to_clients = self.state.take_messages()
         for address, msgs in to_workers.items():
             comm = self.worker_comms.get(address)

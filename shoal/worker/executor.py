@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from shoal.errors import Reschedule
 from shoal.protocol.serialize import (
     Payload,
     dumps,
@@ -95,14 +96,16 @@ class Skipped:
 
 
 class Failure:
-    __slots__ = ("duration", "exception", "key", "text", "traceback")
+    __slots__ = ("duration", "exception", "key", "reschedule", "text", "traceback")
 
-    def __init__(self, key: str, exception: Payload, traceback: Payload, text: str, duration: float):
+    def __init__(self, key: str, exception: Payload, traceback: Payload, text: str, duration: float,
+                 reschedule: bool = False):
         self.key = key
         self.exception = exception
         self.traceback = traceback
         self.text = text
         self.duration = duration
+        self.reschedule = reschedule  # the task raised Reschedule
 
 
 def current_task() -> tuple[Any, str] | None:
@@ -249,18 +252,22 @@ class TaskExecutor:
             except BaseException as e:
                 stop = time.perf_counter()
                 exc, tb, text = dumps_exception(e)
-                result = Failure(key, exc, tb, text, stop - start)
+                reschedule = isinstance(e, Reschedule)
+                result = Failure(key, exc, tb, text, stop - start, reschedule)
                 self.runs.append((next(self.run_seq), key, start, stop, ident, 0, None))
-                # while the task is current: forwarded logging takes it along
-                log_task_failure(key, func, a, kw, e, text, self.failed_args_chars)
+                if not reschedule:
+                    # while the task is current: forwarded logging takes it along
+                    log_task_failure(key, func, a, kw, e, text, self.failed_args_chars)
                 del e
             finally:
                 _local.task = None
                 del running[ident]
             if push_to and type(result) is Success and result.inline is not None and not actor \
-                    and self.push is not None and self._queue.empty():
+                    and self.push is not None and self._queue.empty() \
+                    and not (self.is_cancelled is not None and self.is_cancelled(key)):
                 # nothing queued behind it: the client that waits hears now,
-                # not after a trip through this loop and the scheduler
+                # not after a trip through this loop and the scheduler (not
+                # for a run taken back: the client may want the key anew)
                 self.push(push_to, result)
             self._done.append(result)
             # the task's function and arguments go now, not when this thread's

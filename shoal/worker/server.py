@@ -388,9 +388,11 @@ class WorkerServer:
                 if self.plugins.observers:
                     self.plugins.transition(r.key, "executing", "memory")
             else:
-                state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
+                state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration,
+                                     r.reschedule)
                 if self.plugins.observers:
-                    self.plugins.transition(r.key, "executing", "error")
+                    self.plugins.transition(r.key, "executing",
+                                            "rescheduled" if r.reschedule else "error")
         self._carry_out()
 
     async def _fetch(self, worker: str, keys: list[str]) -> m.DataReply:

@@ -172,7 +172,7 @@ class WorkerState:
             if t is m.ExecuteTask:
                 self.execute_task(msg)
             elif t is m.FreeKeys:
-                self.free_keys(msg.keys)
+                self.free_keys(msg.keys, msg.run_ids)
             elif t is m.WorkersChanged:
                 for address in msg.removed:
                     self.peer_gone(address)
@@ -187,6 +187,10 @@ class WorkerState:
         key = msg.key
         ts = self.tasks.get(key)
         if ts is not None:
+            if ts.state is CANCELLED:
+                # asked again while still running: the run goes on as the new
+                # one, and the one taken back no longer holds the thread
+                self._cancelled_run_ended(ts)
             ts.run_id = msg.run_id  # reports now answer this request
             if ts.state is MEMORY:
                 ts.reported = True
@@ -262,9 +266,16 @@ class WorkerState:
         self._seq += 1
         heapq.heappush(self.ready, (ts.priority, self._seq, ts.key))
 
-    def free_keys(self, keys: list[str]) -> None:
-        for key in keys:
+    def free_keys(self, keys: list[str], run_ids: list[int] | None = None) -> None:
+        """Forget ``keys``.  ``run_ids`` pairs each with the run the scheduler
+        takes back (0: none); each is answered with ``RunsEnded``, now if the
+        run holds no thread, else when it ends (see ``_cancelled_run_ended``)."""
+        ended = []
+        for i, key in enumerate(keys):
             ts = self.tasks.get(key)
+            run = run_ids[i] if run_ids else 0
+            if run and (ts is None or ts.run_id != run or ts.state is not EXECUTING):
+                ended.append(run)
             if ts is None:
                 continue
             st = ts.state
@@ -280,6 +291,14 @@ class WorkerState:
                 self._forget(ts)
             else:
                 ts.func = ts.args = None  # no longer to be computed here
+        if ended:
+            self.to_scheduler.append(m.RunsEnded(ended))
+
+    def _cancelled_run_ended(self, ts: WorkerTask) -> None:
+        """The run of ``ts`` that the scheduler took back has ended (or was
+        skipped): its thread is free."""
+        if ts.run_id:
+            self.to_scheduler.append(m.RunsEnded([ts.run_id]))
 
     def _forget(self, ts: WorkerTask) -> None:
         """Drop a task and its data; release the deps it held."""
@@ -316,6 +335,7 @@ class WorkerState:
             self._advance()
             return
         if ts.state is CANCELLED:
+            self._cancelled_run_ended(ts)
             if ts.dependents:
                 self._refetch(ts)
             else:
@@ -334,14 +354,20 @@ class WorkerState:
         self._advance()
 
     def execute_failed(
-        self, key: str, exception: Payload, traceback: Payload, text: str, duration: float
+        self, key: str, exception: Payload, traceback: Payload, text: str, duration: float,
+        reschedule: bool = False,
     ) -> None:
+        """The task raised (``reschedule``: it raised ``Reschedule``, asking to
+        run again rather than failing); the scheduler hears of it."""
         ts = self.tasks.get(key)
         self.executing.discard(key)
         self._record_duration(duration)
         if ts is not None:
             if ts.state is not CANCELLED:
-                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration, ts.run_id))
+                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration,
+                                                      ts.run_id, reschedule))
+            else:
+                self._cancelled_run_ended(ts)
             if ts.state is CANCELLED and ts.dependents:
                 self._refetch(ts)
             else:
@@ -553,6 +579,7 @@ class WorkerState:
         ts = self.tasks.get(key)
         self.executing.discard(key)
         if ts is not None and ts.state is CANCELLED:
+            self._cancelled_run_ended(ts)
             if ts.dependents:
                 self._refetch(ts)
             else:

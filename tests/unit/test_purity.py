@@ -14,6 +14,8 @@ PURE = [
     "scheduler/transitions.py",
     "scheduler/placement.py",
     "scheduler/replicas.py",
+    "scheduler/scaling.py",
+    "deploy/adaptive_core.py",
     "scheduler/control_state.py",
     "scheduler/invariants.py",
     "scheduler/records.py",
