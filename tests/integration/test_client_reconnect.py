@@ -192,3 +192,20 @@ def test_a_client_that_cannot_reconnect_closes(short_grace) -> None:  # type: ig
         assert client.status == "closed"
     finally:
         client.close()
+
+
+def test_a_key_released_as_the_connection_breaks_can_be_wanted_again(proxied) -> None:  # type: ignore[no-untyped-def]
+    """The release of a key goes out just as the connection breaks, so its
+    answer (ReleaseHandled) never comes; the same call submitted again
+    after that must still finish (news about the key is not taken for news
+    about the released future forever)."""
+    proxy, client = proxied
+    for i in range(5):
+        f = client.submit(big, 1000 + i)
+        assert f.result(timeout=10)[0] == 1000 + i
+        del f
+        time.sleep(0.01 * i)  # the release on its way, arrived, or answered
+        proxy.cut()
+        again = client.submit(big, 1000 + i)
+        assert again.result(timeout=30)[0] == 1000 + i
+        del again
