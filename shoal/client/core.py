@@ -119,8 +119,21 @@ def _bind_runtime() -> None:
 
 
 _default_client: ClientCore | None = None
+#: clients made with set_as_default, oldest first: closing the default makes
+#: the newest one still running the default again, as in dask
+_default_candidates: list[weakref.ref[ClientCore]] = []
 _clients: weakref.WeakSet[ClientCore] = weakref.WeakSet()
 _SKIP = object()
+
+
+def _previous_default(closing: ClientCore) -> ClientCore | None:
+    """The newest client made with set_as_default that still runs (not ``closing``)."""
+    while _default_candidates:
+        c = _default_candidates[-1]()
+        if c is not None and c is not closing and c.status == "running":
+            return c
+        _default_candidates.pop()
+    return None
 
 
 #: the client ``Client.as_current()`` made current in this context, if any
@@ -307,6 +320,7 @@ class ClientCore:
         if self._set_as_default:
             global _default_client
             _default_client = self
+            _default_candidates.append(weakref.ref(self))
             self._set_dask_scheduler()
         with self._lock:
             if self._outgoing and not self._flush_pending:
@@ -392,7 +406,7 @@ class ClientCore:
         if self._callback_executor is not None:
             self._callback_executor.shutdown(wait=False)
         if _default_client is self:
-            _default_client = None
+            _default_client = _previous_default(self)
         self._restore_dask_scheduler()
         self.status = "closed"
 
@@ -702,18 +716,27 @@ class ClientCore:
             new_specs = []
             keep = set(release or ())
             for spec in specs:
-                st = self.futures.get(spec.key)
-                if st is not None and st.status == CANCELLED:
-                    # a cancelled key asked for again: start over with fresh state
-                    self.futures[spec.key] = FutureState(spec.key)
-                    new_specs.append(spec)
-                elif st is None:
-                    new_specs.append(spec)
-                if spec.key not in keep:
-                    f = made.get(spec.key)
-                    if f is None:
-                        f = made[spec.key] = Future(spec.key, self, inform=False)
-                    futures.append(f)
+                key = spec.key
+                if key in keep:  # no future: nothing here refers to the key
+                    st = self.futures.get(key)
+                    if st is None or st.status == CANCELLED:
+                        new_specs.append(spec)
+                    continue
+                f = made.get(key)
+                if f is None:
+                    before = self.futures.get(key)
+                    # the reference first: a garbage collection while we look
+                    # (a cycle holding the key's last old future) then cannot
+                    # release the key under the new future's feet
+                    f = made[key] = Future(key, self, inform=False)
+                    st = self.futures[key]
+                    if st is not before:  # unknown, or its last old future just went
+                        new_specs.append(spec)
+                    elif st.status == CANCELLED:
+                        # a cancelled key asked for again: start over with fresh state
+                        st = self.futures[key] = f._state = FutureState(key)
+                        new_specs.append(spec)
+                futures.append(f)
             if new_specs:
                 entered = spans.current()
                 if entered is not None:  # shoal.span: the tasks belong to the innermost one

@@ -306,11 +306,12 @@ class LocalCluster(ClusterManager):
         scheduler asked for a fresh one (``client.restart``) is replaced by a
         new ``Worker`` of the same name (in this same process)."""
         await w.finished()
-        if not w.restart_requested or self._closing:
+        if self._closing:
             return
-        if w in self._workers:
+        if w in self._workers:  # retired or closed: no longer one of ours
             self._workers.remove(w)
-        await self._add_worker_in_process(w.name)
+        if w.restart_requested:
+            await self._add_worker_in_process(w.name)
 
     def _new_name(self) -> str:
         name = str(self._next_worker)

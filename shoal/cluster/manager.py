@@ -8,9 +8,6 @@ How it asks the scheduler: with the scheduler in this process
 otherwise through a small client of its own (made on first use, closed with
 the cluster).  A synchronous cluster waits on the shared event loop thread;
 an asynchronous one returns awaitables, as in dask.
-
-``get_logs`` is not here yet: it waits for the scheduler and workers to
-keep their logs (``client.get_scheduler_logs``/``get_worker_logs``).
 """
 
 from __future__ import annotations

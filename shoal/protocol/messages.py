@@ -290,6 +290,22 @@ class TaskSeceded(_Msg, tag="seceded"):
     run_id: int = 0
 
 
+class WorkerStatus(_Msg, tag="worker-status"):
+    """The worker paused (``"paused"``: its memory passed the pause
+    threshold; it starts nothing new) or resumed (``"running"``)."""
+
+    status: str
+
+
+class StealResponse(_Msg, tag="steal-response"):
+    """Answer to ``StealRequest``: ``stolen`` if the worker had not started
+    that run and dropped it."""
+
+    key: str
+    run_id: int
+    stolen: bool
+
+
 class RunsEnded(_Msg, tag="runs-ended"):
     """Runs the scheduler took back (``FreeKeys.run_ids``) no longer hold a
     thread here: they ended, were never started, or were never here."""
@@ -356,6 +372,14 @@ class FreeKeys(_Msg, tag="free"):
 
     keys: list[str]
     run_ids: list[int] = []
+
+
+class StealRequest(_Msg, tag="steal-request"):
+    """Give run ``run_id`` of ``key`` back if it has not started (an idle
+    worker will take it); answered by ``StealResponse``."""
+
+    key: str
+    run_id: int
 
 
 class CloseWorker(_Msg, tag="close-worker"):
@@ -489,6 +513,8 @@ Message = Union[
     TaskFinished,
     TaskFailed,
     TaskSeceded,
+    WorkerStatus,
+    StealResponse,
     RunsEnded,
     LogEvent,
     ReplicasAdded,
@@ -496,6 +522,7 @@ Message = Union[
     ExecuteTask,
     DefineFunctions,
     FreeKeys,
+    StealRequest,
     CloseWorker,
     GetData,
     DataReply,

@@ -108,7 +108,7 @@ class ClientSessions:
         logger.warning("client %s did not come back within %.1f s "
                        "(scheduler.client-grace-period): releasing its futures", client_id,
                        self.grace_period)
-        self.server.forget_client(client_id)
+        self.server._forget_client(client_id)
 
     async def closing(self) -> None:
         for timer in self.away.values():

@@ -58,7 +58,7 @@ def check_invariants(state: SchedulerState) -> None:
     for address, w in state.workers.items():
         if w.address != address:
             _fail(state, None, f"worker {w.address} stored under {address}")
-        if w.status not in ("running", "closing_gracefully"):
+        if w.status not in ("running", "paused", "closing_gracefully"):
             _fail(state, None, f"worker {address} is {w.status!r} but still in the cluster")
         for ts in w.processing:
             if ts.state is not PROCESSING or ts.processing_on is not w:

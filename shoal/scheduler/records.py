@@ -124,6 +124,7 @@ class WorkerRecord:
         "long_running",  # processing tasks that seceded: they take no slot
         "memory",
         "memory_limit",
+        "memory_paused",  # the worker said it paused (memory), whatever its status since
         "metrics",
         "name",
         "nbytes",
@@ -132,7 +133,7 @@ class WorkerRecord:
         "pid",
         "processing",  # dict[TaskRecord, float]: estimated duration
         "resources",
-        "status",  # "running", "closing_gracefully" (retiring: no new tasks) or "closed"
+        "status",  # "running", "paused" (memory: no new tasks), "closing_gracefully" (retiring) or "closed"
         "stopping",  # set[int]: runs taken back that may still hold a thread
         "supervised",  # a supervisor restarts it when asked (client.restart)
     )
@@ -158,6 +159,7 @@ class WorkerRecord:
         self.has_what: set[TaskRecord] = set()
         self.functions: set[bytes] = set()
         self.long_running: set[TaskRecord] = set()
+        self.memory_paused = False
         self.stopping: set[int] = set()
         self.occupancy = 0.0
         self.nbytes = 0

@@ -48,6 +48,7 @@ from shoal.errors import (
 from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.active_memory import ActiveMemoryManager
 from shoal.scheduler.client_sessions import ClientSessions
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
@@ -62,6 +63,7 @@ from shoal.scheduler.queries import Queries
 from shoal.scheduler.scaling_requests import ScalingRequests
 from shoal.scheduler.spans import Spans
 from shoal.scheduler.state import SchedulerState
+from shoal.scheduler.work_stealing import WorkStealing
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -124,6 +126,8 @@ class SchedulerServer:
         self.add_extension(Locks(self))
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
+        self.add_extension(WorkStealing(self))
+        self.add_extension(ActiveMemoryManager(self))
         self.add_extension(ScalingRequests(self))
         self.liveness = Liveness(self, self.worker_timeout, self.check_interval)
         self.add_extension(self.liveness)
@@ -300,10 +304,10 @@ class SchedulerServer:
         del self.client_comms[client_id]
         self._notify("client_left", client_id)
         if self.client_sessions.client_disconnected(client_id):
-            self.forget_client(client_id)
+            self._forget_client(client_id)
         # else its keys are kept for the grace period (client_sessions.py)
 
-    def forget_client(self, client_id: str) -> None:
+    def _forget_client(self, client_id: str) -> None:
         """Release everything the client wanted."""
         if self.status != "running":
             return  # closing: releasing its keys one by one would only delay the exit

@@ -27,6 +27,7 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
+from shoal.scheduler import control_state
 from shoal.scheduler.placement import TARGET_BACKLOG, worker_slots
 from shoal.scheduler.records import (
     ERRED,
@@ -74,6 +75,8 @@ class SchedulerState:
         # get queued tasks when the transitions are done (see transitions())
         self.freed: dict[WorkerRecord, None] = {}
         self.durations: dict[str, float] = {}
+        # stolen tasks -> the idle worker they go to (see work_stealing.py)
+        self.steal_targets: dict[TaskRecord, WorkerRecord] = {}
         # client.set_metadata(): nested dicts; a task's entry goes with it (forget)
         self.task_metadata: dict[Any, Any] = {}
         self.to_workers: dict[str, list[Any]] = {}
@@ -642,6 +645,8 @@ class SchedulerState:
                 self.data_missing(w, msg)
             elif t is m.TaskSeceded:
                 self.task_seceded(w, msg)
+            elif t is m.WorkerStatus:  # paused by its memory, or resumed
+                control_state.set_paused(self, w, msg.status == "paused")
             elif t is m.RunsEnded:
                 w.stopping.difference_update(msg.run_ids)
             elif t is m.Heartbeat:

@@ -35,41 +35,15 @@ from shoal.protocol.serialize import (
     Payload,
     dumps,
     dumps_exception,
-    loads,
     loads_function,
     loads_task_args,
 )
 from shoal.worker import shm
 from shoal.worker.failures import log_task_failure
 from shoal.worker.sizeof import sizeof
+from shoal.worker.spill import LazyValue, SpillBuffer
 
 _local = threading.local()
-
-
-class LazyValue:
-    """A value that arrived serialized and has not been needed yet; it is
-    unpickled by the first task that uses it, on a task thread."""
-
-    __slots__ = ("payload",)
-
-    def __init__(self, payload: Payload) -> None:
-        self.payload = payload
-
-
-class Store(dict):  # type: ignore[type-arg]
-    """The worker's values by key.  Reading a ``LazyValue`` unpickles it,
-    once, except for objects that ask to be unpickled afresh for each reader
-    (a class attribute ``_unpickle_per_read``): actor handles, which claim
-    their actor through the reader's client while the reader holds them."""
-
-    def __getitem__(self, key: str) -> Any:
-        value = dict.__getitem__(self, key)
-        if type(value) is LazyValue:
-            loaded = loads(value.payload)
-            if not getattr(type(loaded), "_unpickle_per_read", False):
-                dict.__setitem__(self, key, loaded)
-            return loaded
-        return value
 
 
 class Success:
@@ -120,7 +94,7 @@ class TaskExecutor:
         loop: asyncio.AbstractEventLoop,
         on_results: Callable[[list[Success | Failure | Skipped]], None],
         functions: MutableMapping[bytes, Any],
-        data: Store,
+        data: SpillBuffer,
         worker: Any = None,
         inline_limit: int | None = None,
         is_cancelled: Callable[[str], bool] | None = None,
@@ -302,6 +276,10 @@ class TaskExecutor:
     def _success(self, key: str, value: Any, duration: float) -> Success:
         nbytes = sizeof(value)
         inline = None
+        if nbytes >= self.inline_limit:
+            # past the memory target: older values go to disk first, from
+            # this thread (see SpillBuffer.make_room)
+            self.data.make_room(nbytes)
         if nbytes >= shm.SHM_MIN_BYTES:
             moved = shm.share(value)
             if moved is not None:
@@ -345,4 +323,4 @@ def _type_name(value: Any) -> str:
     return f"{mod}.{t.__qualname__}"
 
 
-__all__ = ["Failure", "LazyValue", "Skipped", "Store", "Success", "TaskExecutor", "current_task"]
+__all__ = ["Failure", "LazyValue", "Skipped", "Success", "TaskExecutor", "current_task"]

@@ -47,7 +47,7 @@ async def heartbeat(worker: WorkerServer, scheduler_ttl: float) -> None:
         clock.tick(now)
         if clock.expired(worker.last_heard, now):
             silent = clock.silent_for(worker.last_heard, now)
-            worker.lose_scheduler(f"the scheduler sent nothing for {silent:.1f} s "
+            worker._lose_scheduler(f"the scheduler sent nothing for {silent:.1f} s "
                                   f"(worker.scheduler-ttl is {scheduler_ttl:.1f} s)")
             return
         try:
@@ -59,7 +59,7 @@ async def heartbeat(worker: WorkerServer, scheduler_ttl: float) -> None:
 def _metrics(worker: WorkerServer, proc: Any) -> dict[str, Any]:
     return {
         **worker._metrics(),
-        "memory": proc.memory_info().rss,
+        **worker.memory.metrics(),  # process memory, spilled bytes, paused
         "cpu": proc.cpu_percent(),
         "num_fds": proc.num_fds() if hasattr(proc, "num_fds") else 0,
         "executing": len(worker.state.executing),

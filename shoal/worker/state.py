@@ -17,6 +17,10 @@ A key in memory is *reported* when the scheduler knows this worker holds it
 (computed here, fetched and announced, or scattered here); only the scheduler
 frees reported keys.  Copies that came inline with a task are private and
 dropped as soon as no local task needs them.
+
+A *paused* worker (its memory past the pause threshold, see
+``worker/memory.py``) starts no task and no fetch until it is resumed; what
+runs goes on, and it still serves its data to others.
 """
 
 from __future__ import annotations
@@ -150,6 +154,7 @@ class WorkerState:
         self.to_fetch: dict[str, None] = {}  # keys in FETCH, oldest first
         self.nbytes = 0  # bytes of values in memory
         self.mean_duration: float | None = None  # of recent tasks (seconds)
+        self.paused = False  # memory past the pause threshold: start nothing new
         self.to_scheduler: list[Any] = []
         self.instructions: list[Any] = []
         self._seq = 0
@@ -173,6 +178,8 @@ class WorkerState:
                 self.execute_task(msg)
             elif t is m.FreeKeys:
                 self.free_keys(msg.keys, msg.run_ids)
+            elif t is m.StealRequest:
+                self.steal_request(msg.key, msg.run_id)
             elif t is m.WorkersChanged:
                 for address in msg.removed:
                     self.peer_gone(address)
@@ -299,6 +306,17 @@ class WorkerState:
         skipped): its thread is free."""
         if ts.run_id:
             self.to_scheduler.append(m.RunsEnded([ts.run_id]))
+
+    def steal_request(self, key: str, run_id: int) -> None:
+        """The scheduler would give ``key`` to an idle worker: give it back
+        if this run has not started (and is not also being fetched here)."""
+        ts = self.tasks.get(key)
+        stolen = (ts is not None and ts.run_id == run_id and ts.func is not None
+                  and ts.state in (WAITING, READY))
+        if stolen:
+            assert ts is not None
+            self._forget(ts)
+        self.to_scheduler.append(m.StealResponse(key, run_id, stolen))
 
     def _forget(self, ts: WorkerTask) -> None:
         """Drop a task and its data; release the deps it held."""
@@ -542,8 +560,18 @@ class WorkerState:
                 if d.n_missing == 0:
                     self._make_ready(d)
 
+    def set_paused(self, paused: bool) -> None:
+        """Pause (start no task, no fetch) or resume."""
+        self.paused = paused
+        self._advance()
+
     def _advance(self) -> None:
-        """Start what can start: tasks on free threads, fetches on free peers."""
+        """Start what can start: tasks on free threads, fetches on free peers
+        (nothing while paused)."""
+        if self.paused:
+            if self.validate:
+                self.check_invariants()
+            return
         ready = self.ready
         limit = self.execution_slots()
         while ready and len(self.executing) < limit:

@@ -280,3 +280,11 @@ def test_wait_on_cancelled_futures_raises_grouped_by_reason(client: Client) -> N
     assert sorted(g.reason for g in info.value.error_groups) == ["first reason", "second reason"]
     assert "2 Futures cancelled" in str(info.value) and "details" in str(info.value)
     assert isinstance(info.value, shoal.CancelledError)
+
+
+def test_closing_the_default_client_makes_the_previous_one_default(cluster: LocalCluster) -> None:
+    with Client(cluster) as first:
+        second = Client(cluster)
+        assert shoal.default_client() is second
+        second.close()
+        assert shoal.default_client() is first

@@ -220,3 +220,31 @@ def test_future_type_bind_client_and_substitute(client: Client) -> None:
         assert h.client is other and h.result(timeout=10) == 3
     with pytest.raises(ValueError, match="state"):
         Future(f.key, client, state=g._state)
+
+
+def test_a_collection_during_submit_cannot_strand_the_new_future(client: Client) -> None:
+    """The key's last old future, held only by a reference cycle, is freed by
+    a garbage collection that runs while submit makes the new future: the
+    new future must still get its task (it stayed pending forever)."""
+    import gc
+
+    class Cycle:
+        pass
+
+    old = client.submit(inc, 1)
+    assert old.result(timeout=10) == 2
+    holder = Cycle()
+    holder.self, holder.future = holder, old  # type: ignore[attr-defined]
+    del old, holder
+    original = Future.__init__
+
+    def collecting_init(self: Future[Any], *args: Any, **kwargs: Any) -> None:
+        gc.collect()  # frees the cycle now, in the middle of submit
+        original(self, *args, **kwargs)
+
+    Future.__init__ = collecting_init  # type: ignore[method-assign]
+    try:
+        new = client.submit(inc, 1)
+    finally:
+        Future.__init__ = original  # type: ignore[method-assign]
+    assert new.result(timeout=10) == 2

@@ -22,7 +22,10 @@ PURE = [
     "scheduler/event_log.py",
     "scheduler/semaphores.py",
     "scheduler/multilocks.py",
+    "scheduler/stealing.py",
+    "scheduler/replica_policy.py",
     "worker/state.py",
+    "worker/memory.py",
     "comm/framing.py",
     "comm/codec.py",
 ]
