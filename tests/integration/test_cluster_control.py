@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -239,13 +240,17 @@ def test_restart_of_workers_supervised_by_the_shoal_worker_command() -> None:
             command.wait(15)
 
 
-def test_restart_of_a_worker_without_supervisor() -> None:
+def test_restart_of_a_worker_without_supervisor(tmp_path: Path) -> None:
     """``shoal worker --no-nanny`` has nobody to start it again:
     ``restart_workers`` refuses it; ``restart`` closes it and times out
     waiting for it."""
     with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, Client(cluster) as client:
-        alone = subprocess.Popen([sys.executable, "-m", "shoal", "worker", cluster.scheduler_address,
-                                  "--no-nanny", "--name", "alone"], env=token_env(cluster))
+        log = tmp_path / "alone.log"
+        with open(log, "w") as err:  # a file, not a pipe: a full pipe would stop the worker
+            alone = subprocess.Popen([sys.executable, "-m", "shoal", "worker",
+                                      cluster.scheduler_address, "--no-nanny", "--name", "alone"],
+                                     env={**token_env(cluster), "PYTHONFAULTHANDLER": "1"},
+                                     stderr=err)
         try:
             client.wait_for_workers(2, timeout=30)
             info = client.scheduler_info()["workers"]
@@ -254,7 +259,13 @@ def test_restart_of_a_worker_without_supervisor() -> None:
                 client.restart_workers(["alone"])
             with pytest.raises(TimeoutError, match="have not returned"):
                 client.restart(timeout=2)
-            assert alone.wait(15) == 0  # closed, for good
+            try:
+                code = alone.wait(30)
+            except subprocess.TimeoutExpired:  # say where it is stuck: faulthandler's dump
+                alone.send_signal(signal.SIGABRT)
+                alone.wait(10)
+                raise AssertionError("the worker did not exit:\n" + log.read_text()) from None
+            assert code == 0, log.read_text()  # closed, for good
             assert len(client.scheduler_info()["workers"]) == 1
         finally:
             if alone.poll() is None:
