@@ -172,8 +172,10 @@ class Introspection(MixinBase):
 
     @property
     def dashboard_link(self) -> str | None:
-        """The address of the cluster's dashboard, if it has one."""
-        return getattr(self.cluster, "dashboard_link", None)
+        """The address of the cluster's dashboard (its status page), if it
+        has one: the cluster object's, else the one the scheduler gave."""
+        link = getattr(self.cluster, "dashboard_link", None)
+        return link or getattr(self, "_dashboard_link", None)
 
     def __repr__(self) -> str:
         if self.status != "running":

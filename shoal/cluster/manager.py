@@ -42,7 +42,7 @@ class ClusterManager:
     #: whether its methods return awaitables
     asynchronous: bool = False
     scheduler_address: str = ""
-    #: shoal has no dashboard yet
+    #: where the cluster's dashboard is (None without one)
     dashboard_link: str | None = None
 
     def _init_manager(self) -> None:

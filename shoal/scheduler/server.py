@@ -50,6 +50,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
+from shoal.scheduler.dashboard_feed import DashboardFeed
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.events import Events
 from shoal.scheduler.locks import Locks
@@ -92,6 +93,11 @@ class SchedulerServer:
         self.status = "created"
         self.started = time.time()
         self._flush_scheduled = False
+        self.messages_received = 0  # from clients and workers: the dashboard's rate
+        #: services this scheduler offers over HTTP ({"dashboard": port}) and
+        #: the dashboard's address, for scheduler_info() and clients
+        self.services: dict[str, int] = {}
+        self.dashboard_link: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
         self._client_ids = itertools.count(1)
@@ -118,6 +124,7 @@ class SchedulerServer:
         self.add_extension(Locks(self))
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
+        self.add_extension(DashboardFeed(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
@@ -248,7 +255,8 @@ class SchedulerServer:
         self.state.add_client(client_id, time.monotonic())
         self.client_comms[client_id] = comm
         comm.name = client_id
-        info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list()}
+        info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list(),
+                "dashboard_link": self.dashboard_link}
         comm.send([m.Welcome(m.PROTOCOL_VERSION, client_id, info)])
         comm.start(
             lambda msgs: self._on_client_messages(client_id, msgs),
@@ -303,6 +311,7 @@ class SchedulerServer:
     # ------------------------------------------------------------------ messages
 
     def _on_client_messages(self, client_id: str, msgs: list[Any]) -> None:
+        self.messages_received += len(msgs)
         if self.plugins.plugins:
             submitted = {spec.key for msg in msgs if type(msg) is m.SubmitTasks for spec in msg.tasks}
             if submitted:
@@ -320,6 +329,7 @@ class SchedulerServer:
     def _on_worker_messages(self, address: str, msgs: list[Any]) -> None:
         if address not in self.state.workers:
             return  # removed (retired) while its connection closes
+        self.messages_received += len(msgs)
         for msg in self.state.handle_worker(address, msgs, time.monotonic()):
             if type(msg) is m.Response:
                 waiting = self._worker_requests.pop(msg.id, None)

@@ -231,6 +231,7 @@ class WorkerServer:
                     "executing": len(self.state.executing),
                     "ready": len(self.state.ready),
                     "nbytes": self.state.nbytes,
+                    **self.observability.heartbeat_metrics(),
                 }
                 self.scheduler.send([m.Heartbeat(metrics)])
             except (CommClosedError, OSError):
@@ -438,7 +439,8 @@ class WorkerServer:
                 received[key] = state.tasks[key].nbytes or payload.nbytes
             else:
                 self._drop_shared(key)
-        self.observability.record_transfer(worker, list(received), start, time.perf_counter())
+        self.observability.record_transfer(worker, list(received), start, time.perf_counter(),
+                                           sum(received.values()))
         state.gather_done(worker, received, reply.missing)
         self._carry_out()
 

@@ -1,0 +1,153 @@
+/* The status page: task stream, progress by function, memory, processing
+ * and CPU per worker; live from the "status" and "stream" topics. */
+"use strict";
+(function () {
+  var WINDOW = 20;       // seconds of task stream shown
+  var KEEP = 4000;       // runs kept at most
+  document.getElementById("main").innerHTML = "<div class='grid'>" +
+    shoal.card("stream", "Task stream", 290, "wide") +
+    shoal.card("progress", "Progress by function", 250) +
+    shoal.card("memory", "Memory per worker", 250) +
+    shoal.card("processing", "Tasks processing per worker", 180) +
+    shoal.card("cpu", "CPU per worker", 180) + "</div>";
+
+  var runs = [];
+  var received = 0;
+  var lastStatus = null;
+  var rowNames = {};     // "worker thread" -> row label
+  var threadsSeen = {};  // worker -> number of threads given a row
+
+  function prefix(key) {
+    var parts = String(key).split("-");
+    while (parts.length > 1 && /^[0-9a-f]+$/.test(parts[parts.length - 1])) parts.pop();
+    return parts.join("-");
+  }
+
+  function rowOf(r, names) {
+    var id = r.worker + " " + r.thread;
+    if (!(id in rowNames)) {
+      var n = threadsSeen[r.worker] = (threadsSeen[r.worker] || 0) + 1;
+      rowNames[id] = (names[r.worker] || r.worker) + " · " + n;
+    }
+    return rowNames[id];
+  }
+
+  function drawStream(now) {
+    var names = {};
+    (lastStatus ? lastStatus.workers : []).forEach(function (w) { names[w.address] = w.name; });
+    var from = now - WINDOW;
+    var minWidth = WINDOW / 1500;
+    var traces = {};
+    function trace(name, colour) {
+      if (!traces[name]) traces[name] = {type: "bar", orientation: "h", name: name, x: [], base: [], y: [],
+        customdata: [], text: [], marker: {color: colour}, hovertemplate: "%{text}<extra></extra>",
+        textposition: "none"};
+      return traces[name];
+    }
+    runs.forEach(function (r) {
+      var row = rowOf(r, names);
+      var fn = prefix(r.key);
+      r.startstops.forEach(function (s) {
+        if (s.stop < from) return;
+        var t = s.action === "compute" ? (r.status === "OK" ? trace(fn, shoal.colour(fn)) : trace("erred", shoal.css("--bad")))
+          : trace(s.action, s.action === "transfer" ? "rgba(220,60,60,0.75)" : "rgba(230,150,30,0.8)");
+        t.x.push(Math.max(s.stop - s.start, minWidth));
+        t.base.push(s.start - now);
+        t.y.push(row);
+        t.customdata.push(r.key);
+        t.text.push(shoal.escape(r.key) + "<br>" + s.action + " on " + shoal.escape(names[r.worker] || r.worker) +
+          ", " + shoal.duration(s.stop - s.start) + (s.source ? " from " + shoal.escape(s.source) : ""));
+      });
+    });
+    var data = Object.keys(traces).sort().map(function (k) { return traces[k]; });
+    var rows = Object.keys(rowNames).length;
+    var el = document.getElementById("stream");
+    el.style.height = Math.max(200, Math.min(520, 20 * rows + 60)) + "px";
+    Plotly.react(el, data, shoal.layout({
+      barmode: "overlay", bargap: 0.1,
+      xaxis: {range: [-WINDOW, 0], title: {text: "seconds ago", standoff: 2}, ticksuffix: " s"},
+      yaxis: {type: "category", categoryorder: "category descending"},
+    }), shoal.config);
+    if (!el.dataset.clicks) {  // a bar's task: its story
+      el.dataset.clicks = "1";
+      el.on("plotly_click", function (ev) {
+        if (ev.points && ev.points.length) shoal.story(ev.points[0].customdata);
+      });
+    }
+    var note = document.getElementById("stream-note");
+    note.dataset.total = received;
+    note.textContent = received + " task runs seen";
+  }
+
+  function drawProgress(s) {
+    var rows = (s.progress || []).slice(0, 15).reverse();
+    var names = rows.map(function (r) { return r.name; });
+    var parts = [["memory", "--ok"], ["processing", "--accent"], ["waiting", "--idle"], ["erred", "--bad"], ["released", "--line"]];
+    var data = parts.map(function (p) {
+      return {type: "bar", orientation: "h", name: p[0], y: names, x: rows.map(function (r) { return r[p[0]]; }),
+        marker: {color: shoal.css(p[1])}, hovertemplate: "%{y}: %{x} " + p[0] + "<extra></extra>"};
+    });
+    var el = document.getElementById("progress");
+    el.style.height = Math.max(150, 26 * names.length + 50) + "px";
+    Plotly.react(el, data, shoal.layout({showlegend: true, legend: {orientation: "h", y: -0.15}}), shoal.config);
+    var age = s.counts_time ? Math.max(0, s.time - s.counts_time) : 0;
+    document.getElementById("progress-note").textContent =
+      (s.progress || []).length + " functions" + (age > 2 ? " · counted " + shoal.duration(age) + " ago" : "");
+  }
+
+  function workerBars(id, s, series, extra, height) {
+    var names = s.workers.map(function (w) { return w.name; }).reverse();
+    var ws = s.workers.slice().reverse();
+    var data = series.map(function (p) {
+      return {type: "bar", orientation: "h", name: p.name, y: names, x: ws.map(p.value),
+        marker: {color: shoal.css(p.colour)}, hovertemplate: "%{y}: " + p.name + " %{text}<extra></extra>",
+        text: ws.map(p.label), textposition: "none"};
+    });
+    var el = document.getElementById(id);
+    el.style.height = Math.max(height, 22 * names.length + 50) + "px";
+    Plotly.react(el, data.concat(extra ? extra(names, ws) : []), shoal.layout({showlegend: series.length > 1,
+      legend: {orientation: "h", y: -0.2}}), shoal.config);
+  }
+
+  function drawWorkers(s) {
+    var mem = function (k) { return function (w) { return w[k]; }; };
+    var memLabel = function (k) { return function (w) { return shoal.bytes(w[k]); }; };
+    workerBars("memory", s, [
+      {name: "managed", colour: "--accent", value: mem("managed"), label: memLabel("managed")},
+      {name: "unmanaged", colour: "--idle", value: mem("unmanaged"), label: memLabel("unmanaged")},
+      {name: "spilled", colour: "--warn", value: mem("spilled"), label: memLabel("spilled")},
+    ], function (names, ws) {
+      return [{type: "scatter", mode: "markers", name: "limit", y: names,
+        x: ws.map(function (w) { return w.memory_limit || null; }),
+        marker: {symbol: "line-ns-open", size: 18, color: shoal.css("--bad"), line: {width: 3}},
+        hovertemplate: "%{y}: limit<extra></extra>"}];
+    }, 200);
+    workerBars("processing", s, [{name: "processing", colour: "--accent", value: mem("processing"),
+      label: function (w) { return w.processing + " (" + w.executing + " executing)"; }}], null, 140);
+    workerBars("cpu", s, [{name: "CPU", colour: "--ok", value: mem("cpu"),
+      label: function (w) { return w.cpu.toFixed(0) + " %"; }}], null, 140);
+    document.getElementById("memory-note").textContent = shoal.bytes(s.totals.memory) +
+      (s.totals.memory_limit ? " of " + shoal.bytes(s.totals.memory_limit) : "");
+    document.getElementById("processing-note").textContent = s.totals.processing + " in all";
+    document.getElementById("cpu-note").textContent = s.totals.cpu.toFixed(0) + " % in all";
+  }
+
+  var latest = null;
+  shoal.live(["status", "stream"], function (msg) {
+    if (msg.stream) {
+      received += msg.stream.length;
+      runs = runs.concat(msg.stream);
+      var cut = msg.time - WINDOW;
+      runs = runs.filter(function (r) {
+        return r.startstops[r.startstops.length - 1].stop >= cut;
+      }).slice(-KEEP);
+    }
+    if (msg.status) { lastStatus = msg.status; drawProgress(msg.status); drawWorkers(msg.status); }
+    latest = msg.time;
+    drawStream(msg.time);
+  });
+  shoal.onTheme(function () {
+    if (lastStatus) { drawProgress(lastStatus); drawWorkers(lastStatus); }
+    if (latest) drawStream(latest);
+  });
+})();
