@@ -9,6 +9,7 @@ responsibility.
     DatasetMethods    datasets.py        publish_dataset, get_dataset, client.datasets, ...
     Events            events.py          log_event, get_events, subscribe_topic, forward_logging, ...
     PluginMethods     plugins.py         register_plugin, upload_file, ...
+    Reprs             reprs.py           repr, _repr_html_ (notebooks), dashboard_link
 
 The mixins use the core (through ``self``); the core imports none of them.
 
@@ -31,6 +32,7 @@ from shoal.client.diagnostics import Diagnostics
 from shoal.client.events import Events
 from shoal.client.introspection import Introspection
 from shoal.client.plugins import PluginMethods
+from shoal.client.reprs import Reprs
 
 TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 class Client(Computing, ClusterControl, DatasetMethods, Diagnostics, Events, Introspection,
-             PluginMethods, ClientCore):
+             PluginMethods, Reprs, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments

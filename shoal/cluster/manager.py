@@ -15,7 +15,6 @@ keep their logs (``client.get_scheduler_logs``/``get_worker_logs``).
 
 from __future__ import annotations
 
-import html
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -241,23 +240,15 @@ class ClusterManager:
         return text + ")"
 
     def _repr_html_(self) -> str:
-        workers, threads, memory = self._sizes()
-        kind = "processes" if self.processes else "threads"
-        link = (f'<a href="{html.escape(self.dashboard_link)}" target="_blank">'
-                f"{html.escape(self.dashboard_link)}</a>") if self.dashboard_link else \
-            "none (shoal has no dashboard yet)"
-        rows = [
-            ("Scheduler", html.escape(self.scheduler_address or "(not started)")),
-            ("Dashboard", link),
-            ("Workers", f"{workers} ({kind})"),
-            ("Total threads", str(threads)),
-            ("Total memory", format_bytes(memory) if memory else "no limit"),
-            ("Status", html.escape(str(self.status))),
-        ]
-        cells = "".join(f'<tr><th style="text-align: left">{k}</th>'
-                        f'<td style="text-align: left">{v}</td></tr>' for k, v in rows)
-        return (f"<div><h3 style=\"margin: 0\">{type(self).__name__}</h3>"
-                f"<p style=\"margin: 0\">{html.escape(self.name)}</p><table>{cells}</table></div>")
+        """dask's layout: the cluster, then (collapsed) its scheduler and workers."""
+        from shoal.widgets.reprs import cluster_html
+
+        try:
+            info = self.scheduler_info if self.status == "running" else self._info
+        except Exception:  # a repr shows what it can
+            info = self._info
+        return cluster_html(type(self).__name__, self.name, self.dashboard_link, info,
+                            str(self.status), self.processes)
 
 
 class SchedulerProxy:

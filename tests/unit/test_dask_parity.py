@@ -50,9 +50,7 @@ GAPS: dict[str, str] = {
     'as_completed.__init__(timeout=)': 'issue 9, to do',
     'as_completed.condition': 'issue 9, to do',
     'as_completed.next': 'issue 9, to do',
-    'performance_report': 'issue 12: dashboard, reports and HTML reprs',
     'span': 'issue 9, to do',
-    'widgets': 'issue 12: dashboard, reports and HTML reprs',
 }
 
 

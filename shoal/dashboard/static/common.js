@@ -58,7 +58,7 @@ var shoal = (function () {
     return l;
   }
 
-  var config = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"]};
+  var config = {displaylogo: false, responsive: true, displayModeBar: false};
 
   function onTheme(fn) { themeListeners.push(fn); }
 
@@ -72,11 +72,14 @@ var shoal = (function () {
     setTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark");
   });
 
-  // a stable colour per function name (the same on every page)
+  // a stable colour per function name (the same on every page); no pure red:
+  // red marks transfers and errors
+  var PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#bcbd22", "#8c564b", "#e377c2",
+                 "#ff7f0e", "#3f8f8f", "#6b6ecf", "#7f7f7f", "#b5a33a"];
   function colour(name) {
     var h = 0;
     for (var i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-    return "hsl(" + (h % 360) + ",60%," + (document.documentElement.dataset.theme === "dark" ? 58 : 52) + "%)";
+    return PALETTE[h % PALETTE.length];
   }
 
   function bytes(n) {

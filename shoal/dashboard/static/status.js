@@ -49,8 +49,8 @@
       var fn = prefix(r.key);
       r.startstops.forEach(function (s) {
         if (s.stop < from) return;
-        var t = s.action === "compute" ? (r.status === "OK" ? trace(fn, shoal.colour(fn)) : trace("erred", shoal.css("--bad")))
-          : trace(s.action, s.action === "transfer" ? "rgba(220,60,60,0.75)" : "rgba(230,150,30,0.8)");
+        var t = s.action === "compute" ? (r.status === "OK" ? trace(fn, shoal.colour(fn)) : trace("erred", shoal.css("--fg")))
+          : trace(s.action, s.action === "transfer" ? "#d62728" : "#ff9f1c");
         t.x.push(Math.max(s.stop - s.start, minWidth));
         t.base.push(s.start - now);
         t.y.push(row);
@@ -89,13 +89,14 @@
     });
     var el = document.getElementById("progress");
     el.style.height = Math.max(150, 26 * names.length + 50) + "px";
-    Plotly.react(el, data, shoal.layout({showlegend: true, legend: {orientation: "h", y: -0.15}}), shoal.config);
+    Plotly.react(el, data, shoal.layout({showlegend: true, legend: {orientation: "h", y: -0.15},
+      yaxis: {type: "category"}}), shoal.config);
     var age = s.counts_time ? Math.max(0, s.time - s.counts_time) : 0;
     document.getElementById("progress-note").textContent =
       (s.progress || []).length + " functions" + (age > 2 ? " · counted " + shoal.duration(age) + " ago" : "");
   }
 
-  function workerBars(id, s, series, extra, height) {
+  function workerBars(id, s, series, extra, height, xaxis) {
     var names = s.workers.map(function (w) { return w.name; }).reverse();
     var ws = s.workers.slice().reverse();
     var data = series.map(function (p) {
@@ -106,11 +107,16 @@
     var el = document.getElementById(id);
     el.style.height = Math.max(height, 22 * names.length + 50) + "px";
     Plotly.react(el, data.concat(extra ? extra(names, ws) : []), shoal.layout({showlegend: series.length > 1,
-      legend: {orientation: "h", y: -0.2}}), shoal.config);
+      legend: {orientation: "h", y: -0.2}, yaxis: {type: "category"}, xaxis: xaxis || {}}), shoal.config);
   }
 
   function drawWorkers(s) {
     var mem = function (k) { return function (w) { return w[k]; }; };
+    // the scale of what is used; a limit far beyond it is named, not drawn
+    var top = Math.max.apply(null, s.workers.map(function (w) { return w.memory + w.spilled; }).concat([1]));
+    var limits = s.workers.map(function (w) { return w.memory_limit; }).filter(function (l) { return l > 0; });
+    var near = limits.length && Math.max.apply(null, limits) < 4 * top;
+    var xmax = near ? 1.05 * Math.max(top, Math.max.apply(null, limits)) : 1.15 * top;
     var memLabel = function (k) { return function (w) { return shoal.bytes(w[k]); }; };
     workerBars("memory", s, [
       {name: "managed", colour: "--accent", value: mem("managed"), label: memLabel("managed")},
@@ -118,14 +124,16 @@
       {name: "spilled", colour: "--warn", value: mem("spilled"), label: memLabel("spilled")},
     ], function (names, ws) {
       return [{type: "scatter", mode: "markers", name: "limit", y: names,
-        x: ws.map(function (w) { return w.memory_limit || null; }),
+        x: ws.map(function (w) { return near && w.memory_limit ? w.memory_limit : null; }),
         marker: {symbol: "line-ns-open", size: 18, color: shoal.css("--bad"), line: {width: 3}},
         hovertemplate: "%{y}: limit<extra></extra>"}];
-    }, 200);
+    }, 200, {range: [0, xmax], tickformat: ".2s", ticksuffix: "B"});
     workerBars("processing", s, [{name: "processing", colour: "--accent", value: mem("processing"),
       label: function (w) { return w.processing + " (" + w.executing + " executing)"; }}], null, 140);
     workerBars("cpu", s, [{name: "CPU", colour: "--ok", value: mem("cpu"),
-      label: function (w) { return w.cpu.toFixed(0) + " %"; }}], null, 140);
+      label: function (w) { return w.cpu.toFixed(0) + " %"; }}], null, 140,
+      {range: [0, Math.max(100, 1.1 * Math.max.apply(null, s.workers.map(function (w) { return w.cpu; }).concat([0])))],
+       ticksuffix: " %"});
     document.getElementById("memory-note").textContent = shoal.bytes(s.totals.memory) +
       (s.totals.memory_limit ? " of " + shoal.bytes(s.totals.memory_limit) : "");
     document.getElementById("processing-note").textContent = s.totals.processing + " in all";
