@@ -154,7 +154,8 @@ async def _login(request: web.Request) -> web.StreamResponse:
     if not auth.verify_token(token):
         logger.warning("dashboard: a login with a wrong token from %s", request.remote)
         return await _login_form(request, "That is not the cluster's token.")
-    response = web.HTTPFound(_safe_next(str(form.get("next", "")), settings["prefix"]))
+    response = web.Response(status=302, headers={
+        "Location": _safe_next(str(form.get("next", "")), settings["prefix"])})
     response.set_cookie(auth.COOKIE, settings["sessions"].new(time.time()), httponly=True,
                         samesite="Strict", path=settings["prefix"] or "/",
                         max_age=int(settings["sessions"].lifetime))

@@ -23,6 +23,9 @@ PURE = [
     "worker/state.py",
     "comm/framing.py",
     "comm/codec.py",
+    "dashboard/snapshot.py",
+    "dashboard/views.py",
+    "diagnostics/report.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "time", "os", "random", "selectors", "subprocess"}
 
