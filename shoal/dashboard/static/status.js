@@ -107,7 +107,7 @@
     var el = document.getElementById(id);
     el.style.height = Math.max(height, 22 * names.length + 50) + "px";
     Plotly.react(el, data.concat(extra ? extra(names, ws) : []), shoal.layout({showlegend: series.length > 1,
-      legend: {orientation: "h", y: -0.2}, yaxis: {type: "category"}, xaxis: xaxis || {}}), shoal.config);
+      legend: {orientation: "h", y: -0.2}, yaxis: {type: "category"}, xaxis: xaxis || {rangemode: "tozero"}}), shoal.config);
   }
 
   function drawWorkers(s) {
