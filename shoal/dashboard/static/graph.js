@@ -63,6 +63,14 @@
   }
 
   // positions come with the graph (views.graph_layout, in the dashboard process)
-  shoal.live(["status", "graph"], function (msg) { if (msg.graph) { last = msg.graph; draw(last); } });
+  var pending = false;
+  shoal.live(["status", "graph"], function (msg) {
+    if (!msg.graph) return;
+    last = msg.graph;
+    if (!pending) {  // drawn at the next frame: none while the tab is hidden
+      pending = true;
+      requestAnimationFrame(function () { pending = false; draw(last); });
+    }
+  });
   shoal.onTheme(function () { if (last) draw(last); });
 })();

@@ -3,7 +3,8 @@
 "use strict";
 (function () {
   var WINDOW = 20;       // seconds of task stream shown
-  var KEEP = 4000;       // runs kept at most
+  var KEEP = 1500;       // runs drawn at most
+  var STREAM_EVERY = 1000;  // ms between redraws of the task stream (the costliest chart)
   document.getElementById("main").innerHTML = "<div class='grid'>" +
     shoal.card("stream", "Task stream", 290, "wide") +
     shoal.card("progress", "Progress by function", 250) +
@@ -140,7 +141,15 @@
     document.getElementById("cpu-note").textContent = s.totals.cpu.toFixed(0) + " % in all";
   }
 
-  var latest = null;
+  // drawing waits for the next frame (none while the tab is hidden), and
+  // several updates in between are drawn once
+  var latest = null, pending = false, statusDirty = false, streamDrawn = 0;
+  function frame() {
+    pending = false;
+    if (statusDirty && lastStatus) { drawProgress(lastStatus); drawWorkers(lastStatus); statusDirty = false; }
+    var now = Date.now();
+    if (latest !== null && now - streamDrawn >= STREAM_EVERY) { drawStream(latest); streamDrawn = now; }
+  }
   shoal.live(["status", "stream"], function (msg) {
     if (msg.stream) {
       received += msg.stream.length;
@@ -150,9 +159,9 @@
         return r.startstops[r.startstops.length - 1].stop >= cut;
       }).slice(-KEEP);
     }
-    if (msg.status) { lastStatus = msg.status; drawProgress(msg.status); drawWorkers(msg.status); }
+    if (msg.status) { lastStatus = msg.status; statusDirty = true; }
     latest = msg.time;
-    drawStream(msg.time);
+    if (!pending) { pending = true; requestAnimationFrame(frame); }
   });
   shoal.onTheme(function () {
     if (lastStatus) { drawProgress(lastStatus); drawWorkers(lastStatus); }
