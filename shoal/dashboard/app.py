@@ -48,7 +48,7 @@ def plotly_js() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the dashboard draws its charts with plotly.js from the plotly "
                            "package: pip install plotly")
-    return os.path.join(list(spec.submodule_search_locations)[0], "package_data", "plotly.min.js")
+    return os.path.join(next(iter(spec.submodule_search_locations)), "package_data", "plotly.min.js")
 
 
 def make_app(feed: Feed, bound_host: str, prefix: str = "", login: bool = False) -> web.Application:
@@ -70,18 +70,9 @@ def make_app(feed: Feed, bound_host: str, prefix: str = "", login: bool = False)
         r.add_get(prefix, _index)
     for page in PAGES:
         r.add_get(f"{prefix}/{page}", _page)
-    r.add_get(prefix + "/login", _login_form)
     r.add_post(prefix + "/login", _login)
-    r.add_get(prefix + "/ws", _websocket)
-    r.add_get(prefix + "/api/status", _api_status)
-    r.add_get(prefix + "/api/workers", _api_workers)
-    r.add_get(prefix + "/api/task-stream", _api_task_stream)
-    r.add_get(prefix + "/api/graph", _api_graph)
-    r.add_get(prefix + "/api/profile", _api_profile)
-    r.add_get(prefix + "/api/story", _api_story)
-    r.add_get(prefix + "/metrics", _metrics)
-    r.add_get(prefix + "/health", _health)
-    r.add_get(prefix + "/static/plotly.min.js", _plotly)
+    for path, handler in _GETS.items():
+        r.add_get(prefix + path, handler)
     r.add_static(prefix + "/static", STATIC, append_version=False)
     return app
 
@@ -284,6 +275,15 @@ async def _metrics(request: web.Request) -> web.Response:
     return response
 
 
+#: the GET routes besides the pages, under the prefix
+_GETS: dict[str, Any] = {
+    "/login": _login_form, "/ws": _websocket, "/api/status": _api_status,
+    "/api/workers": _api_workers, "/api/task-stream": _api_task_stream, "/api/graph": _api_graph,
+    "/api/profile": _api_profile, "/api/story": _api_story, "/metrics": _metrics,
+    "/health": _health, "/static/plotly.min.js": _plotly,
+}
+
+
 # ---------------------------------------------------------------------- running
 
 
@@ -294,10 +294,7 @@ async def serve(scheduler_address: str, *, sock: Any = None, host: str = "127.0.
     app = make_app(feed, host, prefix, login)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site: web.BaseSite
-    if sock is not None:
-        site = web.SockSite(runner, sock)
-    else:
-        site = web.TCPSite(runner, host, port)
+    site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None
+                          else web.TCPSite(runner, host, port))
     await site.start()
     return runner, feed

@@ -63,7 +63,7 @@ def host_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
         hostname = socket.gethostname()
         names.update({hostname.lower(), socket.getfqdn().lower()})
         try:
-            names.update(info[4][0] for info in socket.getaddrinfo(hostname, None))
+            names.update(str(info[4][0]) for info in socket.getaddrinfo(hostname, None))
         except OSError:
             pass
         if bound_host in ("0.0.0.0", "::", ""):

@@ -164,7 +164,7 @@ class Feed:
         """The task graph, with a position for each node."""
         from shoal.dashboard.views import graph_layout
 
-        graph = await self.client._request("dashboard_graph", limit=self.graph_limit)
+        graph: dict[str, Any] = await self.client._request("dashboard_graph", limit=self.graph_limit)
         graph["positions"] = graph_layout(len(graph["nodes"]), graph["edges"])
         self.graph = graph
         return graph

@@ -141,7 +141,7 @@ class Dashboard:
     def _watch(self, lazy: bool) -> None:
         """Wait for the first connection (or the close), then start serving."""
         if lazy:
-            ready, _, _ = select.select([self.sock, self._wake_r], [], [])
+            ready, _, _ = select.select([self.sock.fileno(), self._wake_r], [], [])
             if self._wake_r in ready or self._closing:
                 return
         if self.in_thread:

@@ -25,7 +25,7 @@ def run_dashboard(scheduler: str, address: str, fd: int | None, prefix: str, log
     from shoal.cluster.run import _run, _watch_parent
 
     async def main() -> None:
-        from shoal.dashboard import launch
+        from shoal.dashboard import auth, launch
         from shoal.dashboard.app import serve
 
         if fd is not None:
@@ -33,7 +33,7 @@ def run_dashboard(scheduler: str, address: str, fd: int | None, prefix: str, log
             wants_login = login
         else:
             sock = launch.bind(address)
-            wants_login = not launch.is_loopback(sock.getsockname()[0])
+            wants_login = not auth.is_loopback(sock.getsockname()[0])
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         if parent_watch:

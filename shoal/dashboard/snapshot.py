@@ -90,7 +90,7 @@ def progress_rows(summary: Mapping[str, Mapping[str, int]]) -> list[dict[str, An
     released, and the total."""
     rows = []
     for prefix, counts in summary.items():
-        row = {
+        row: dict[str, Any] = {
             "name": prefix,
             "waiting": counts.get("waiting", 0) + counts.get("queued", 0) + counts.get("no-worker", 0),
             "processing": counts.get("processing", 0),

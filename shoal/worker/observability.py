@@ -147,7 +147,7 @@ class WorkerObservability:
         first = since[1] if since is not None and since[0] == self.incarnation else 0
         # task threads append in nearly the order of their sequence numbers
         cursor = [self.incarnation, max((r[0] for r in runs[-64:]), default=first - 1) + 1]
-        tail = []
+        tail: list[tuple[int, str, float, float, int, int, str | None]] = []
         for run in reversed(runs):
             if run[0] < first or len(tail) >= count:
                 break

@@ -34,9 +34,9 @@ def add(a: int, b: int) -> int:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with LocalCluster(n_workers=2, threads_per_worker=2, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster, timeout=10) as c:
-            yield c
+    with (LocalCluster(n_workers=2, threads_per_worker=2, dashboard_address="127.0.0.1:0") as cluster,
+          Client(cluster, timeout=10) as c):
+        yield c
 
 
 def _errors(browser: Any) -> list[str]:

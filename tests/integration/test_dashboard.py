@@ -76,9 +76,9 @@ def test_dashboard_link_and_status_api_match_scheduler_info(dash_client: Client)
                 and any(r["name"] == "slowinc" and r["memory"] == 20 for r in status["progress"]))
 
     assert poll_until(matches, timeout=20)
-    status, headers, page = _get(link, "/status")
+    status, _, page = _get(link, "/status")
     assert status == 200 and b"static/plotly.min.js" in page
-    status, headers, js = _get(link, "/static/plotly.min.js")
+    status, _, js = _get(link, "/static/plotly.min.js")
     assert status == 200 and len(js) > 1_000_000  # served from the installed plotly package
     # a client connected by address hears of the dashboard from the scheduler
     with Client(dash_client.scheduler_address, timeout=10) as other:
@@ -135,7 +135,7 @@ def test_websocket_pushes_updates_and_refuses_other_sites(dash_client: Client) -
             async with session.ws_connect(base + "/ws?topics=status,stream") as ws:
                 seen = 0
                 updates = 0
-                while updates < 40 and seen == 0 or updates < 2:
+                while (updates < 40 and seen == 0) or updates < 2:
                     msg = json.loads((await ws.receive(timeout=10)).data)
                     assert msg["type"] == "update" and "status" in msg
                     seen += len(msg.get("stream", []))
@@ -186,10 +186,10 @@ def test_scheduler_serves_its_dashboard_in_a_process() -> None:
     async def main() -> None:
         async with shoal.Scheduler(port=0, dashboard_address="127.0.0.1:0") as s:
             assert s.dashboard_link and s.services["dashboard"] == int(s.dashboard_link.split(":")[2].split("/")[0])
-            async with aiohttp.ClientSession() as session:
-                async with session.get(s.dashboard_link.replace("/status", "/api/status")) as r:
-                    assert r.status == 200
-                    assert (await r.json())["totals"]["workers"] == 0
+            url = s.dashboard_link.replace("/status", "/api/status")
+            async with aiohttp.ClientSession() as session, session.get(url) as r:
+                assert r.status == 200
+                assert (await r.json())["totals"]["workers"] == 0
             assert s._dashboard_server.proc is not None  # its own process
         assert s._dashboard_server.proc.returncode is not None  # gone with the scheduler
 

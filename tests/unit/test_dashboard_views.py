@@ -168,7 +168,7 @@ def test_dashboard_address_forms() -> None:
 
 
 def test_beyond_loopback_needs_a_token() -> None:
-    with pytest.raises(ValueError, match="security.token"):
+    with pytest.raises(ValueError, match=r"security\.token"):
         launch.bind("0.0.0.0:0")
     # the default (":port" of a cluster listening everywhere) falls back to loopback
     sock = launch.bind(":0", default_host="0.0.0.0")
