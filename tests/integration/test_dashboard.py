@@ -222,3 +222,23 @@ def test_performance_report(dash_client: Client, tmp_path: Any) -> None:
         performance_report("s3://bucket/report.html")
     with pytest.raises(ValueError, match="mode"):
         performance_report(mode="bogus")
+
+
+def test_prefix_serves_every_route_under_it() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from shoal.dashboard.app import make_app
+    from shoal.dashboard.feed import Feed
+
+    async def main() -> None:
+        app = make_app(Feed("tcp://127.0.0.1:1"), "127.0.0.1", prefix="/dash/")  # never connected
+        async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+            r = await http.get("/dash/", allow_redirects=False)
+            assert r.status == 302 and r.headers["Location"] == "/dash/status"
+            r = await http.get("/dash/workers")
+            assert r.status == 200 and "static/workers.js" in await r.text()
+            assert (await http.get("/dash/static/common.js")).status == 200
+            assert (await http.get("/dash/health")).status == 200
+            assert (await http.get("/status")).status == 404
+
+    asyncio.run(main())
