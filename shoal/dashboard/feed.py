@@ -150,8 +150,10 @@ class Feed:
         """The task runs since the last call (the newest ones per worker)."""
         answer = await self.client._request("dashboard_task_stream", cursors=self._cursors,
                                             count=self.stream_count)
+        from shoal.dashboard.views import stream_records
+
         self._cursors = answer["cursors"]
-        records: list[dict[str, Any]] = answer["records"]
+        records = stream_records(answer["runs"])
         self.stream.extend(records)
         return records
 

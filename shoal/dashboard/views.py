@@ -5,6 +5,7 @@ plain data out.
   layout) as the parallel lists a flame graph (plotly's icicle) draws.
 * ``graph_layout``: positions for the nodes of a task graph: columns by
   depth (a task right of what it depends on), rows within a column.
+* ``stream_records``: the workers' compact task runs as dask's records.
 """
 
 from __future__ import annotations
@@ -34,6 +35,25 @@ def flame_rows(tree: dict[str, Any], min_fraction: float = 0.001) -> dict[str, l
         for ident, child in node.get("children", {}).items():
             if child["count"] / total >= min_fraction:
                 stack.append((child, f"{node_id}/{ident}", node_id))
+    return out
+
+
+def stream_records(runs: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+    """Compact task runs by worker (``rpc_task_stream_tail``) as dask's
+    task-stream records (``shoal/diagnostics/task_stream.py``)."""
+    out = []
+    for worker, compact in runs.items():
+        for key, thread, start, stop, nbytes, type_name, transfers in compact:
+            startstops: list[dict[str, Any]] = [
+                {"action": "transfer", "start": a, "stop": b, "source": src} for a, b, src in transfers]
+            startstops.append({"action": "compute", "start": start, "stop": stop})
+            record: dict[str, Any] = {"key": key, "worker": worker, "thread": thread,
+                                      "startstops": startstops}
+            if type_name is None:
+                record["status"] = "error"
+            else:
+                record.update(status="OK", nbytes=nbytes, type=type_name, typename=type_name)
+            out.append(record)
     return out
 
 

@@ -12,7 +12,7 @@ while a browser looks, and never otherwise; nothing here runs per task:
   20 ms / budget before the next; until then the last counts are sent
   again, with the time they were taken).
 * ``dashboard_graph``: the task graph (grouped by function when large),
-  under the same budget.
+  under the same budget (half of it each: both walks together stay within it).
 * ``dashboard_task_stream``: each worker's last runs since the cursor the
   dashboard holds for it, at most ``count`` per worker (the workers cut
   their lists; a busy cluster's stream is sampled, not shipped whole).
@@ -67,8 +67,9 @@ class DashboardFeed:
             raise ValueError(f"dashboard.scheduler-budget must be in (0, 1], got {fraction}")
         self.lag_interval = config.duration("dashboard.lag-interval") or 0.5
         self.timeout = config.duration("admin.diagnostics-timeout")
-        self._summary_budget = _Budget(fraction)
-        self._graph_budget = _Budget(fraction)
+        # half the budget each: both walks together stay within it
+        self._summary_budget = _Budget(fraction / 2)
+        self._graph_budget = _Budget(fraction / 2)
         self._summary: dict[str, dict[str, int]] = {}
         self._summary_time = 0.0
         self._graph: dict[str, Any] = {"grouped": False, "nodes": [], "edges": []}
@@ -117,7 +118,8 @@ class DashboardFeed:
                                         count: int = 200) -> dict[str, Any]:
         """Each worker's runs after its cursor in ``cursors`` (all of a
         worker not in it), at most ``count`` per worker, the newest ones:
-        ``{"cursors": {worker: cursor}, "records": [...]}``."""
+        ``{"cursors": {worker: cursor}, "runs": {worker: [compact runs]}}``
+        (``worker/observability.py``, ``rpc_task_stream_tail``)."""
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a number of records, got {count!r}")
         server = self.server
@@ -127,15 +129,15 @@ class DashboardFeed:
             for a in addresses
         ), return_exceptions=True)
         out_cursors: dict[str, Any] = {}
-        records: list[dict[str, Any]] = []
+        runs: dict[str, list[Any]] = {}
         for address, answer in zip(addresses, answers):
             if isinstance(answer, (CommClosedError, SchedulerError, TimeoutError)):
                 continue  # left or busy meanwhile: its runs come next time
             if isinstance(answer, BaseException):
                 raise answer
             out_cursors[address] = answer["cursor"]
-            records.extend(answer["records"])
-        return {"cursors": out_cursors, "records": records}
+            runs[address] = answer["runs"]
+        return {"cursors": out_cursors, "runs": runs}
 
     # ------------------------------------------------------------------ loop lag
 

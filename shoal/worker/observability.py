@@ -141,7 +141,11 @@ class WorkerObservability:
     def rpc_task_stream_tail(self, since: list[Any] | None = None, count: int = 200) -> dict[str, Any]:
         """The last ``count`` runs after the cursor ``since`` (all runs if
         None, or of another process) and the cursor after them: what the
-        dashboard shows of a busy worker (``scheduler/dashboard_feed.py``)."""
+        dashboard shows of a busy worker (``scheduler/dashboard_feed.py``).
+        Compact, as it passes through the scheduler: each run is
+        ``[key, thread, start, stop, nbytes, type or None (failed),
+        [[start, stop, source] of each transfer]]`` (unix times); the
+        dashboard turns them into task-stream records (``dashboard/views.py``)."""
         executor = getattr(self.server, "executor", None)
         runs = list(executor.runs) if executor is not None else []  # one copy, in the order run
         first = since[1] if since is not None and since[0] == self.incarnation else 0
@@ -153,7 +157,12 @@ class WorkerObservability:
                 break
             tail.append(run)
         tail.reverse()
-        return {"cursor": cursor, "records": self._records(tail, time.time() - time.perf_counter())}
+        offset = time.time() - time.perf_counter()
+        transfers = self.transfers
+        runs_out = [[key, thread, t0 + offset, t1 + offset, nbytes, type_name,
+                     [[a + offset, b + offset, src] for a, b, src in transfers.get(key, ()) if b <= t0]]
+                    for _, key, t0, t1, thread, nbytes, type_name in tail]
+        return {"cursor": cursor, "runs": runs_out}
 
     def _records(self, runs: list[tuple[int, str, float, float, int, int, str | None]],
                  offset: float) -> list[dict[str, Any]]:
