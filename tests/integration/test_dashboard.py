@@ -242,3 +242,33 @@ def test_prefix_serves_every_route_under_it() -> None:
             assert (await http.get("/status")).status == 404
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(90)
+def test_shoal_scheduler_command_serves_the_dashboard_under_a_prefix() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.integration.test_cli import free_port
+
+    port = free_port()
+    scheduler = subprocess.Popen([sys.executable, "-m", "shoal", "scheduler", "--port", str(port),
+                                  "--dashboard-address", "127.0.0.1:0", "--dashboard-prefix", "/dask"],
+                                 stderr=subprocess.DEVNULL)
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=20) as client:
+            link = client.dashboard_link
+            assert link is not None and link.endswith("/dask/status")
+            assert client.scheduler_info()["services"]["dashboard"] == urllib.parse.urlsplit(link).port
+            status = _json(link, "/dask/api/status")
+            assert status["scheduler"]["address"] == f"tcp://127.0.0.1:{port}"
+            dashboard = psutil.Process(scheduler.pid).children()
+            assert len(dashboard) == 1  # started by the first request: a process of its own
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        assert scheduler.wait(20) == 0
+    psutil.wait_procs(dashboard, timeout=10)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in dashboard)

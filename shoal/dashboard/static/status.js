@@ -33,6 +33,8 @@
     return rowNames[id];
   }
 
+  // one line trace per function (a thick segment per run): a few SVG paths
+  // however many runs, where bars would be one element each
   function drawStream(now) {
     var names = {};
     (lastStatus ? lastStatus.workers : []).forEach(function (w) { names[w.address] = w.name; });
@@ -40,9 +42,9 @@
     var minWidth = WINDOW / 1500;
     var traces = {};
     function trace(name, colour) {
-      if (!traces[name]) traces[name] = {type: "bar", orientation: "h", name: name, x: [], base: [], y: [],
-        customdata: [], text: [], marker: {color: colour}, hovertemplate: "%{text}<extra></extra>",
-        textposition: "none"};
+      if (!traces[name]) traces[name] = {type: "scatter", mode: "lines", name: name, x: [], y: [],
+        customdata: [], text: [], line: {color: colour}, hovertemplate: "%{text}<extra></extra>",
+        connectgaps: false};
       return traces[name];
     }
     runs.forEach(function (r) {
@@ -52,20 +54,23 @@
         if (s.stop < from) return;
         var t = s.action === "compute" ? (r.status === "OK" ? trace(fn, shoal.colour(fn)) : trace("erred", shoal.css("--fg")))
           : trace(s.action, s.action === "transfer" ? "#d62728" : "#ff9f1c");
-        t.x.push(Math.max(s.stop - s.start, minWidth));
-        t.base.push(s.start - now);
-        t.y.push(row);
-        t.customdata.push(r.key);
-        t.text.push(shoal.escape(r.key) + "<br>" + s.action + " on " + shoal.escape(names[r.worker] || r.worker) +
-          ", " + shoal.duration(s.stop - s.start) + (s.source ? " from " + shoal.escape(s.source) : ""));
+        var a = s.start - now, b = Math.max(s.stop - now, a + minWidth);
+        var tip = shoal.escape(r.key) + "<br>" + s.action + " on " + shoal.escape(names[r.worker] || r.worker) +
+          ", " + shoal.duration(s.stop - s.start) + (s.source ? " from " + shoal.escape(s.source) : "");
+        t.x.push(a, (a + b) / 2, b, null);
+        t.y.push(row, row, row, null);
+        t.customdata.push(r.key, r.key, r.key, null);
+        t.text.push(tip, tip, tip, null);
       });
     });
-    var data = Object.keys(traces).sort().map(function (k) { return traces[k]; });
-    var rows = Object.keys(rowNames).length;
+    var rows = Math.max(1, Object.keys(rowNames).length);
+    var height = Math.max(200, Math.min(520, 20 * rows + 60));
+    var width = Math.max(2, 0.75 * (height - 50) / rows);
+    var data = Object.keys(traces).sort().map(function (k) { traces[k].line.width = width; return traces[k]; });
     var el = document.getElementById("stream");
-    el.style.height = Math.max(200, Math.min(520, 20 * rows + 60)) + "px";
+    el.style.height = height + "px";
     Plotly.react(el, data, shoal.layout({
-      barmode: "overlay", bargap: 0.1,
+      hovermode: "closest", margin: {l: 110, r: 10, t: 14, b: 30},
       xaxis: {range: [-WINDOW, 0], title: {text: "seconds ago", standoff: 2}, ticksuffix: " s"},
       yaxis: {type: "category", categoryorder: "category descending"},
     }), shoal.config);
@@ -118,7 +123,12 @@
     var limits = s.workers.map(function (w) { return w.memory_limit; }).filter(function (l) { return l > 0; });
     var near = limits.length && Math.max.apply(null, limits) < 4 * top;
     var xmax = near ? 1.05 * Math.max(top, Math.max.apply(null, limits)) : 1.15 * top;
-    var memLabel = function (k) { return function (w) { return shoal.bytes(w[k]); }; };
+    var memLabel = function (k) {  // the amount, and the process's memory against its limit
+      return function (w) {
+        return shoal.bytes(w[k]) + (w.memory_limit ? " (process " + shoal.bytes(w.memory) + " of " +
+          shoal.bytes(w.memory_limit) + ", " + (100 * w.memory / w.memory_limit).toFixed(0) + " %)" : "");
+      };
+    };
     workerBars("memory", s, [
       {name: "managed", colour: "--accent", value: mem("managed"), label: memLabel("managed")},
       {name: "unmanaged", colour: "--idle", value: mem("unmanaged"), label: memLabel("unmanaged")},
