@@ -4,7 +4,7 @@
 (function () {
   var WINDOW = 20;       // seconds of task stream shown
   var KEEP = 1500;       // runs drawn at most
-  var STREAM_EVERY = 1000;  // ms between redraws of the task stream (the costliest chart)
+  var DRAW_EVERY = 1000;  // ms between redraws of the charts (updates come twice as often)
   document.getElementById("main").innerHTML = "<div class='grid'>" +
     shoal.card("stream", "Task stream", 290, "wide") +
     shoal.card("progress", "Progress by function", 250) +
@@ -153,12 +153,28 @@
 
   // drawing waits for the next frame (none while the tab is hidden), and
   // several updates in between are drawn once
-  var latest = null, pending = false, statusDirty = false, streamDrawn = 0;
+  var latest = null, pending = false, statusDirty = false, drawn = 0;
+  var drawnProgress = null, drawnWorkers = null, streamEmpty = false;
   function frame() {
     pending = false;
-    if (statusDirty && lastStatus) { drawProgress(lastStatus); drawWorkers(lastStatus); statusDirty = false; }
     var now = Date.now();
-    if (latest !== null && now - streamDrawn >= STREAM_EVERY) { drawStream(latest); streamDrawn = now; }
+    if (now - drawn < DRAW_EVERY) {  // drawn lately: once more when the time comes
+      pending = true;
+      setTimeout(function () { requestAnimationFrame(frame); }, DRAW_EVERY - (now - drawn));
+      return;
+    }
+    drawn = now;
+    if (statusDirty && lastStatus) {  // only what changed is drawn again
+      var p = JSON.stringify(lastStatus.progress), w = JSON.stringify(lastStatus.workers.map(function (x) {
+        var mib = function (n) { return Math.round(n / 1048576); };  // changes a reader would see
+        return [x.name, mib(x.managed), mib(x.unmanaged), mib(x.spilled), x.memory_limit, x.processing,
+                Math.round(x.cpu)]; }));
+      if (p !== drawnProgress) { drawProgress(lastStatus); drawnProgress = p; }
+      if (w !== drawnWorkers) { drawWorkers(lastStatus); drawnWorkers = w; }
+      statusDirty = false;
+    }
+    // the stream moves with time while it shows runs; an empty one stays drawn
+    if (latest !== null && (runs.length || !streamEmpty)) { drawStream(latest); streamEmpty = !runs.length; }
   }
   shoal.live(["status", "stream"], function (msg) {
     if (msg.stream) {
