@@ -15,8 +15,11 @@ usual one) serves every measurement; the modes alternate within each round
 * ``browser-3``: three tabs: status, workers and task graph.
 
 Each measurement submits ``n`` no-op tasks (``pure=False``: fresh keys),
-waits for them all, and records tasks per second, the load average before,
-and the CPU seconds the dashboard process and the browser used meanwhile.
+waits for them all, and records tasks per second, the load average before, the scheduler's
+CPU seconds, the share of the wall time the scheduler spent in its dashboard
+feed's handlers (``DashboardFeed.busy_seconds``: the direct cost, free of
+the noise of a shared machine), and the CPU seconds the dashboard process
+and the browser used meanwhile.
 The browsers and subscribers are opened before the clock starts and closed
 after it stops.
 """
@@ -161,6 +164,13 @@ def dashboard_cpu(client: Any) -> float:
     return float(t.user + t.system)
 
 
+def feed_seconds(dask_scheduler: Any = None) -> float:
+    """On the scheduler: seconds its dashboard feed's handlers ran, in all."""
+    from shoal.scheduler.dashboard_feed import DashboardFeed
+
+    return sum(e.busy_seconds for e in dask_scheduler.extensions if isinstance(e, DashboardFeed))
+
+
 def measure(client: Any, n: int) -> float:
     from shoal import wait
 
@@ -206,16 +216,22 @@ def main() -> int:
                 load = os.getloadavg()[0]
                 s0, d0, b0 = (process_cpu(scheduler_pid, False), dashboard_cpu(client),
                               viewer.cpu() if viewer else 0.0)
+                f0 = client.run_on_scheduler(feed_seconds)
+                began = time.perf_counter()
                 rate = measure(client, args.n)
+                wall = time.perf_counter() - began
+                f1 = client.run_on_scheduler(feed_seconds)
                 s1, d1, b1 = (process_cpu(scheduler_pid, False), dashboard_cpu(client),
                               viewer.cpu() if viewer else 0.0)
                 if viewer is not None:
                     viewer.close()
                 row = {"tasks_per_s": rate, "load_before": load, "scheduler_cpu_s": s1 - s0,
-                       "dashboard_cpu_s": d1 - d0, "viewer_cpu_s": b1 - b0}
+                       "feed_share": (f1 - f0) / wall, "dashboard_cpu_s": d1 - d0,
+                       "viewer_cpu_s": b1 - b0}
                 results[mode].append(row)
                 print(f"round {r + 1} {mode:14s} {rate:9.0f} tasks/s  load {load:4.1f}  "
-                      f"scheduler cpu {s1 - s0:5.2f} s  dashboard cpu {d1 - d0:5.2f} s  "
+                      f"scheduler cpu {s1 - s0:5.2f} s  feed {100 * (f1 - f0) / wall:5.2f} %  "
+                      f"dashboard cpu {d1 - d0:5.2f} s  "
                       f"viewer cpu {b1 - b0:5.2f} s", flush=True)
     base_rate = statistics.median(x["tasks_per_s"] for x in results["closed"]) if "closed" in results else None
     base_cpu = statistics.median(x["scheduler_cpu_s"] for x in results["closed"]) if "closed" in results else None
@@ -228,12 +244,13 @@ def main() -> int:
                          "median_scheduler_cpu_s": round(cpu, 3),
                          "scheduler_cpu_ratio_to_closed": round(cpu / base_cpu, 4) if base_cpu else None,
                          "median_viewer_cpu_s": round(statistics.median(x["viewer_cpu_s"] for x in rows), 3),
+                         "median_feed_share": round(statistics.median(x["feed_share"] for x in rows), 5),
                          "runs": [{k: round(v, 3) for k, v in x.items()} for x in rows]}
-    print("\nmode            median tasks/s  vs closed  scheduler cpu s  vs closed  viewer cpu s")
+    print("\nmode            median tasks/s  vs closed  scheduler cpu s  vs closed  feed %  viewer cpu s")
     for mode, s in summary.items():
         print(f"{mode:14s} {s['median_tasks_per_s']:14,d}  {s['ratio_to_closed']:9}  "
               f"{s['median_scheduler_cpu_s']:15}  {s['scheduler_cpu_ratio_to_closed']:9}  "
-              f"{s['median_viewer_cpu_s']:12}")
+              f"{100 * s['median_feed_share']:6.2f}  {s['median_viewer_cpu_s']:12}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"n": args.n, "rounds": args.rounds, "cores": os.cpu_count(),

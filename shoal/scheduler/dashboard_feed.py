@@ -76,12 +76,16 @@ class DashboardFeed:
         self._graph_time = 0.0
         self.loop_lag = 0.0
         self._lag_watch = False
+        #: seconds this extension's handlers ran on the scheduler's loop, in all
+        #: (what an open dashboard costs the scheduler; benchmarks/dashboard.py)
+        self.busy_seconds = 0.0
 
     # ------------------------------------------------------------------ views
 
     async def rpc_dashboard_snapshot(self, client_id: str, tasks: bool = True) -> dict[str, Any]:
         """The workers, their totals and (``tasks``) the task counts by
         function, plus the scheduler's own numbers."""
+        began = time.perf_counter()
         server = self.server
         state = server.state
         self._watch_lag()
@@ -102,7 +106,9 @@ class DashboardFeed:
             "status": server.status, "pid": os.getpid(), "loop_lag": self.loop_lag,
             "messages_received": server.messages_received,
             "transitions": state.transition_counter,
+            "dashboard_seconds": self.busy_seconds,
         }
+        self.busy_seconds += time.perf_counter() - began
         return view
 
     async def rpc_dashboard_graph(self, client_id: str, limit: int = 500) -> dict[str, Any]:
@@ -112,6 +118,7 @@ class DashboardFeed:
             self._graph = snapshot.task_graph(self.server.state.tasks, limit)
             self._graph_time = time.time()
             self._graph_budget.spent(now, time.perf_counter())
+        self.busy_seconds += time.perf_counter() - now
         return {**self._graph, "time": self._graph_time}
 
     async def rpc_dashboard_task_stream(self, client_id: str, cursors: dict[str, Any],
@@ -128,6 +135,7 @@ class DashboardFeed:
             server.ask_worker(a, "task_stream_tail", self.timeout, since=cursors.get(a), count=count)
             for a in addresses
         ), return_exceptions=True)
+        began = time.perf_counter()
         out_cursors: dict[str, Any] = {}
         runs: dict[str, list[Any]] = {}
         for address, answer in zip(addresses, answers):
@@ -137,6 +145,7 @@ class DashboardFeed:
                 raise answer
             out_cursors[address] = answer["cursor"]
             runs[address] = answer["runs"]
+        self.busy_seconds += time.perf_counter() - began
         return {"cursors": out_cursors, "runs": runs}
 
     # ------------------------------------------------------------------ loop lag
