@@ -36,6 +36,10 @@ _EXPORTS = {
     "performance_report": "shoal.client.performance_report",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
+    "Adaptive": "shoal.deploy.adaptive",
+    "SpecCluster": "shoal.deploy.spec",
+    "SSHCluster": "shoal.deploy.ssh",
+    "SubprocessCluster": "shoal.deploy.subprocess_cluster",
     "Nanny": "shoal.deploy.nanny",
     "Scheduler": "shoal.deploy.scheduler",
     "Worker": "shoal.deploy.worker",
@@ -55,6 +59,8 @@ _EXPORTS = {
     "RemoteException": "shoal.errors",
     "SerializationError": "shoal.errors",
     "ShoalError": "shoal.errors",
+    "Reschedule": "shoal.errors",
+    "span": "shoal.spans",
     "get_client": "shoal.worker.context",
     "get_worker": "shoal.worker.context",
     "rejoin": "shoal.worker.context",
@@ -163,12 +169,16 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.cluster.local import LocalCluster as LocalCluster
     from shoal.comm.rpc import connect as connect
     from shoal.comm.rpc import rpc as rpc
+    from shoal.deploy.adaptive import Adaptive as Adaptive
     from shoal.deploy.nanny import (
         Nanny as Nanny,
     )
     from shoal.deploy.scheduler import (
         Scheduler as Scheduler,
     )
+    from shoal.deploy.spec import SpecCluster as SpecCluster
+    from shoal.deploy.ssh import SSHCluster as SSHCluster
+    from shoal.deploy.subprocess_cluster import SubprocessCluster as SubprocessCluster
     from shoal.deploy.worker import (
         Worker as Worker,
     )
@@ -186,6 +196,9 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     )
     from shoal.errors import (
         RemoteException as RemoteException,
+    )
+    from shoal.errors import (
+        Reschedule as Reschedule,
     )
     from shoal.errors import (
         SerializationError as SerializationError,
@@ -220,6 +233,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.plugins import (
         WorkerPlugin as WorkerPlugin,
     )
+    from shoal.spans import span as span
     from shoal.status import Status as Status
     from shoal.worker.context import (
         get_client as get_client,

@@ -12,8 +12,10 @@
     │   ├── SchedulerError               the scheduler refused a request
     │   │   └── WorkerRequestError       ...because a worker it asked did
     │   └── InvalidTransition / InvariantViolation   a state machine bug (tests)
+    ├── Reschedule                       raised by a task: run it again, maybe elsewhere
     ├── CancelledError                   (concurrent.futures.CancelledError) a future was cancelled
-    │   └── FutureCancelledError         ...this one, for this reason (dask's)
+    │   ├── FutureCancelledError         ...this one, for this reason (dask's)
+    │   └── FuturesCancelledError        ...some of those wait() waited on (dask's)
     └── TimeoutError                     (builtin) a wait ran out of time
         └── WorkerStartTimeoutError      ...for workers to arrive (``wait_for_workers``)
 
@@ -31,9 +33,11 @@ from typing import Any
 
 __all__ = [
     "CancelledError",
+    "CancelledFuturesGroup",
     "CommClosedError",
     "FutureCancelledError",
     "FutureLost",
+    "FuturesCancelledError",
     "InvalidTransition",
     "InvariantViolation",
     "KilledWorker",
@@ -41,6 +45,7 @@ __all__ = [
     "ProtocolError",
     "RemoteException",
     "RemoteProtocolError",
+    "Reschedule",
     "SchedulerError",
     "SerializationError",
     "ShoalError",
@@ -100,6 +105,13 @@ class FutureLost(ShoalError):
     e.g. it was scattered rather than computed."""
 
 
+class Reschedule(Exception):
+    """Raise this in a task to stop it and have the scheduler run it again,
+    possibly on another worker (where its usual rules place it), as in
+    dask.distributed.  It does not count as a failure (nor against
+    ``retries``)."""
+
+
 class FutureCancelledError(CancelledError):
     """``result()`` of a cancelled future: which key, why (``reason``) and
     what the canceller said (``msg``), as in dask.distributed."""
@@ -118,6 +130,37 @@ class FutureCancelledError(CancelledError):
 
     def __reduce__(self) -> tuple[Any, tuple[str, str, str | None]]:
         return (FutureCancelledError, (self.key, self.reason, self.msg))
+
+
+class CancelledFuturesGroup:
+    """Cancelled futures that share a reason (in ``FuturesCancelledError``)."""
+
+    __slots__ = ("errors", "reason")
+
+    def __init__(self, errors: list[FutureCancelledError], reason: str) -> None:
+        self.errors = errors
+        self.reason = reason
+
+    def __str__(self) -> str:
+        keys = [e.key for e in self.errors]
+        message = next((e.msg for e in self.errors if e.msg), None)
+        plural = "s" if len(keys) > 1 else ""
+        return (f"{len(keys)} Future{plural} cancelled for reason: {self.reason}.\n"
+                f"Message: {message}\nFuture{plural}: {keys}")
+
+
+class FuturesCancelledError(CancelledError):
+    """``wait()`` found futures cancelled: grouped by reason, largest first, as
+    in dask.distributed."""
+
+    def __init__(self, error_groups: list[CancelledFuturesGroup]) -> None:
+        super().__init__(error_groups)
+        self.error_groups = sorted(error_groups, key=lambda g: len(g.errors), reverse=True)
+
+    def __str__(self) -> str:
+        count = sum(len(g.errors) for g in self.error_groups)
+        return "\n".join([f"{count} Future{'s' if count > 1 else ''} cancelled:", "Reasons:",
+                          *(str(g) for g in self.error_groups)])
 
 
 class SchedulerError(ShoalError):

@@ -243,8 +243,8 @@ class CondaInstall(InstallPlugin):
 
 
 class UploadFile(WorkerPlugin):
-    """Copy a local file to every worker's directory; a ``.py``, ``.zip`` or
-    ``.egg`` becomes importable there (and is imported, with ``load``)."""
+    """Copy a local file to every worker's directory; a ``.py``, ``.zip``,
+    ``.egg`` or ``.pyz`` becomes importable there (and is imported, with ``load``)."""
 
     def __init__(self, filepath: str, load: bool = True) -> None:
         with open(filepath, "rb") as f:

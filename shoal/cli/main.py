@@ -78,6 +78,8 @@ def _add_scheduler(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     s.add_argument("--blocked-handlers", default=None, help=SUPPRESS)
     s.add_argument("--fd", type=int, help=SUPPRESS)
     s.add_argument("--dashboard-link", default=None, help=SUPPRESS)  # a LocalCluster's, served by it
+    # written the listening address and a newline once listening (how ssh waits)
+    s.add_argument("--ready-fd", type=int, default=None, help=SUPPRESS)
     _add_common(s, "INFO")
 
 

@@ -129,7 +129,7 @@ def _scheduler(args: Any, preload_argv: list[str] | None) -> int:
         "blocked_handlers": args.blocked_handlers.split(",") if args.blocked_handlers else None,
     }
     try:
-        return run_scheduler(options, args.fd, args.parent_watch)
+        return run_scheduler(options, args.fd, args.parent_watch, ready_fd=args.ready_fd)
     except (ValueError, ImportError, NotImplementedError) as e:
         logger.error("the scheduler could not start: %s", e)
         return 1
@@ -239,7 +239,8 @@ def _supervise(args: Any, scheduler: str, nworkers: int, ports: list[int], memor
     for i in range(nworkers):
         name = f"{base}-{i}" if base and nworkers > 1 else base
         child = worker_argv(scheduler, {**options, "name": name, "port": ports[i] or None})
-        sup.add(name or f"worker-{i}", child, memory_limit)
+        # --ready-fd: each worker writes its address there once it joined
+        sup.add(name or f"worker-{i}", child, memory_limit, args.ready_fd)
     done = threading.Event()
 
     def stop(*_: Any) -> None:

@@ -146,7 +146,7 @@ class Actor:
     worker=None)`` as in dask.distributed; made by ``submit(..., actor=True)``)."""
 
     # a worker's store unpickles a handle afresh for each task that reads it,
-    # so each holds its actor while it runs (see Store in worker/executor.py)
+    # so each holds its actor while it runs (see SpillBuffer in worker/spill.py)
     _unpickle_per_read = True
 
     def __init__(self, cls: type, address: str, key: str, worker: Any = None) -> None:

@@ -9,6 +9,7 @@ responsibility.
     DatasetMethods    datasets.py        publish_dataset, get_dataset, client.datasets, ...
     Events            events.py          log_event, get_events, subscribe_topic, forward_logging, ...
     PluginMethods     plugins.py         register_plugin, upload_file, ...
+    ActiveMemory      amm.py             client.amm (the Active Memory Manager)
     Reprs             reprs.py           repr, _repr_html_ (notebooks), dashboard_link
 
 The mixins use the core (through ``self``); the core imports none of them.
@@ -24,6 +25,7 @@ two cores.  Tools see the real class: ``help(shoal.Client)``,
 from __future__ import annotations
 
 from shoal.client import core
+from shoal.client.amm import ActiveMemory
 from shoal.client.compute import Computing
 from shoal.client.control import ClusterControl
 from shoal.client.core import ClientCore, load_runtime
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from typing import Any
 
-class Client(Computing, ClusterControl, DatasetMethods, Diagnostics, Events, Introspection,
+class Client(ActiveMemory, Computing, ClusterControl, DatasetMethods, Diagnostics, Events, Introspection,
              PluginMethods, Reprs, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 

@@ -278,3 +278,47 @@ def _pack(keys: Any, values: Mapping[Hashable, Any]) -> Any:
     if isinstance(keys, list):
         return [_pack(k, values) for k in keys]
     return values[keys]
+
+
+def normalize_collection(client: Client, collection: Any) -> Any:
+    """``client.normalize_collection``: the collection with the tasks whose
+    keys this client already holds futures for replaced by those futures,
+    and what only they needed left out; the collection itself if none."""
+    dask = _require_dask()
+    if not dask.is_dask_collection(collection):
+        raise TypeError(f"normalize_collection() takes a dask collection; got "
+                        f"{type(collection).__name__}")
+    from dask._task_spec import convert_legacy_graph
+
+    from shoal.client.future import Future
+
+    graph = dict(collection.__dask_graph__())
+    known = {k: skey(k) for k in graph if skey(k) in client.futures}
+    if not known:
+        return collection
+    for k, s in known.items():
+        graph[k] = Future(s, client)
+    nodes = convert_legacy_graph(graph)
+    needed: set[Hashable] = set()
+    stack = list(flatten_keys(collection.__dask_keys__()))
+    while stack:
+        k = stack.pop()
+        if k in needed or k not in nodes:
+            continue
+        needed.add(k)
+        stack.extend(nodes[k].dependencies)
+    culled = {k: graph[k] for k in graph if k in needed}
+    from dask.delayed import Delayed
+
+    if isinstance(collection, Delayed):
+        return Delayed(collection.key, culled)
+    import copy
+
+    out = copy.copy(collection)
+    try:
+        out.dask = culled
+    except AttributeError:
+        raise NotImplementedError(
+            f"normalize_collection() cannot give a {type(collection).__name__} a new graph "
+            "(expression-based collections such as dask dataframes keep theirs)") from None
+    return out

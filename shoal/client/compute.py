@@ -74,6 +74,15 @@ class Computing(MixinBase):
 
         return futures_of(futures, client=self)
 
+    def normalize_collection(self, collection: Any) -> Any:
+        """The collection with its tasks replaced by this client's futures of
+        the same keys where it has them (so they are not computed again), and
+        what only those tasks needed left out; the collection itself if there
+        are none."""
+        from shoal.client import collections as coll
+
+        return coll.normalize_collection(self, collection)
+
     def get_executor(self, **kwargs: Any) -> ClientExecutor:
         """A ``concurrent.futures.Executor`` running calls on this client's
         cluster; ``kwargs`` (``workers``, ``resources``, ``retries``,

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
     from typing import Any, TypeVar
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal import spans
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -78,7 +79,8 @@ def load_runtime() -> None:
 
 
 def _bind_runtime() -> None:
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, tasks, transfer
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks
+    global transfer, spans
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
@@ -89,7 +91,8 @@ def _bind_runtime() -> None:
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
-    from shoal.client import inbox, pushed, tasks, transfer, waiting_on
+    from shoal import spans
+    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -116,8 +119,21 @@ def _bind_runtime() -> None:
 
 
 _default_client: ClientCore | None = None
+#: clients made with set_as_default, oldest first: closing the default makes
+#: the newest one still running the default again, as in dask
+_default_candidates: list[weakref.ref[ClientCore]] = []
 _clients: weakref.WeakSet[ClientCore] = weakref.WeakSet()
 _SKIP = object()
+
+
+def _previous_default(closing: ClientCore) -> ClientCore | None:
+    """The newest client made with set_as_default that still runs (not ``closing``)."""
+    while _default_candidates:
+        c = _default_candidates[-1]()
+        if c is not None and c is not closing and c.status == "running":
+            return c
+        _default_candidates.pop()
+    return None
 
 
 #: the client ``Client.as_current()`` made current in this context, if any
@@ -184,11 +200,16 @@ class ClientCore:
         self._direct_send = False
         self._last_submit = 0.0
         self._functions_sent: set[bytes] = set()
+        self._spans_sent: set[str] = set()  # span ids the scheduler was told of
         # scatter(hash=True): content digest <-> key of data this client holds
         self._scattered: dict[str, str] = {}
         self._scattered_digest: dict[str, str] = {}
         # keys this client asked to cancel whose TasksCancelled has not come back
         self._cancelling: dict[str, int] = {}
+        # keys released whose ReleaseKeys the scheduler has not answered, and
+        # those messages, oldest first (see client/releases.py)
+        self._releasing: dict[str, int] = {}
+        self._release_msgs: list[Any] = []
         self._workers: list[str] = []
         # workers that push results to us (see client/pushed.py): address ->
         # their data connection, None while subscribing
@@ -291,6 +312,7 @@ class ClientCore:
         if self._set_as_default:
             global _default_client
             _default_client = self
+            _default_candidates.append(weakref.ref(self))
             self._set_dask_scheduler()
         with self._lock:
             if self._outgoing and not self._flush_pending:
@@ -372,7 +394,7 @@ class ClientCore:
         if self._callback_executor is not None:
             self._callback_executor.shutdown(wait=False)
         if _default_client is self:
-            _default_client = None
+            _default_client = _previous_default(self)
         self._restore_dask_scheduler()
         self.status = "closed"
 
@@ -457,6 +479,8 @@ class ClientCore:
                 out[-1].keys.extend(msg.keys)
             else:
                 out.append(msg)
+                if type(msg) is m.ReleaseKeys:
+                    releases.sent(self, msg)
             if self.loop is None or self.status != "running":
                 return
             if now and self._direct_send:
@@ -567,6 +591,7 @@ class ClientCore:
             if digest is not None:
                 self._scattered.pop(digest, None)
             if self.status == "running" or self.status == "newly-created":
+                releases.released(self, key)
                 self._send(m.ReleaseKeys([key]))
 
     # ------------------------------------------------------------------ submit / map
@@ -654,19 +679,37 @@ class ClientCore:
         self._check_open()
         with self._lock:
             futures: list[Future[Any]] = []
+            made: dict[str, Future[Any]] = {}  # one future per key, as dask's map
             new_specs = []
             keep = set(release or ())
             for spec in specs:
-                st = self.futures.get(spec.key)
-                if st is not None and st.status == CANCELLED:
-                    # a cancelled key asked for again: start over with fresh state
-                    self.futures[spec.key] = FutureState(spec.key)
-                    new_specs.append(spec)
-                elif st is None:
-                    new_specs.append(spec)
-                if spec.key not in keep:
-                    futures.append(Future(spec.key, self, inform=False))
+                key = spec.key
+                if key in keep:  # no future: nothing here refers to the key
+                    st = self.futures.get(key)
+                    if st is None or st.status == CANCELLED:
+                        new_specs.append(spec)
+                    continue
+                f = made.get(key)
+                if f is None:
+                    before = self.futures.get(key)
+                    # the reference first: a garbage collection while we look
+                    # (a cycle holding the key's last old future) then cannot
+                    # release the key under the new future's feet
+                    f = made[key] = Future(key, self, inform=False)
+                    st = self.futures[key]
+                    if st is not before:  # unknown, or its last old future just went
+                        new_specs.append(spec)
+                    elif st.status == CANCELLED:
+                        # a cancelled key asked for again: start over with fresh state
+                        st = self.futures[key] = f._state = FutureState(key)
+                        new_specs.append(spec)
+                futures.append(f)
             if new_specs:
+                entered = spans.current()
+                if entered is not None:  # shoal.span: the tasks belong to the innermost one
+                    self._declare_span(entered)
+                    for spec in new_specs:
+                        spec.span = entered[1][-1]
                 functions = []
                 if func_id not in self._functions_sent:
                     self._functions_sent.add(func_id)
@@ -681,6 +724,13 @@ class ClientCore:
                 if unwanted:
                     self._send(m.ReleaseKeys(unwanted))
         return futures
+
+    def _declare_span(self, entered: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+        """With the lock held: tell the scheduler of a span before its first task."""
+        names, ids = entered
+        if ids[-1] not in self._spans_sent:
+            self._spans_sent.add(ids[-1])
+            self._send(m.SpanDeclared(list(ids), list(names)))
 
     # ------------------------------------------------------------------ waiting
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import sys
 import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -136,19 +137,33 @@ class FutureState:
 
 
 class Future(Generic[T]):
-    """A remote result.  ``result()`` waits for it and brings it here."""
+    """A remote result.  ``result()`` waits for it and brings it here.
 
-    __slots__ = ("__weakref__", "_state", "client", "key")
+    Futures compare and hash by key, as dask's do (its ``Future`` is a dask
+    ``TaskRef``): two futures of one key (the same pure call submitted twice)
+    stand for one task.  ``as_completed`` still yields a future once per
+    time it was added, as dask's does."""
 
-    def __init__(self, key: str, client: Client | None = None, inform: bool = True) -> None:
+    __slots__ = ("__weakref__", "_id", "_state", "client", "key")
+
+    def __init__(self, key: str, client: Client | None = None, state: FutureState | None = None,
+                 _id: str | None = None, *, inform: bool = True) -> None:
+        """A handle on ``key`` held through ``client`` (default: this place's
+        client; inside a task or actor method, the worker's).  ``state`` and
+        ``_id`` are dask's internal arguments: a ``state`` given must be the
+        client's own for this key; ``_id`` names this handle."""
         if client is None:
-            # the client of this place: inside a task or an actor method, the worker's
             from shoal.worker.context import get_client
 
             client = get_client()
         self.key = key
         self.client = client
+        self._id = _id
         self._state = client._acquire_key(key, inform)
+        if state is not None and state is not self._state:
+            self.release()
+            raise ValueError(f"Future({key!r}, state=...): the state given is not this client's "
+                             "state of the key (shoal keeps one state per key per client)")
 
     # -- status ----------------------------------------------------------------
 
@@ -164,7 +179,29 @@ class Future(Generic[T]):
 
     @property
     def type(self) -> Any:
-        return self._state.type_name or None
+        """The type of the result, as in dask (``int``, ``numpy.ndarray``...)
+        once it is known; the type's name when that type cannot be imported
+        here; None before."""
+        name = self._state.type_name
+        if not name:
+            return None
+        return _resolve_type(name)
+
+    def bind_client(self, client: Client) -> None:
+        """Hold this future through ``client`` (dask's: for a future
+        unpickled without one)."""
+        if self.client is client:
+            return
+        old = self.client
+        self.client = client
+        self._state = client._acquire_key(self.key, True)
+        if old is not None:
+            old._release_key(self.key)
+
+    def substitute(self, subs: dict[Any, Any], key: Any = None) -> Any:
+        """dask's ``TaskRef.substitute``: what ``subs`` maps this key to, or
+        this future."""
+        return subs.get(self.key, self)
 
     @property
     def executor(self) -> Client:
@@ -173,19 +210,30 @@ class Future(Generic[T]):
     # -- results ---------------------------------------------------------------
 
     def result(self, timeout: float | None = None) -> T:
-        """Wait for the result and return it; re-raise the task's exception."""
-        if self.client.asynchronous and self.client._in_loop_thread():
-            return self._result_async()  # type: ignore[return-value]
+        """Wait for the result and return it; re-raise the task's exception.
+        On an asynchronous client's event loop: an awaitable."""
+        if self._awaitable_here():
+            return self._result_async(timeout)  # type: ignore[return-value]
         self.client._wait_states([self._state], timeout)
         return self.client._value_of(self._state, timeout)  # type: ignore[no-any-return]
 
-    async def _result_async(self) -> T:
-        await self.client._wait_states_async([self._state], None)
+    async def _result_async(self, timeout: float | None = None) -> T:
+        await self.client._wait_states_async([self._state], timeout)
         return await self.client._value_of_async(self._state)  # type: ignore[no-any-return]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The exception the task raised, or None."""
+        """The exception the task raised, or None (an awaitable on an
+        asynchronous client's event loop)."""
+        if self._awaitable_here():
+            return self._exception_async(timeout)  # type: ignore[return-value]
         self.client._wait_states([self._state], timeout)
+        return self._exception_now()
+
+    async def _exception_async(self, timeout: float | None) -> BaseException | None:
+        await self.client._wait_states_async([self._state], timeout)
+        return self._exception_now()
+
+    def _exception_now(self) -> BaseException | None:
         st = self._state
         if st.status == CANCELLED:
             raise self.client._exception_of(st)
@@ -194,13 +242,30 @@ class Future(Generic[T]):
         return None
 
     def traceback(self, timeout: float | None = None) -> Any:
-        """The traceback of the task's exception (a traceback object), or None."""
+        """The traceback of the task's exception (a traceback object), or None
+        (an awaitable on an asynchronous client's event loop)."""
+        if self._awaitable_here():
+            return self._traceback_async(timeout)
         self.client._wait_states([self._state], timeout)
+        return self._traceback_now()
+
+    async def _traceback_async(self, timeout: float | None) -> Any:
+        await self.client._wait_states_async([self._state], timeout)
+        return self._traceback_now()
+
+    def _traceback_now(self) -> Any:
         st = self._state
         if st.status != ERROR:
             return None
-        exc = self.client._exception_of(st)
-        return exc.__traceback__
+        return self.client._exception_of(st).__traceback__
+
+    def _awaitable_here(self) -> bool:
+        """Whether the blocking calls should hand back an awaitable instead:
+        on the event loop of an asynchronous client, where blocking would
+        stop the loop that brings the answer (as in dask, where they return
+        coroutines on an asynchronous client)."""
+        client = self.client
+        return bool(client.asynchronous and client._in_loop_thread())
 
     def __await__(self) -> Generator[Any, None, T]:
         return self._result_async().__await__()
@@ -213,8 +278,10 @@ class Future(Generic[T]):
         client)."""
         return self.client.cancel([self], reason=reason, msg=msg, **kwargs)
 
-    def retry(self) -> None:
-        self.client.retry([self])
+    def retry(self) -> Any:
+        """Run this failed future again; see ``Client.retry`` (an awaitable
+        for an asynchronous client)."""
+        return self.client.retry([self])
 
     def release(self) -> None:
         """Drop this handle's reference now instead of at garbage collection."""
@@ -292,6 +359,28 @@ class Future(Generic[T]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Future) and other.key == self.key
+
+
+_BUILTIN_TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bytearray, bool, list,
+                                         tuple, dict, set, frozenset, type(None), object, range,
+                                         slice, memoryview)}
+
+
+def _resolve_type(name: str) -> Any:
+    """``"int"`` -> ``int``; ``"numpy.ndarray"`` -> the class, if importable
+    here without side effects beyond importing its module; else the name."""
+    if name in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[name]
+    module, _, qualname = name.rpartition(".")
+    mod = sys.modules.get(module)  # only modules this process already has
+    if mod is None:
+        return name
+    obj: Any = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return name
+    return obj if isinstance(obj, type) else name
 
 
 def _rebuild_future(key: str) -> Future[Any]:

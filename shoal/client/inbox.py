@@ -2,14 +2,16 @@
 cancellations and losses land in the futures' states (on the client's event
 loop thread, under the client's lock), and waiters are woken.  Events of
 subscribed topics go to their handlers (shoal/client/events.py) after the
-lock is released."""
+lock is released.  News about a key whose release the scheduler has not
+answered yet is about the futures released, not the current ones, and is
+dropped (see releases.py)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from shoal.client import pushed
+from shoal.client import pushed, releases
 from shoal.client.future import CANCELLED, ERROR, LOST
 from shoal.errors import FutureCancelledError
 from shoal.protocol import messages as m
@@ -22,6 +24,7 @@ logger = logging.getLogger("shoal.client")
 
 def apply(client: Client, msgs: list[Any]) -> None:
     futures = client.futures
+    releasing = client._releasing  # news about these may be about released futures
     events = None
     with client._lock:
         for msg in msgs:
@@ -30,7 +33,7 @@ def apply(client: Client, msgs: list[Any]) -> None:
                 pushed.confirm_told(client, msg, t)
             if t is m.TaskDone:
                 st = futures.get(msg.key)
-                if st is not None and st.status != CANCELLED:
+                if st is not None and st.status != CANCELLED and msg.key not in releasing:
                     st.finish(msg.type_name, msg.nbytes, msg.workers, msg.value)
                     if st.waiters:
                         client._wake(st)
@@ -39,7 +42,7 @@ def apply(client: Client, msgs: list[Any]) -> None:
                             pushed.maybe_subscribe(client, msg.workers[0])
             elif t is m.TaskErred:
                 st = futures.get(msg.key)
-                if st is not None and st.status != CANCELLED:
+                if st is not None and st.status != CANCELLED and msg.key not in releasing:
                     st.status = ERROR
                     st.exception = (msg.exception, msg.traceback, msg.text)
                     if st.waiters:
@@ -55,7 +58,7 @@ def apply(client: Client, msgs: list[Any]) -> None:
                             cancelling[key] = n - 1
                         continue
                     st = futures.get(key)
-                    if st is not None and st.status != CANCELLED:
+                    if st is not None and st.status != CANCELLED and key not in releasing:
                         # finished ones too: the scheduler dropped our claim
                         st.status = CANCELLED
                         st.value = None
@@ -65,10 +68,12 @@ def apply(client: Client, msgs: list[Any]) -> None:
             elif t is m.TasksLost:
                 for key in msg.keys:
                     st = futures.get(key)
-                    if st is not None and st.status != CANCELLED:
+                    if st is not None and st.status != CANCELLED and key not in releasing:
                         st.status = LOST
                         st.value = None
                         st.workers = []
+            elif t is m.ReleaseHandled:
+                releases.handled(client, msg.count)
             elif t is m.WorkersChanged:
                 client._workers = [w for w in client._workers if w not in msg.removed] + msg.added
             elif t is m.Response:

@@ -86,7 +86,7 @@ class PluginMethods(MixinBase):
 
     def upload_file(self, filename: str, load: bool = True,
                     asynchronous: bool | None = None) -> Any:
-        """Copy a local ``.py``, ``.zip`` or ``.egg`` file to every worker,
+        """Copy a local ``.py``, ``.zip``, ``.egg`` or ``.pyz`` file to every worker,
         present and future, where it becomes importable (and is imported, with
         ``load``); uploading a file of the same name again replaces it.
         Where it went: ``get_worker().local_directory``."""

@@ -75,8 +75,8 @@ def on_pushed(client: Client, msg: Any) -> None:
         return
     with client._lock:
         st = client.futures.get(msg.key)
-        if st is None or st.status != PENDING:
-            return  # released, cancelled or already told
+        if st is None or st.status != PENDING or msg.key in client._releasing:
+            return  # released (perhaps a run for released futures), cancelled or already told
         st.finish(msg.type_name, msg.nbytes, [msg.worker], msg.value)
         client._pushed += 1
         client._unconfirmed.add(msg.key)

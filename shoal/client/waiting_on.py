@@ -92,18 +92,28 @@ async def wait_states_async(
         raise TimeoutError(f"{need} futures were not done within {timeout} s") from None
 
 
+class _DoneCallback:
+    """What ``add_done_callback`` registers on a future's state.  A plain
+    slotted object, not a class made per call: such a class is a reference
+    cycle, and it kept the future (and its key on the cluster) alive after
+    the callback had run, until the next garbage collection."""
+
+    __slots__ = ("client", "fn", "future")
+
+    def __init__(self, client: Client, fn: Callable[[Future[Any]], Any], future: Future[Any]) -> None:
+        self.client = client
+        self.fn = fn
+        self.future = future
+
+    def state_done(self, st: FutureState) -> None:
+        run_callback(self.client, self.fn, self.future)
+
+
 def add_done_callback(
     client: Client, future: Future[Any], fn: Callable[[Future[Any]], Any]
 ) -> None:
-
-    class _Callback:
-        __slots__ = ()
-
-        def state_done(self, st: FutureState) -> None:
-            run_callback(client, fn, future)
-
     with client._lock:
-        if register([future._state], _Callback()) == 0:
+        if register([future._state], _DoneCallback(client, fn, future)) == 0:
             run_callback(client, fn, future)
 
 

@@ -337,11 +337,12 @@ class LocalCluster(ClusterManager):
         scheduler asked for a fresh one (``client.restart``) is replaced by a
         new ``Worker`` of the same name (in this same process)."""
         await w.finished()
-        if not w.restart_requested or self._closing:
+        if self._closing:
             return
-        if w in self._workers:
+        if w in self._workers:  # retired or closed: no longer one of ours
             self._workers.remove(w)
-        await self._add_worker_in_process(w.name)
+        if w.restart_requested:
+            await self._add_worker_in_process(w.name)
 
     def _new_name(self) -> str:
         name = str(self._next_worker)
@@ -375,33 +376,63 @@ class LocalCluster(ClusterManager):
     # ------------------------------------------------------------------ scale
 
     def _scale_to(self, n: int) -> None:
-        """Run ``n`` workers (starting or stopping some); waits for new ones."""
+        """Run ``n`` workers, starting some (waiting until they joined) or
+        retiring the newest (their results copied elsewhere first)."""
         if self.processes:
-            assert self._supervisor is not None
-            names = sorted(self._supervisor.workers, key=int)
-            if len(names) < n:
-                names += self._start_workers(n - len(names))
-            for name in names[n:]:
-                self._supervisor.remove(name)
+            leaving = self._process_names()[n:]
+            if leaving:
+                self._acquire_runner().run_sync(self._retire, leaving)
+            self._scale_processes(n)
         else:
             self._acquire_runner().run_sync(self._scale_in_process, n)
         self.n_workers = n
 
     async def _scale_to_async(self, n: int) -> None:
         if self.processes:
-            await asyncio.get_running_loop().run_in_executor(None, self._scale_to, n)
+            leaving = self._process_names()[n:]
+            if leaving:
+                await self._retire(leaving)
+            await asyncio.get_running_loop().run_in_executor(None, self._scale_processes, n)
         else:
             await self._scale_in_process(n)
-            self.n_workers = n
+        self.n_workers = n
+
+    def _process_names(self) -> list[str]:
+        """The supervised worker processes' names, oldest first."""
+        assert self._supervisor is not None
+        return sorted(self._supervisor.workers, key=int)
+
+    def _scale_processes(self, n: int) -> None:
+        assert self._supervisor is not None
+        names = self._process_names()
+        if len(names) < n:
+            self._start_workers(n - len(names))
+        for name in names[n:]:
+            self._supervisor.remove(name)
+
+    async def _retire(self, names: list[str]) -> None:
+        """Ask the scheduler to retire these workers gracefully: results only
+        they hold are copied to others, then they leave.  What cannot be
+        retired (the scheduler says why in its log) is stopped all the same
+        by the caller."""
+        try:
+            await self._ask("retire_workers", names=names, close_workers=True, remove=True)
+        except Exception as e:  # the scheduler gone or failing: stop them anyway
+            logger.warning("could not retire workers %s gracefully: %s", names, e)
 
     async def _scale_in_process(self, n: int) -> None:
         while len(self._workers) < n:
             await self._add_worker_in_process()
-        while len(self._workers) > n:
-            await self._workers.pop().close("scaled down")
+        leaving = self._workers[n:]
+        if leaving:
+            await self._retire([w.name for w in leaving])
+            del self._workers[n:]
+            for w in leaving:
+                await w.close("scaled down")
 
     async def scale_down(self, workers: Any) -> None:
-        """Stop these workers (names or addresses), as dask's ``SpecCluster``."""
+        """Stop these workers (names or addresses), as dask's ``SpecCluster``;
+        ``Adaptive`` retires them through the scheduler first."""
         wanted = {str(w) for w in ([workers] if isinstance(workers, (str, int)) else workers)}
         if self.processes:
             by_address = {a: str(w.get("name")) for a, w in (await self._refresh_info())["workers"].items()}
@@ -411,13 +442,13 @@ class LocalCluster(ClusterManager):
             loop = asyncio.get_running_loop()
             for name in stopping:
                 await loop.run_in_executor(None, self._supervisor.remove, name)
-            self.n_workers -= len(stopping)
+            self.n_workers = len(self._supervisor.workers)
         else:
             closing = [w for w in self._workers if w.name in wanted or w.address in wanted]
             for w in closing:
                 self._workers.remove(w)
                 await w.close("scaled down")
-            self.n_workers -= len(closing)
+            self.n_workers = len(self._workers)
 
     @property
     def workers(self) -> dict[str, Any]:
@@ -445,6 +476,7 @@ class LocalCluster(ClusterManager):
             return self._close()
         if self.status == "closed":
             return None
+        self._end_adaptive_sync()
         self._close_manager_sync()
         self._close_dashboard()
         if self.processes:
@@ -462,6 +494,7 @@ class LocalCluster(ClusterManager):
         if self.status == "closed":
             return
         self.status = "closing"
+        await self._end_adaptive()
         await self._close_manager()
         await asyncio.get_running_loop().run_in_executor(None, self._close_dashboard)
         if self.processes:

@@ -8,9 +8,6 @@ How it asks the scheduler: with the scheduler in this process
 otherwise through a small client of its own (made on first use, closed with
 the cluster).  A synchronous cluster waits on the shared event loop thread;
 an asynchronous one returns awaitables, as in dask.
-
-``get_logs`` is not here yet: it waits for the scheduler and workers to
-keep their logs (``client.get_scheduler_logs``/``get_worker_logs``).
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ from shoal.units import format_bytes, parse_bytes, parse_timedelta
 
 
 class ClusterManager:
-    """A mixin of ``LocalCluster`` (which sets the attributes used here:
+    """A mixin of ``LocalCluster`` and ``SpecCluster`` (which set the attributes used here:
     ``processes``, ``asynchronous``, ``status``, ``scheduler_address``,
     ``_scheduler``, ``_runner``, ``n_workers``, ``threads_per_worker``,
     ``memory_limit``, ``name``, ``dashboard_link``, ``_scale_to``,
@@ -44,10 +41,15 @@ class ClusterManager:
     #: where the cluster's dashboard is (None without one)
     dashboard_link: str | None = None
 
+    #: credentials for the cluster's own connection to its scheduler
+    security: Any = None
+
     def _init_manager(self) -> None:
         self._manager_client: Any = None
         self._info: dict[str, Any] = {"workers": {}}
         self._loop: Any = None  # the caller's loop, for an asynchronous cluster
+        self._adaptive: Any = None
+        self._adaptive_options: dict[str, Any] = {}
 
     @property
     def loop(self) -> Any:
@@ -109,7 +111,8 @@ class ClusterManager:
 
     @property
     def observed(self) -> set[str]:
-        """The names of the workers the scheduler knows."""
+        """The names of the workers the scheduler knows (on the cluster's
+        event loop: as of the last ``scheduler_info`` refresh)."""
         return {str(w.get("name")) for w in self.scheduler_info.get("workers", {}).values()}
 
     # ------------------------------------------------------------------ plumbing
@@ -145,8 +148,9 @@ class ClusterManager:
         if client is None:
             from shoal.client.client import Client
 
+            extra = {} if self.security is None else {"security": self.security}
             client = Client(self.scheduler_address, asynchronous=True, set_as_default=False,
-                            name=f"{self.name}-manager")
+                            name=f"{self.name}-manager", **extra)
             await client
             self._manager_client = client
         return await client._request(method, **args)
@@ -164,6 +168,9 @@ class ClusterManager:
 
     async def _refresh_info(self) -> dict[str, Any]:
         self._info = await self._ask("scheduler_info", n_workers=-1)
+        if self.dashboard_link is None and "dashboard" in self._info.get("services", {}):
+            # a scheduler serving its own dashboard (SpecCluster, SubprocessCluster...)
+            self.dashboard_link = await self._ask("dashboard_link")
         return self._info
 
     @property
@@ -171,7 +178,7 @@ class ClusterManager:
         """The scheduler's description of itself and every worker (as
         ``client.scheduler_info()``).  Synchronous: asked now; asynchronous:
         as of the last start, ``scale`` or ``wait_for_workers``."""
-        if self.asynchronous or self.status != "running":
+        if self.asynchronous or self.status != "running" or self.called_from_running_loop:
             return self._info
         return self._sync(self._refresh_info)  # type: ignore[no-any-return]
 
@@ -200,18 +207,33 @@ class ClusterManager:
             return current
         return Client(self, asynchronous=self.asynchronous)
 
-    def scale(self, n: int = 0, memory: Any = None, cores: int | None = None) -> Any:
-        """Run ``n`` workers, or enough for ``memory`` (a size, with each
-        worker's memory limit) or ``cores`` threads, whichever is most.  New
-        workers have joined when it returns (shoal waits; dask does not)."""
+    def _threads_per_worker(self) -> int:
+        """Threads of each new worker (for ``cores=`` in scale and adapt)."""
+        return self.threads_per_worker
+
+    def _memory_per_worker(self) -> int:
+        """The memory limit of each new worker (for ``memory=``)."""
+        if not self.memory_limit:
+            raise ValueError("scaling by memory needs workers with a memory limit")
+        return self.memory_limit
+
+    def _workers_for(self, n: int, memory: Any, cores: int | None) -> int:
+        """``n``, or enough workers for ``memory`` or ``cores``, whichever is most."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"scale() needs a number of workers >= 0, got {n!r}")
         if memory is not None:
-            if not self.memory_limit:
-                raise ValueError("scale(memory=...) needs workers with a memory limit")
-            n = max(n, math.ceil(parse_bytes(memory) / self.memory_limit))
+            n = max(n, math.ceil(parse_bytes(memory) / self._memory_per_worker()))
         if cores is not None:
-            n = max(n, math.ceil(cores / self.threads_per_worker))
+            n = max(n, math.ceil(cores / self._threads_per_worker()))
+        return n
+
+    def scale(self, n: int = 0, memory: Any = None, cores: int | None = None) -> Any:
+        """Run ``n`` workers, or enough for ``memory`` (a size, with each
+        worker's memory limit) or ``cores`` threads, whichever is most.  New
+        workers have joined when it returns (shoal waits; dask does not);
+        workers that go are retired first (their results copied to workers
+        that stay)."""
+        n = self._workers_for(n, memory, cores)
         if self.asynchronous:
             async def scale_async() -> None:
                 await self._scale_to_async(n)  # type: ignore[attr-defined]
@@ -222,6 +244,65 @@ class ClusterManager:
         return None
 
     scale_up = scale  # dask keeps this name for backwards compatibility
+
+    async def _scale_async(self, n: int) -> None:
+        """Scale to ``n`` workers, on the cluster's loop (what ``Adaptive`` calls)."""
+        await self._scale_to_async(n)  # type: ignore[attr-defined]
+        await self._refresh_info()
+
+    # ------------------------------------------------------------------ adaptive
+
+    def adapt(self, Adaptive: Any = None, minimum: float = 0, maximum: float = math.inf,
+              minimum_cores: int | None = None, maximum_cores: int | None = None,
+              minimum_memory: str | None = None, maximum_memory: str | None = None,
+              **kwargs: Any) -> Any:
+        """Scale with the work: more workers while tasks wait, fewer when
+        they idle (retired gracefully: their results move first), never
+        below ``minimum`` nor above ``maximum``.  ``minimum_cores``,
+        ``maximum_cores``, ``minimum_memory``, ``maximum_memory``: bounds in
+        threads or memory, turned into workers.  Other keywords
+        (``interval``, ``wait_count``, ``target_duration``) are
+        ``shoal.Adaptive``'s; a second call replaces the first, keeping its
+        keywords unless given again.  Returns the ``Adaptive``."""
+        if Adaptive is None:
+            from shoal.deploy.adaptive import Adaptive
+        if minimum_cores is not None:
+            minimum = max(minimum or 0, math.ceil(minimum_cores / self._threads_per_worker()))
+        if minimum_memory is not None:
+            minimum = max(minimum or 0,
+                          math.ceil(parse_bytes(minimum_memory) / self._memory_per_worker()))
+        if maximum_cores is not None:
+            maximum = min(maximum, math.floor(maximum_cores / self._threads_per_worker()))
+        if maximum_memory is not None:
+            maximum = min(maximum,
+                          math.floor(parse_bytes(maximum_memory) / self._memory_per_worker()))
+        if self.status in ("closing", "closed"):
+            raise RuntimeError(f"{type(self).__name__} {self.name!r} is {self.status}")
+        self._stop_adaptive("replaced by a new cluster.adapt()")
+        if not self.asynchronous:
+            self._acquire_runner()
+        options = {**self._adaptive_options, **kwargs, "minimum": minimum, "maximum": maximum}
+        self._adaptive = Adaptive(self, **options)
+        self._adaptive_options = options  # kept for the next adapt(), once they proved good
+        return self._adaptive
+
+    def _stop_adaptive(self, reason: str) -> None:
+        if self._adaptive is not None:
+            self._adaptive.stop(reason=reason)
+
+    async def _end_adaptive(self) -> None:
+        """Stop adapting and wait for a round under way (before closing)."""
+        adaptive = self._adaptive
+        if adaptive is not None:
+            adaptive.stop(reason="the cluster is closing")
+            if hasattr(adaptive, "_finished"):
+                await adaptive._finished()
+
+    def _end_adaptive_sync(self) -> None:
+        if self._adaptive is not None:
+            self._adaptive.stop(reason="the cluster is closing")
+            if self._runner is not None and hasattr(self._adaptive, "_finished"):
+                self._runner.run_sync(self._adaptive._finished)
 
     # ------------------------------------------------------------------ reprs
 

@@ -2,7 +2,9 @@
 
 ``Supervisor`` plays the nanny's part for any number of worker processes:
 it restarts a worker that died unexpectedly and kills one whose memory grows
-past its limit.  One supervisor watches all the workers of a ``LocalCluster``
+past the ``worker.memory.terminate`` fraction (0.95) of its limit (memory as
+``worker/memory_manager.process_memory`` counts it: shared-memory values
+included).  One supervisor watches all the workers of a ``LocalCluster``
 (or of one ``shoal worker --nworkers N`` command), rather than one nanny
 process per worker: the same safety at a fraction of the processes, which
 matters for start-up time on small machines.
@@ -108,6 +110,10 @@ class Supervisor:
         # a worker that dies more than max_restarts times within restart_window stays dead
         self.max_restarts = int(config.get("nanny.max-restarts"))
         self.restart_window = config.duration("nanny.restart-window") or 60.0
+        from shoal.worker.memory import fraction
+
+        # past this fraction of its memory limit a worker is killed (None: never)
+        self.terminate_fraction = fraction("terminate", config.get("worker.memory.terminate"))
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -158,7 +164,7 @@ class Supervisor:
                     continue
                 code = proc.poll()
                 if code is None:
-                    if check_memory and wp.memory_limit:
+                    if check_memory and wp.memory_limit and self.terminate_fraction:
                         self._check_memory(wp)
                     continue
                 if code == 0:
@@ -173,17 +179,18 @@ class Supervisor:
                 self._restart(wp, code, now)
 
     def _check_memory(self, wp: WorkerProcess) -> None:
-        try:
-            import psutil
+        from shoal.worker.memory_manager import process_memory
 
+        try:
             assert wp.proc is not None
-            rss = psutil.Process(wp.proc.pid).memory_info().rss
+            memory = process_memory(wp.proc.pid)
         except Exception:
             return
-        if rss > wp.memory_limit:
+        assert self.terminate_fraction is not None
+        if memory > wp.memory_limit * self.terminate_fraction:
             logger.warning(
-                "worker %s uses %.0f MB, above its memory limit of %.0f MB: restarting it",
-                wp.name, rss / 1e6, wp.memory_limit / 1e6,
+                "worker %s uses %.0f MB, past %.0f%% of its memory limit of %.0f MB: restarting it",
+                wp.name, memory / 1e6, 100 * self.terminate_fraction, wp.memory_limit / 1e6,
             )
             assert wp.proc is not None
             wp.proc.kill()

@@ -75,10 +75,11 @@ def _run(main: Any) -> None:
 
 
 def run_scheduler(options: dict[str, Any], fd: int | None = None, parent_watch: bool = False,
-                  print_address: bool = True) -> int:
+                  print_address: bool = True, ready_fd: int | None = None) -> int:
     """Run a ``shoal.Scheduler(**options)`` until it closes (a signal, its
     parent gone, ``idle_timeout``, or a client's ``shutdown()``).  ``fd``: a
-    listening socket to use (LocalCluster binds it first)."""
+    listening socket to use (LocalCluster binds it first); ``ready_fd``: a
+    pipe to write the listening address and a newline to once listening."""
     from shoal.deploy.scheduler import Scheduler
 
     async def main() -> None:
@@ -97,6 +98,9 @@ def run_scheduler(options: dict[str, Any], fd: int | None = None, parent_watch: 
             loop.add_signal_handler(sig, stop)
         if print_address:
             logger.info("scheduler listening at %s", server.address)
+        if ready_fd is not None:
+            os.write(ready_fd, f"{server.address}\n".encode())
+            os.close(ready_fd)
         await server.finished()
 
     _run(main)

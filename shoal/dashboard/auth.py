@@ -13,7 +13,7 @@ Rules:
    (DNS rebinding).  A websocket's or event stream's ``Origin``, when sent,
    must be the same host.
 
-The token comes from ``shoal.config`` (``security.token``) and is checked
+The token comes from ``shoal.config`` (``security.token``, or ``SHOAL_TOKEN``) and is checked
 with ``verify_token``, the interface the cluster's security (issue 10)
 provides; here it is a constant-time comparison with the configured token.
 """
@@ -30,11 +30,11 @@ COOKIE = "shoal-dashboard-session"
 
 
 def cluster_token() -> str | None:
-    """The cluster's token, if one is configured."""
-    from shoal import config
+    """The cluster's token, if one is configured (setting ``security.token``,
+    else ``SHOAL_TOKEN``: ``shoal.deploy.credentials``)."""
+    from shoal.deploy import credentials
 
-    token = config.get("security.token", None)
-    return str(token) if token else None
+    return credentials.cluster_token()
 
 
 def verify_token(candidate: str) -> bool:

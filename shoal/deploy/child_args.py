@@ -55,6 +55,7 @@ SCHEDULER_OPTIONS = {
     "blocked_handlers": "--blocked-handlers",
     "contact_address": "--contact-address",
     "scheduler_file": "--scheduler-file",
+    "silence_logs": "--log-level",
 }
 
 #: options that are switches: ``--x`` for True, ``--no-x`` for False
@@ -116,7 +117,43 @@ def worker_argv(scheduler: str, options: dict[str, Any]) -> list[str]:
             *_argv(WORKER_OPTIONS, "Worker", options)]
 
 
+def worker_command_argv(scheduler: str, options: dict[str, Any], nanny: bool = True,
+                        nworkers: int = 1) -> list[str]:
+    """``shoal worker SCHEDULER ...`` as a person would type it, for a
+    worker started elsewhere (a subprocess, over ssh, in a batch job):
+    ``nworkers`` workers under a nanny (``--name N`` names them N-0, N-1...
+    when more than one), or with ``nanny=False`` one worker alone."""
+    if not isinstance(nworkers, int) or isinstance(nworkers, bool) or nworkers < 1:
+        raise ValueError(f"nworkers must be a positive int, got {nworkers!r}")
+    if not nanny and nworkers > 1:
+        raise ValueError("one worker without a nanny: nworkers > 1 needs nanny=True")
+    head = ["worker", scheduler, "--nanny" if nanny else "--no-nanny"]
+    if nworkers > 1:
+        head += ["--nworkers", str(nworkers)]
+    return [*head, *_argv(WORKER_OPTIONS, "Worker", options)]
+
+
 def scheduler_argv(options: dict[str, Any]) -> list[str]:
     """The ``shoal scheduler`` options for ``Scheduler(**options)`` (host and
     port are the caller's: it binds the socket)."""
     return _argv(SCHEDULER_OPTIONS, "Scheduler", options)
+
+
+#: ``worker_class`` values meaning a worker under a nanny / a worker alone
+NANNY_CLASSES = frozenset({"shoal.Nanny", "shoal.deploy.nanny.Nanny", "distributed.Nanny",
+                           "dask.distributed.Nanny", "distributed.nanny.Nanny"})
+WORKER_CLASSES = frozenset({"shoal.Worker", "shoal.deploy.worker.Worker", "distributed.Worker",
+                            "dask.distributed.Worker", "distributed.worker.Worker"})
+
+
+def uses_nanny(worker_class: Any) -> bool:
+    """dask's ``worker_class`` (a name or a class) for a worker process
+    started elsewhere: True for a nanny, False for a worker alone."""
+    if not isinstance(worker_class, str):
+        worker_class = f"{worker_class.__module__}.{worker_class.__qualname__}"
+    if worker_class in NANNY_CLASSES:
+        return True
+    if worker_class in WORKER_CLASSES:
+        return False
+    raise NotImplementedError(f"worker_class={worker_class!r}: shoal starts its own workers only "
+                              "(shoal.Nanny or shoal.Worker)")

@@ -251,6 +251,24 @@ class Scheduler(SchedulerServer, Startable):
         if self.scheduler_file:
             _remove_if_ours(self.scheduler_file, self.id)
 
+    def adaptive_target(self, target_duration: float | str | None = None) -> int:
+        """How many workers the current work wants (dask's; what
+        ``cluster.adapt()`` asks; see ``shoal/scheduler/scaling.py``)."""
+        from shoal import config
+        from shoal.scheduler.scaling import adaptive_target
+
+        if target_duration is None:
+            target_duration = config.get("adaptive.target-duration")
+        return adaptive_target(self.state, parse_timedelta(target_duration))
+
+    def workers_to_close(self, memory_ratio: float | None = None, n: int | None = None,
+                         key: Any = None, minimum: int | None = None, target: int | None = None,
+                         attribute: str = "address") -> list[Any]:
+        """Workers that could retire cheaply: idle, holding least (dask's)."""
+        from shoal.scheduler.scaling import close_candidates
+
+        return close_candidates(self.state, memory_ratio, n, key, minimum, target, attribute)
+
     def __repr__(self) -> str:
         return (f"<Scheduler {self.address or '(not started)'!r}, workers: {len(self.workers)}, "
                 f"status: {self.status}>")

@@ -16,9 +16,9 @@ Data flow::
 
     client ──SubmitTasks/ReleaseKeys/CancelKeys/Request──▶ scheduler
     client ──SubscribeTopic/UnsubscribeTopic──▶ scheduler
-    client ◀──TaskDone/TaskErred/TasksCancelled/Response── scheduler
+    client ◀──TaskDone/TaskErred/ReleaseHandled/Response── scheduler
     client ◀──EventLogged── scheduler                      (subscribed topics)
-    worker ──TaskFinished/TaskFailed/ReplicasAdded/...───▶ scheduler
+    worker ──TaskFinished/TaskFailed/RunsEnded/...───────▶ scheduler
     worker ──LogEvent──▶ scheduler                          (before the task's report)
     worker ◀──ExecuteTask/FreeKeys/DefineFunctions──────── scheduler
     client/worker ──GetData/PutData──▶ worker ──DataReply/PutDataAck──▶
@@ -83,6 +83,7 @@ class TaskSpec(msgspec.Struct, array_like=True, omit_defaults=True):
     allow_other_workers: bool = False
     resources: dict[str, float] | None = None
     actor: bool = False
+    span: str = ""  # the id of the span it was submitted in (shoal.span), if any
 
 
 class SubmitTasks(_Msg, tag="submit"):
@@ -90,6 +91,14 @@ class SubmitTasks(_Msg, tag="submit"):
 
     tasks: list[TaskSpec]
     functions: list[FunctionDef] = []
+
+
+class SpanDeclared(_Msg, tag="span"):
+    """The spans a client's next tasks belong to (``shoal.span``): ids and
+    names, outermost first; sent once per span before its first task."""
+
+    ids: list[str]
+    names: list[str]
 
 
 class WantKeys(_Msg, tag="want"):
@@ -187,6 +196,16 @@ class TasksLost(_Msg, tag="lost"):
     reason: str = ""
 
 
+class ReleaseHandled(_Msg, tag="release-handled"):
+    """The scheduler has handled ``count`` more ``ReleaseKeys`` of this client
+    (they are answered in order).  News about those keys sent before it is
+    about the futures released; after it, about any new ones.  It travels
+    ahead of the next news for the client, or on its own every
+    ``scheduler.worker-check-interval`` (see client/releases.py)."""
+
+    count: int = 1
+
+
 class WorkersChanged(_Msg, tag="workers"):
     added: list[str] = []
     removed: list[str] = []
@@ -233,6 +252,7 @@ class TaskFailed(_Msg, tag="failed"):
     text: str
     duration: float = 0.0
     run_id: int = 0  # the ExecuteTask this answers
+    reschedule: bool = False  # the task raised Reschedule: run it again, not an error
 
 
 class TaskSeceded(_Msg, tag="seceded"):
@@ -241,6 +261,29 @@ class TaskSeceded(_Msg, tag="seceded"):
 
     key: str
     run_id: int = 0
+
+
+class WorkerStatus(_Msg, tag="worker-status"):
+    """The worker paused (``"paused"``: its memory passed the pause
+    threshold; it starts nothing new) or resumed (``"running"``)."""
+
+    status: str
+
+
+class StealResponse(_Msg, tag="steal-response"):
+    """Answer to ``StealRequest``: ``stolen`` if the worker had not started
+    that run and dropped it."""
+
+    key: str
+    run_id: int
+    stolen: bool
+
+
+class RunsEnded(_Msg, tag="runs-ended"):
+    """Runs the scheduler took back (``FreeKeys.run_ids``) no longer hold a
+    thread here: they ended, were never started, or were never here."""
+
+    run_ids: list[int]
 
 
 class LogEvent(_Msg, tag="log-event"):
@@ -294,9 +337,22 @@ class DefineFunctions(_Msg, tag="functions"):
 
 
 class FreeKeys(_Msg, tag="free"):
-    """Forget these keys: drop their data, abandon their execution."""
+    """Forget these keys: drop their data, abandon their execution.
+
+    ``run_ids``, when given, pairs each key with the run of it the scheduler
+    takes back (0: none).  A thread running one cannot be stopped, so the
+    scheduler counts it as busy until the worker answers ``RunsEnded``."""
 
     keys: list[str]
+    run_ids: list[int] = []
+
+
+class StealRequest(_Msg, tag="steal-request"):
+    """Give run ``run_id`` of ``key`` back if it has not started (an idle
+    worker will take it); answered by ``StealResponse``."""
+
+    key: str
+    run_id: int
 
 
 class CloseWorker(_Msg, tag="close-worker"):
@@ -403,6 +459,7 @@ Message = Union[
     Welcome,
     Rejected,
     SubmitTasks,
+    SpanDeclared,
     WantKeys,
     ReleaseKeys,
     CancelKeys,
@@ -418,18 +475,23 @@ Message = Union[
     TaskErred,
     TasksCancelled,
     TasksLost,
+    ReleaseHandled,
     WorkersChanged,
     EventLogged,
     RegisterWorker,
     TaskFinished,
     TaskFailed,
     TaskSeceded,
+    WorkerStatus,
+    StealResponse,
+    RunsEnded,
     LogEvent,
     ReplicasAdded,
     DataMissing,
     ExecuteTask,
     DefineFunctions,
     FreeKeys,
+    StealRequest,
     CloseWorker,
     GetData,
     DataReply,

@@ -4,6 +4,7 @@ Functions on a ``SchedulerState`` (kept out of ``state.py``, which holds the
 task life), each one event with its own stimulus and end-of-event checks:
 
 * ``set_retiring``: a worker retires (``retire_workers``) or stays after all;
+* ``set_paused``: a worker paused by its memory, or resumed;
 * ``drop_replicas``: a worker gives up copies (``rebalance``, ``replicate``);
 * ``release_all``: every task is forgotten (``client.restart``).
 
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from shoal.protocol import messages as m
-from shoal.scheduler.records import MEMORY, PROCESSING
+from shoal.scheduler.records import MEMORY, PROCESSING, WorkerRecord
 from shoal.scheduler.transitions import Recs, by_priority
 
 if TYPE_CHECKING:
@@ -29,14 +30,31 @@ def set_retiring(state: SchedulerState, address: str, retiring: bool, now: float
     ``retiring=False``, running again (a retirement given up)."""
     w = state.workers[address]
     state._begin(f"retiring-{address}" if retiring else f"not-retiring-{address}", now)
-    w.status = "closing_gracefully" if retiring else "running"
+    w.status = "closing_gracefully" if retiring else ("paused" if w.memory_paused else "running")
     state._running = None
     if not retiring:
         if state.unrunnable:  # popitem() takes the last first: the most urgent last
             ordered = sorted(state.unrunnable, key=lambda ts: ts.priority, reverse=True)
             state.transitions({ts: PROCESSING for ts in ordered})
-        state.fill_worker(w)
+        if w.status == "running":
+            state.fill_worker(w)
     state._finish()
+
+
+def set_paused(state: SchedulerState, w: WorkerRecord, paused: bool) -> None:
+    """The worker paused (its memory passed the pause threshold: it gets no
+    new tasks) or resumed.  A retiring worker stays retiring (and pauses
+    or runs when its retirement is given up, as it last said)."""
+    w.memory_paused = paused
+    if paused and w.status == "running":
+        w.status = "paused"
+        state._running = None
+    elif not paused and w.status == "paused":
+        w.status = "running"
+        state._running = None
+        if state.unrunnable:  # popitem() takes the last first: the most urgent last
+            ordered = sorted(state.unrunnable, key=lambda ts: ts.priority, reverse=True)
+            state.transitions({ts: PROCESSING for ts in ordered})
 
 
 def drop_replicas(state: SchedulerState, address: str, keys: Iterable[str], now: float = 0.0

@@ -148,6 +148,10 @@ class DashboardFeed:
         self.busy_seconds += time.perf_counter() - began
         return {"cursors": out_cursors, "runs": runs}
 
+    async def rpc_dashboard_link(self, client_id: str) -> str | None:
+        """Where this scheduler's dashboard is (None without one)."""
+        return self.server.dashboard_link
+
     # ------------------------------------------------------------------ loop lag
 
     def _watch_lag(self) -> None:

@@ -58,13 +58,15 @@ def check_invariants(state: SchedulerState) -> None:
     for address, w in state.workers.items():
         if w.address != address:
             _fail(state, None, f"worker {w.address} stored under {address}")
-        if w.status not in ("running", "closing_gracefully"):
+        if w.status not in ("running", "paused", "closing_gracefully"):
             _fail(state, None, f"worker {address} is {w.status!r} but still in the cluster")
         for ts in w.processing:
             if ts.state is not PROCESSING or ts.processing_on is not w:
                 _fail(state, ts, f"in processing of {address} but processing_on={ts.processing_on}")
         if not w.long_running <= w.processing.keys():
             _fail(state, None, f"worker {address} has long-running tasks it is not processing")
+        if w.stopping and any(ts.run_id in w.stopping for ts in w.processing):
+            _fail(state, None, f"worker {address} counts a current run as one taken back")
         for ts in w.has_what:
             if w not in ts.who_has:
                 _fail(state, ts, f"in has_what of {address} but not in who_has")

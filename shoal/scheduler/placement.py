@@ -114,11 +114,15 @@ def pipeline_worker(ts: TaskRecord) -> WorkerRecord | None:
 
 def choose_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | str | None:
     """A worker, ``QUEUE`` (wait for a free slot) or ``None`` (no worker may run it)."""
+    if state.steal_targets:
+        thief = state.steal_targets.pop(ts, None)
+        if thief is not None and thief.status == "running":
+            return thief  # given back by a busy worker for this idle one
     r = ts.restrictions
     if r is not None and (r.workers is not None or r.resources):
         return best(ts, valid_workers(state, r))
     if not ts.deps:
-        if state.queued:
+        if state.has_queued():
             # others already wait for a slot (the end of the batch hands out
             # any that freed): join them rather than scan for room per task
             return QUEUE

@@ -76,8 +76,9 @@ class Queries:
 def worker_info(w: WorkerRecord) -> dict[str, Any]:
     """One worker as dask describes it in ``scheduler_info()["workers"]``."""
     metrics = w.metrics
-    managed = w.nbytes
-    memory = w.memory
+    managed = w.nbytes  # every value the worker holds, spilled ones included (as dask)
+    memory = w.memory  # the process's, shared-memory values counted in full
+    spilled = dict(metrics.get("spilled_bytes") or {"memory": 0, "disk": 0})
     counts = Counter(ts.state.value for ts in w.processing)
     task_counts = {
         "executing": w.executing,
@@ -108,8 +109,9 @@ def worker_info(w: WorkerRecord) -> dict[str, Any]:
             "processing": len(w.processing),
             "memory": memory,
             "managed_bytes": managed,
-            "unmanaged_bytes": max(0, memory - managed),
-            "spilled_bytes": dict(metrics.get("spilled_bytes") or {"memory": 0, "disk": 0}),
+            # what the process uses beyond the values it holds in memory
+            "unmanaged_bytes": max(0, memory - max(0, managed - int(spilled.get("memory", 0)))),
+            "spilled_bytes": spilled,
             "cpu": float(metrics.get("cpu", 0.0)),
             "num_fds": int(metrics.get("num_fds", 0)),
             "time": float(metrics.get("time", 0.0)),

@@ -124,6 +124,7 @@ class WorkerRecord:
         "long_running",  # processing tasks that seceded: they take no slot
         "memory",
         "memory_limit",
+        "memory_paused",  # the worker said it paused (memory), whatever its status since
         "metrics",
         "name",
         "nbytes",
@@ -132,7 +133,8 @@ class WorkerRecord:
         "pid",
         "processing",  # dict[TaskRecord, float]: estimated duration
         "resources",
-        "status",  # "running", "closing_gracefully" (retiring: no new tasks) or "closed"
+        "status",  # "running", "paused" (memory: no new tasks), "closing_gracefully" (retiring) or "closed"
+        "stopping",  # set[int]: runs taken back that may still hold a thread
         "supervised",  # a supervisor restarts it when asked (client.restart)
     )
 
@@ -157,6 +159,8 @@ class WorkerRecord:
         self.has_what: set[TaskRecord] = set()
         self.functions: set[bytes] = set()
         self.long_running: set[TaskRecord] = set()
+        self.memory_paused = False
+        self.stopping: set[int] = set()
         self.occupancy = 0.0
         self.nbytes = 0
         self.executing = 0
@@ -168,8 +172,11 @@ class WorkerRecord:
 
     @property
     def busy(self) -> int:
-        """Tasks taking one of this worker's slots."""
-        return len(self.processing) - len(self.long_running)
+        """Tasks taking one of this worker's slots: those it processes (less
+        the ones that seceded), and runs taken back from it that may still
+        hold a thread (a thread cannot be stopped: a cancelled task runs to
+        its end) until the worker says they ended; at most one per thread."""
+        return len(self.processing) - len(self.long_running) + min(len(self.stopping), self.nthreads)
 
     def __repr__(self) -> str:
         return f"<WorkerRecord {self.address} {self.name!r} processing={len(self.processing)}>"

@@ -48,6 +48,7 @@ from shoal.errors import (
 from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
+from shoal.scheduler.active_memory import ActiveMemoryManager
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.dashboard_feed import DashboardFeed
@@ -58,7 +59,10 @@ from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.plugins import SchedulerPlugins
 from shoal.scheduler.progress import ProgressWatches
 from shoal.scheduler.queries import Queries
+from shoal.scheduler.scaling_requests import ScalingRequests
+from shoal.scheduler.spans import Spans
 from shoal.scheduler.state import SchedulerState
+from shoal.scheduler.work_stealing import WorkStealing
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -114,6 +118,8 @@ class SchedulerServer:
         self.coordination = Coordination(self)
         self.add_extension(self.coordination)
         self.add_extension(Queries(self))
+        self.spans = Spans(self)
+        self.add_extension(self.spans)
         self.add_extension(Datasets(self))
         self.plugins = SchedulerPlugins(self)
         self.add_extension(self.plugins)
@@ -124,6 +130,9 @@ class SchedulerServer:
         self.add_extension(Locks(self))
         self.cluster_control = ClusterControl(self)
         self.add_extension(self.cluster_control)
+        self.add_extension(WorkStealing(self))
+        self.add_extension(ActiveMemoryManager(self))
+        self.add_extension(ScalingRequests(self))
         self.add_extension(DashboardFeed(self))
 
     def add_extension(self, extension: Any) -> None:
@@ -216,6 +225,8 @@ class SchedulerServer:
     async def _watch_workers(self) -> None:
         while self.status == "running":
             await asyncio.sleep(self.check_interval)
+            if self.state.flush_release_acks():  # to clients that heard nothing else
+                self._schedule_flush()
             now = time.monotonic()
             for address, w in list(self.state.workers.items()):
                 if now - w.last_seen > self.worker_timeout:
@@ -312,6 +323,8 @@ class SchedulerServer:
 
     def _on_client_messages(self, client_id: str, msgs: list[Any]) -> None:
         self.messages_received += len(msgs)
+        if self.spans.spans or any(type(msg) is m.SpanDeclared for msg in msgs):
+            self.spans.tasks_submitted(client_id, msgs)
         if self.plugins.plugins:
             submitted = {spec.key for msg in msgs if type(msg) is m.SubmitTasks for spec in msg.tasks}
             if submitted:
@@ -350,6 +363,7 @@ class SchedulerServer:
     def _flush(self) -> None:
         self._flush_scheduled = False
         self.plugins.batch_handled()
+        self.spans.batch_handled()
         to_workers, to_clients = self.state.take_messages()
         for address, msgs in to_workers.items():
             comm = self.worker_comms.get(address)

@@ -27,7 +27,8 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
-from shoal.scheduler.placement import worker_slots
+from shoal.scheduler import control_state
+from shoal.scheduler.placement import TARGET_BACKLOG, worker_slots
 from shoal.scheduler.records import (
     ERRED,
     FORGOTTEN,
@@ -44,7 +45,7 @@ from shoal.scheduler.records import (
     TaskRecord,
     WorkerRecord,
 )
-from shoal.scheduler.transitions import ROUTES, TRANSITIONS, Recs, by_priority
+from shoal.scheduler.transitions import ROUTES, TRANSITIONS, Recs, by_priority, leave_worker
 
 #: seconds assumed for a function never seen before
 UNKNOWN_DURATION = 0.5
@@ -74,10 +75,15 @@ class SchedulerState:
         # get queued tasks when the transitions are done (see transitions())
         self.freed: dict[WorkerRecord, None] = {}
         self.durations: dict[str, float] = {}
+        # stolen tasks -> the idle worker they go to (see work_stealing.py)
+        self.steal_targets: dict[TaskRecord, WorkerRecord] = {}
         # client.set_metadata(): nested dicts; a task's entry goes with it (forget)
         self.task_metadata: dict[Any, Any] = {}
         self.to_workers: dict[str, list[Any]] = {}
         self.to_clients: dict[str, list[Any]] = {}
+        # ReleaseKeys handled per client, not answered yet (see send_client):
+        # the answer travels with the client's next news, not on its own
+        self.release_acks: dict[str, int] = {}
         self.log: deque[tuple[str, Any, Any, str, float]] = deque(maxlen=log_size)
         self.validate = validate
         self.allowed_failures = allowed_failures
@@ -104,9 +110,22 @@ class SchedulerState:
             return
         out = self.to_clients.get(client_id)
         if out is None:
-            self.to_clients[client_id] = [msg]
-        else:
-            out.append(msg)
+            out = self.to_clients[client_id] = []
+        if self.release_acks:
+            acks = self.release_acks.pop(client_id, 0)
+            if acks:  # ahead of any news about keys it may want again
+                out.append(m.ReleaseHandled(acks))
+        out.append(msg)
+
+    def flush_release_acks(self) -> bool:
+        """Answer the releases no news has carried an answer to yet (called
+        now and then by the server, so that a quiet client learns too);
+        whether there were any."""
+        acks, self.release_acks = self.release_acks, {}
+        for client_id, n in acks.items():
+            if client_id in self.clients:
+                self.to_clients.setdefault(client_id, []).append(m.ReleaseHandled(n))
+        return bool(acks)
 
     def take_messages(self) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         """The messages produced since the last call, by destination."""
@@ -202,13 +221,29 @@ class SchedulerState:
         return ""
 
     def revoke(self, w: WorkerRecord, ts: TaskRecord) -> None:
-        """Tell ``w`` to drop its run of ``ts``, which the scheduler has taken
-        back.  Should ``w`` have finished just before, its report is already
-        on its way; it carries that run's id, which is no longer current
-        (``ts.run_id`` was reset when the task left ``w``), so it is ignored."""
+        """Take back the run of ``ts`` on ``w`` (the task is still in state
+        processing; the transition that follows moves it on) and tell ``w``
+        to drop it.  Should ``w`` have finished just before, its report is
+        already on its way; it carries that run's id, which is no longer
+        current (``ts.run_id`` is reset here), so it is ignored.
+
+        A running task cannot be stopped: until ``w`` answers ``RunsEnded``,
+        the run counts as busy there (``w.stopping``), so that tasks go to
+        idle threads rather than queue behind it.  Not counted: a seceded
+        run (its thread was replaced), and a run expected to be shorter than
+        a worker's backlog (``TARGET_BACKLOG``): it ends, or is skipped
+        unstarted, before a task queued behind it would wait noticeably, and
+        cancelling a big map of tiny tasks would otherwise make its workers
+        look busy for no reason."""
         if w.status == "closed":
-            return  # dead: it sends nothing more
-        self.send_worker(w, m.FreeKeys([ts.key]))
+            return  # dead: it sends nothing more, and its removal moves its tasks on
+        run = ts.run_id
+        counted = ts not in w.long_running and self.expected_duration(ts.prefix) >= TARGET_BACKLOG
+        if ts.processing_on is w:
+            leave_worker(self, ts)
+        if run and counted:
+            w.stopping.add(run)
+        self.send_worker(w, m.FreeKeys([ts.key], [run]))
 
     def forget(self, ts: TaskRecord) -> None:
         self.tasks.pop(ts.key, None)
@@ -270,6 +305,7 @@ class SchedulerState:
 
     def remove_client(self, client_id: str, now: float = 0.0) -> None:
         c = self.clients.pop(client_id, None)
+        self.release_acks.pop(client_id, None)
         if c is None:
             return
         self._begin(f"client-left-{client_id}", now)
@@ -293,6 +329,7 @@ class SchedulerState:
                 self.submit_tasks(c, msg)
             elif t is m.ReleaseKeys:
                 self.release_keys(c, msg.keys)
+                self.release_acks[client_id] = self.release_acks.get(client_id, 0) + 1
             elif t is m.WantKeys:
                 self.want_keys(c, msg.keys)
             elif t is m.CancelKeys:
@@ -605,6 +642,10 @@ class SchedulerState:
                 self.data_missing(w, msg)
             elif t is m.TaskSeceded:
                 self.task_seceded(w, msg)
+            elif t is m.WorkerStatus:  # paused by its memory, or resumed
+                control_state.set_paused(self, w, msg.status == "paused")
+            elif t is m.RunsEnded:
+                w.stopping.difference_update(msg.run_ids)
             elif t is m.Heartbeat:
                 w.metrics = msg.metrics
                 w.memory = int(msg.metrics.get("memory", 0))
@@ -638,6 +679,9 @@ class SchedulerState:
         ts = self.tasks.get(msg.key)
         if ts is None or ts.processing_on is not w or msg.run_id != ts.run_id:
             return  # about a run taken back since
+        if msg.reschedule:  # the task asked to run again: not a failure
+            self.transitions({ts: WAITING})
+            return
         if ts.retries > 0:
             ts.retries -= 1
             self.transitions({ts: WAITING})
@@ -702,18 +746,30 @@ class SchedulerState:
             w.has_what.add(ts)
             w.nbytes += ts.nbytes
 
-    def fill_worker(self, w: WorkerRecord) -> None:
-        """Give ``w`` queued root tasks while it has free slots."""
+    def has_queued(self) -> bool:
+        """Whether tasks wait in the queue.  Entries of tasks that left it
+        (released, cancelled, done elsewhere) are dropped lazily, here: a
+        queue of such leftovers alone must not make new tasks wait in it."""
         queued = self.queued
-        if not queued:
-            return
-        limit = worker_slots(w, self.expected_duration(queued[0][2].prefix))
-        while queued and w.busy < limit:
+        while queued and queued[0][2].state is not QUEUED:
+            heapq.heappop(queued)
+        return bool(queued)
+
+    def fill_worker(self, w: WorkerRecord) -> None:
+        """Give ``w`` queued root tasks while it has free slots.  The slots
+        depend on the duration of the task at the head of the queue (many
+        for tiny tasks, one ahead per thread for long ones), so they are
+        counted for each task taken, never from an entry that left the
+        queue: a cancelled tiny task there made long ones pile up on one
+        worker, behind each other."""
+        queued = self.queued
+        while self.has_queued() and w.busy < worker_slots(
+            w, self.expected_duration(queued[0][2].prefix)
+        ):
             ts = heapq.heappop(queued)[2]
-            if ts.state is QUEUED:
-                self.assign(ts, w)
-                self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
-                self.transition_counter += 1  # the log's readers count entries by it
+            self.assign(ts, w)
+            self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))
+            self.transition_counter += 1  # the log's readers count entries by it
 
     # ------------------------------------------------------------------ queries
 

@@ -92,7 +92,8 @@ def _maybe_forget(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
         released_forgotten(state, ts, recs)
 
 
-def _leave_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | None:
+def leave_worker(state: SchedulerState, ts: TaskRecord) -> WorkerRecord | None:
+    """``ts`` no longer runs on its worker (if it did): free its slot there."""
     w = ts.processing_on
     ts.run_id = 0  # any report about that run is stale from now on
     if w is not None:
@@ -199,7 +200,7 @@ def no_worker_processing(state: SchedulerState, ts: TaskRecord, recs: Recs) -> N
 
 def processing_memory(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     # fields (nbytes, value, who_has) were set by SchedulerState.task_finished
-    _leave_worker(state, ts)
+    leave_worker(state, ts)
     ts.state = MEMORY
     ts.suspicious = 0
     _becomes_available(state, ts, recs)
@@ -224,7 +225,7 @@ def waiting_memory(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     if ts.state is QUEUED:
         pass  # lazily dropped from the heap
     state.unrunnable.discard(ts)
-    _leave_worker(state, ts)
+    leave_worker(state, ts)
     ts.state = MEMORY
     _becomes_available(state, ts, recs)
     _deps_lose_waiter(ts, recs)
@@ -246,7 +247,7 @@ def erred_memory(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
 
 
 def processing_erred(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
-    _leave_worker(state, ts)
+    leave_worker(state, ts)
     _become_erred(state, ts, recs)
 
 
@@ -293,7 +294,7 @@ def processing_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> Non
         else:
             waiting_released(state, ts, recs)
         return
-    _leave_worker(state, ts)
+    leave_worker(state, ts)
     _revoke_pipelined(state, ts, recs)
     state.unrunnable.discard(ts)
     ts.state = WAITING
@@ -329,10 +330,16 @@ def memory_waiting(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
 
 def processing_released(state: SchedulerState, ts: TaskRecord, recs: Recs) -> None:
     if ts.n_wanted or ts.n_waiters:
-        return  # still needed by someone else
-    w = _leave_worker(state, ts)
-    if w is not None:
-        state.revoke(w, ts)
+        # still needed by someone else (a stale recommendation): it goes on
+        # running, unless its run is gone (taken back, or its worker died),
+        # whose recommendation to run again this one overwrote
+        w = ts.processing_on
+        if w is None or w.status == "closed":
+            recs[ts] = WAITING
+        return
+    if ts.processing_on is not None:
+        state.revoke(ts.processing_on, ts)
+    leave_worker(state, ts)  # revoke() left it already, unless its worker died
     ts.state = RELEASED
     _deps_lose_waiter(ts, recs)
     _maybe_forget(state, ts, recs)

@@ -67,6 +67,9 @@ def check_quiescent(sim: Simulation) -> None:
         if expected != held or wr.processing or w.state.executing or w.state.in_flight:
             sim.fail(f"{address} holds {held}, the scheduler thinks {expected} "
                       f"(processing {list(wr.processing)}, executing {sorted(w.state.executing)})")
+        if wr.stopping:  # every run taken back has ended: its slot must be free again
+            sim.fail(f"the scheduler still counts runs {sorted(wr.stopping)} taken back from "
+                      f"{address} as holding threads")
 
 def check_stored_value(sim: Simulation, key: str) -> None:
     ts = sim.scheduler.tasks[key]

@@ -421,7 +421,7 @@ class SimClient:
                     f = self.futures.get(key)
                     if f is not None and f.status not in (CANCELLED, UNKNOWN):
                         f.status = UNKNOWN if "does not know" in msg.reason else LOST
-            elif t is not m.WorkersChanged:
+            elif t is not m.WorkersChanged and t is not m.ReleaseHandled:
                 self.sim.fail(f"client {self.id} got an unexpected {t.__name__}")
 
 

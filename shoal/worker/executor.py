@@ -30,45 +30,20 @@ from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from shoal.errors import Reschedule
 from shoal.protocol.serialize import (
     Payload,
     dumps,
     dumps_exception,
-    loads,
     loads_function,
     loads_task_args,
 )
 from shoal.worker import shm
 from shoal.worker.failures import log_task_failure
 from shoal.worker.sizeof import sizeof
+from shoal.worker.spill import LazyValue, SpillBuffer
 
 _local = threading.local()
-
-
-class LazyValue:
-    """A value that arrived serialized and has not been needed yet; it is
-    unpickled by the first task that uses it, on a task thread."""
-
-    __slots__ = ("payload",)
-
-    def __init__(self, payload: Payload) -> None:
-        self.payload = payload
-
-
-class Store(dict):  # type: ignore[type-arg]
-    """The worker's values by key.  Reading a ``LazyValue`` unpickles it,
-    once, except for objects that ask to be unpickled afresh for each reader
-    (a class attribute ``_unpickle_per_read``): actor handles, which claim
-    their actor through the reader's client while the reader holds them."""
-
-    def __getitem__(self, key: str) -> Any:
-        value = dict.__getitem__(self, key)
-        if type(value) is LazyValue:
-            loaded = loads(value.payload)
-            if not getattr(type(loaded), "_unpickle_per_read", False):
-                dict.__setitem__(self, key, loaded)
-            return loaded
-        return value
 
 
 class Success:
@@ -95,14 +70,16 @@ class Skipped:
 
 
 class Failure:
-    __slots__ = ("duration", "exception", "key", "text", "traceback")
+    __slots__ = ("duration", "exception", "key", "reschedule", "text", "traceback")
 
-    def __init__(self, key: str, exception: Payload, traceback: Payload, text: str, duration: float):
+    def __init__(self, key: str, exception: Payload, traceback: Payload, text: str, duration: float,
+                 reschedule: bool = False):
         self.key = key
         self.exception = exception
         self.traceback = traceback
         self.text = text
         self.duration = duration
+        self.reschedule = reschedule  # the task raised Reschedule
 
 
 def current_task() -> tuple[Any, str] | None:
@@ -117,7 +94,7 @@ class TaskExecutor:
         loop: asyncio.AbstractEventLoop,
         on_results: Callable[[list[Success | Failure | Skipped]], None],
         functions: MutableMapping[bytes, Any],
-        data: Store,
+        data: SpillBuffer,
         worker: Any = None,
         inline_limit: int | None = None,
         is_cancelled: Callable[[str], bool] | None = None,
@@ -249,18 +226,22 @@ class TaskExecutor:
             except BaseException as e:
                 stop = time.perf_counter()
                 exc, tb, text = dumps_exception(e)
-                result = Failure(key, exc, tb, text, stop - start)
+                reschedule = isinstance(e, Reschedule)
+                result = Failure(key, exc, tb, text, stop - start, reschedule)
                 self.runs.append((next(self.run_seq), key, start, stop, ident, 0, None))
-                # while the task is current: forwarded logging takes it along
-                log_task_failure(key, func, a, kw, e, text, self.failed_args_chars)
+                if not reschedule:
+                    # while the task is current: forwarded logging takes it along
+                    log_task_failure(key, func, a, kw, e, text, self.failed_args_chars)
                 del e
             finally:
                 _local.task = None
                 del running[ident]
             if push_to and type(result) is Success and result.inline is not None and not actor \
-                    and self.push is not None and self._queue.empty():
+                    and self.push is not None and self._queue.empty() \
+                    and not (self.is_cancelled is not None and self.is_cancelled(key)):
                 # nothing queued behind it: the client that waits hears now,
-                # not after a trip through this loop and the scheduler
+                # not after a trip through this loop and the scheduler (not
+                # for a run taken back: the client may want the key anew)
                 self.push(push_to, result)
             self._done.append(result)
             # the task's function and arguments go now, not when this thread's
@@ -295,6 +276,10 @@ class TaskExecutor:
     def _success(self, key: str, value: Any, duration: float) -> Success:
         nbytes = sizeof(value)
         inline = None
+        if nbytes >= self.inline_limit:
+            # past the memory target: older values go to disk first, from
+            # this thread (see SpillBuffer.make_room)
+            self.data.make_room(nbytes)
         if nbytes >= shm.SHM_MIN_BYTES:
             moved = shm.share(value)
             if moved is not None:
@@ -338,4 +323,4 @@ def _type_name(value: Any) -> str:
     return f"{mod}.{t.__qualname__}"
 
 
-__all__ = ["Failure", "LazyValue", "Skipped", "Store", "Success", "TaskExecutor", "current_task"]
+__all__ = ["Failure", "LazyValue", "Skipped", "Success", "TaskExecutor", "current_task"]

@@ -30,12 +30,13 @@ from shoal.comm.pool import ConnectionPool
 from shoal.errors import CommClosedError, RemoteProtocolError, SerializationError
 from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import dumps, dumps_exception, loads
+from shoal.protocol.serialize import Payload, dumps, dumps_exception, loads
 from shoal.worker import context, shm
 from shoal.worker import state as ws
 from shoal.worker.control import WorkerControl
 from shoal.worker.events import WorkerEvents
-from shoal.worker.executor import LazyValue, Skipped, Store, Success, TaskExecutor
+from shoal.worker.executor import LazyValue, Skipped, Success, TaskExecutor
+from shoal.worker.memory_manager import WorkerMemoryManager
 from shoal.worker.observability import WorkerObservability
 from shoal.worker.plugins import WorkerPlugins
 
@@ -81,7 +82,9 @@ class WorkerServer:
         # the address to tell others, when not the one listened on (NAT, containers)
         self.contact_address = contact_address
         self.address = ""
-        self.data = Store()
+        # the values held here, spilled to disk past the memory target
+        self.memory = WorkerMemoryManager(self, memory_limit)
+        self.data = self.memory.data
         self.functions: dict[bytes, Any] = {}
         self.actors: dict[str, Any] = {}
         self.shared: dict[str, shm.SharedRecord] = {}  # values held in shared memory
@@ -131,7 +134,8 @@ class WorkerServer:
         if not self.name:
             self.name = self.address
         await self._setup()
-        self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate)
+        self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate,
+                                    **self.memory.state_options())
         self.executor = TaskExecutor(
             self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self,
             is_cancelled=self._is_cancelled, push=self._push_result,
@@ -157,6 +161,7 @@ class WorkerServer:
         self.scheduler.keeps_loop_polling = False
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
         self.status = "running"
+        self.memory.start()
         context.worker_started(self)
         self._spawn(self._heartbeat())
         logger.info("worker %s (%s) connected to %s", self.address, self.name, self.scheduler_address)
@@ -201,7 +206,7 @@ class WorkerServer:
             client, self._client = self._client, None
             await self.loop.run_in_executor(None, client.close)
         self.actors.clear()
-        self.data.clear()
+        self.memory.close()  # drops the data, spilled files included
         for record in self.shared.values():
             record.close()
         self.shared.clear()
@@ -225,7 +230,7 @@ class WorkerServer:
             try:
                 metrics = {
                     **self._metrics(),
-                    "memory": proc.memory_info().rss,
+                    **self.memory.metrics(),  # process memory, spilled bytes, paused
                     "cpu": proc.cpu_percent(),
                     "num_fds": proc.num_fds() if hasattr(proc, "num_fds") else 0,
                     "executing": len(self.state.executing),
@@ -355,6 +360,22 @@ class WorkerServer:
                 self._spawn(self._gather_dep(ins.worker, ins.keys))
         if msgs:
             self._send_scheduler(msgs)
+        self.memory.data_added()
+
+    def _memory_paused(self, paused: bool) -> None:
+        """The memory monitor says: stop (or resume) starting tasks and
+        fetching dependencies; the scheduler hears it and sends no new work."""
+        if self.status != "running" or paused == self.state.paused:
+            return
+        self.state.set_paused(paused)
+        self._send_scheduler([m.WorkerStatus("paused" if paused else "running")])
+        self._carry_out()
+
+    def _spilled_shared(self, key: str) -> None:
+        """``key``'s value, held in shared memory, went to disk: let the
+        shared memory go (unless the key holds a new value meanwhile)."""
+        if key not in self.data.memory:
+            self._drop_shared(key)
 
     def _is_cancelled(self, key: str) -> bool:
         """Called from a task thread before it starts ``key``."""
@@ -376,7 +397,7 @@ class WorkerServer:
                         assert r.inline is not None
                         self.data[r.key] = LazyValue(r.inline)
                     else:
-                        self.data[r.key] = r.value
+                        self.data.set(r.key, r.value, r.nbytes)
                         if r.shared is not None:
                             self._drop_shared(r.key)
                             self.shared[r.key] = r.shared
@@ -386,9 +407,11 @@ class WorkerServer:
                 if self.plugins.observers:
                     self.plugins.transition(r.key, "executing", "memory")
             else:
-                state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration)
+                state.execute_failed(r.key, r.exception, r.traceback, r.text, r.duration,
+                                     r.reschedule)
                 if self.plugins.observers:
-                    self.plugins.transition(r.key, "executing", "error")
+                    self.plugins.transition(r.key, "executing",
+                                            "rescheduled" if r.reschedule else "error")
         self._carry_out()
 
     async def _fetch(self, worker: str, keys: list[str]) -> m.DataReply:
@@ -508,17 +531,19 @@ class WorkerServer:
         shared = {}
         same_host = bool(msg.shm_host) and msg.shm_host == shm.host_identity()
         for key in msg.keys:
+            record = self.shared.get(key) if same_host else None
+            if record is not None and key in self.data.memory:
+                shared[key] = record.describe()
+                continue
             try:
-                value = dict.__getitem__(self.data, key)
+                # the serialized form when there is one (spilled: read from
+                # its file, mapped, without bringing it back to memory)
+                value = self.data.payload(key)
             except KeyError:
                 missing.append(key)
                 continue
-            record = self.shared.get(key) if same_host else None
-            if record is not None:
-                shared[key] = record.describe()
-                continue
-            if type(value) is LazyValue:
-                data[key] = value.payload
+            if type(value) is Payload:
+                data[key] = value
                 continue
             try:
                 data[key] = dumps(value)

@@ -17,6 +17,10 @@ A key in memory is *reported* when the scheduler knows this worker holds it
 (computed here, fetched and announced, or scattered here); only the scheduler
 frees reported keys.  Copies that came inline with a task are private and
 dropped as soon as no local task needs them.
+
+A *paused* worker (its memory past the pause threshold, see
+``worker/memory.py``) starts no task and no fetch until it is resumed; what
+runs goes on, and it still serves its data to others.
 """
 
 from __future__ import annotations
@@ -150,6 +154,7 @@ class WorkerState:
         self.to_fetch: dict[str, None] = {}  # keys in FETCH, oldest first
         self.nbytes = 0  # bytes of values in memory
         self.mean_duration: float | None = None  # of recent tasks (seconds)
+        self.paused = False  # memory past the pause threshold: start nothing new
         self.to_scheduler: list[Any] = []
         self.instructions: list[Any] = []
         self._seq = 0
@@ -172,7 +177,9 @@ class WorkerState:
             if t is m.ExecuteTask:
                 self.execute_task(msg)
             elif t is m.FreeKeys:
-                self.free_keys(msg.keys)
+                self.free_keys(msg.keys, msg.run_ids)
+            elif t is m.StealRequest:
+                self.steal_request(msg.key, msg.run_id)
             else:
                 unhandled.append(msg)
         self._advance()
@@ -182,6 +189,10 @@ class WorkerState:
         key = msg.key
         ts = self.tasks.get(key)
         if ts is not None:
+            if ts.state is CANCELLED:
+                # asked again while still running: the run goes on as the new
+                # one, and the one taken back no longer holds the thread
+                self._cancelled_run_ended(ts)
             ts.run_id = msg.run_id  # reports now answer this request
             if ts.state is MEMORY:
                 ts.reported = True
@@ -257,9 +268,16 @@ class WorkerState:
         self._seq += 1
         heapq.heappush(self.ready, (ts.priority, self._seq, ts.key))
 
-    def free_keys(self, keys: list[str]) -> None:
-        for key in keys:
+    def free_keys(self, keys: list[str], run_ids: list[int] | None = None) -> None:
+        """Forget ``keys``.  ``run_ids`` pairs each with the run the scheduler
+        takes back (0: none); each is answered with ``RunsEnded``, now if the
+        run holds no thread, else when it ends (see ``_cancelled_run_ended``)."""
+        ended = []
+        for i, key in enumerate(keys):
             ts = self.tasks.get(key)
+            run = run_ids[i] if run_ids else 0
+            if run and (ts is None or ts.run_id != run or ts.state is not EXECUTING):
+                ended.append(run)
             if ts is None:
                 continue
             st = ts.state
@@ -275,6 +293,25 @@ class WorkerState:
                 self._forget(ts)
             else:
                 ts.func = ts.args = None  # no longer to be computed here
+        if ended:
+            self.to_scheduler.append(m.RunsEnded(ended))
+
+    def _cancelled_run_ended(self, ts: WorkerTask) -> None:
+        """The run of ``ts`` that the scheduler took back has ended (or was
+        skipped): its thread is free."""
+        if ts.run_id:
+            self.to_scheduler.append(m.RunsEnded([ts.run_id]))
+
+    def steal_request(self, key: str, run_id: int) -> None:
+        """The scheduler would give ``key`` to an idle worker: give it back
+        if this run has not started (and is not also being fetched here)."""
+        ts = self.tasks.get(key)
+        stolen = (ts is not None and ts.run_id == run_id and ts.func is not None
+                  and ts.state in (WAITING, READY))
+        if stolen:
+            assert ts is not None
+            self._forget(ts)
+        self.to_scheduler.append(m.StealResponse(key, run_id, stolen))
 
     def _forget(self, ts: WorkerTask) -> None:
         """Drop a task and its data; release the deps it held."""
@@ -311,6 +348,7 @@ class WorkerState:
             self._advance()
             return
         if ts.state is CANCELLED:
+            self._cancelled_run_ended(ts)
             if ts.dependents:
                 self._refetch(ts)
             else:
@@ -329,14 +367,20 @@ class WorkerState:
         self._advance()
 
     def execute_failed(
-        self, key: str, exception: Payload, traceback: Payload, text: str, duration: float
+        self, key: str, exception: Payload, traceback: Payload, text: str, duration: float,
+        reschedule: bool = False,
     ) -> None:
+        """The task raised (``reschedule``: it raised ``Reschedule``, asking to
+        run again rather than failing); the scheduler hears of it."""
         ts = self.tasks.get(key)
         self.executing.discard(key)
         self._record_duration(duration)
         if ts is not None:
             if ts.state is not CANCELLED:
-                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration, ts.run_id))
+                self.to_scheduler.append(m.TaskFailed(key, exception, traceback, text, duration,
+                                                      ts.run_id, reschedule))
+            else:
+                self._cancelled_run_ended(ts)
             if ts.state is CANCELLED and ts.dependents:
                 self._refetch(ts)
             else:
@@ -504,8 +548,18 @@ class WorkerState:
                 if d.n_missing == 0:
                     self._make_ready(d)
 
+    def set_paused(self, paused: bool) -> None:
+        """Pause (start no task, no fetch) or resume."""
+        self.paused = paused
+        self._advance()
+
     def _advance(self) -> None:
-        """Start what can start: tasks on free threads, fetches on free peers."""
+        """Start what can start: tasks on free threads, fetches on free peers
+        (nothing while paused)."""
+        if self.paused:
+            if self.validate:
+                self.check_invariants()
+            return
         ready = self.ready
         limit = self.execution_slots()
         while ready and len(self.executing) < limit:
@@ -541,6 +595,7 @@ class WorkerState:
         ts = self.tasks.get(key)
         self.executing.discard(key)
         if ts is not None and ts.state is CANCELLED:
+            self._cancelled_run_ended(ts)
             if ts.dependents:
                 self._refetch(ts)
             else:

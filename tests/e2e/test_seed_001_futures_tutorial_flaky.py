@@ -122,7 +122,7 @@ def test_cells3_to_6_submit_and_result(client: Client) -> None:
     assert future.result(timeout=10) == 2
     # seed 001, [5]: the future, checked again later, has finished
     assert future.status == "finished"
-    assert future.type == "int"
+    assert future.type is int
     assert "status: finished" in repr(future)
 
 

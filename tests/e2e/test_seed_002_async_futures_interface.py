@@ -283,7 +283,7 @@ def test_asynchronous_computation_rosenbrock_search_with_as_completed_add(
     assert len(source["x"]) == 20
     # 10 in flight at the start; each iteration took one and added one
     assert iterator.count() == 10
-    assert new_point.key in {f.key for f in iterator._pending} | {f.key for f in iterator._ready}
+    assert new_point.key in {f.key for f in [*iterator._pending.values(), *iterator._ready]}
 
     # seed 002, "# clean up": del futures[:], new_point, iterator, res
     # (dropping the futures still in flight: the scheduler forgets them all)

@@ -262,7 +262,7 @@ def test_scatter_data(client: Client) -> None:
     large_dataset = client.scatter(big_data)  # Returns future
     assert isinstance(large_dataset, Future)
     assert large_dataset.status == "finished"
-    assert large_dataset.type == "numpy.ndarray"
+    assert large_dataset.type is np.ndarray
     assert len(client.who_has([large_dataset])[large_dataset.key]) == 1  # one copy
     # Use scattered data in multiple tasks
     futures = [client.submit(process, large_dataset, i) for i in range(100)]
@@ -673,7 +673,7 @@ def test_best_practice_1_pre_scatter_large_data(client: Client) -> None:
 
     # Upload once, use many times
     large_data = client.scatter(big_dataset)
-    assert large_data.type in ("ndarray", "numpy.ndarray")
+    assert large_data.type is np.ndarray
     futures = [client.submit(process, large_data, i) for i in range(10)]
     assert client.gather(futures) == [float(big_dataset[i::10].sum()) for i in range(10)]
 

@@ -14,6 +14,8 @@ import pytest
 import shoal
 from shoal import Client, LocalCluster
 
+from ..conftest import poll_until
+
 
 def inc(x: int) -> int:
     return x + 1
@@ -231,3 +233,58 @@ def test_cancel_with_a_reason_and_a_message(cluster: LocalCluster, client: Clien
         with pytest.raises(FutureCancelledError, match="shutting down"):
             theirs.result(timeout=10)
     gate.set()
+
+
+def span_of(span_id: str, dask_scheduler: object) -> dict[str, object]:
+    s = dask_scheduler.spans[span_id]  # type: ignore[attr-defined]
+    return {"name": s.name, "parent": s.parent.id if s.parent else None,
+            "children": [c.id for c in s.children], "keys": sorted(s.keys),
+            "states": {k: v for k, v in s.states.items() if v}, "done": s.done,
+            "timed": s.enqueued <= s.start <= s.stop}
+
+
+def test_spans_group_the_tasks_submitted_inside(client: Client) -> None:
+    with shoal.span("load") as outer:
+        a = client.map(inc, range(3), pure=False)
+        with shoal.span("clean") as inner:
+            b = client.submit(sum, a, pure=False)
+    c = client.submit(inc, 100, pure=False)  # outside any span
+    assert b.result(timeout=10) == 6 and c.result(timeout=10) == 101
+
+    def settled() -> bool:
+        got = client.run_on_scheduler(span_of, inner)
+        return bool(got["done"])
+
+    assert poll_until(settled, timeout=10)
+    o, i = client.run_on_scheduler(span_of, outer), client.run_on_scheduler(span_of, inner)
+    assert o["name"] == ("load",) and i["name"] == ("load", "clean")
+    assert i["parent"] == outer and o["children"] == [inner]
+    assert o["keys"] == sorted(f.key for f in a) and i["keys"] == [b.key]
+    assert o["states"] == {"memory": 3} and i["states"] == {"memory": 1} and i["timed"]
+    with pytest.raises(ValueError, match="at least one span tag"), shoal.span():
+        pass
+
+
+def test_wait_on_cancelled_futures_raises_grouped_by_reason(client: Client) -> None:
+    from shoal.errors import FuturesCancelledError
+
+    gate = shoal.Event(client=client)
+    a = client.submit(lambda e: e.wait(30), gate, pure=False)
+    b = client.submit(lambda e: e.wait(30), gate, pure=False)
+    c = client.submit(inc, 1, pure=False)
+    a.cancel(reason="first reason")
+    b.cancel(reason="second reason", msg="details")
+    gate.set()  # the cancelled runs end and free the two threads for c
+    with pytest.raises(FuturesCancelledError) as info:
+        shoal.wait([a, b, c], timeout=10)
+    assert sorted(g.reason for g in info.value.error_groups) == ["first reason", "second reason"]
+    assert "2 Futures cancelled" in str(info.value) and "details" in str(info.value)
+    assert isinstance(info.value, shoal.CancelledError)
+
+
+def test_closing_the_default_client_makes_the_previous_one_default(cluster: LocalCluster) -> None:
+    with Client(cluster) as first:
+        second = Client(cluster)
+        assert shoal.default_client() is second
+        second.close()
+        assert shoal.default_client() is first

@@ -352,3 +352,20 @@ def test_get_from_inside_a_task_secedes(client: Client) -> None:
     # leaving the thread pool while they wait, they would hold every thread
     futures = client.map(compute_inside, range(4))
     assert client.gather(futures) == [2 * (n + 1) for n in range(4)]
+
+
+def test_normalize_collection_reuses_futures_this_client_holds(client: Client) -> None:
+    da = pytest.importorskip("dask.array")
+    x = da.arange(20, chunks=5) + 1
+    y = (x * 2).sum()
+    held = client.persist(x)  # x's chunks are futures now, under x's keys
+    wait(held)
+    normalized = client.normalize_collection(y)
+    graph = dict(normalized.__dask_graph__())
+    assert len(graph) < len(dict(y.__dask_graph__()))  # arange's tasks are gone
+    assert all(isinstance(graph[k], Future) for k in x.__dask_keys__())
+    assert client.compute(normalized).result(timeout=10) == int((x * 2).sum().compute(scheduler="sync"))
+    fresh = da.ones(4, chunks=2)
+    assert client.normalize_collection(fresh) is fresh  # nothing held: the same object
+    with pytest.raises(TypeError, match="dask collection"):
+        client.normalize_collection([1, 2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 from operator import add
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def test_future_repr_status_and_type(client: Client) -> None:
     f = client.submit(inc, 10)
     assert f.result(timeout=10) == 11
     assert f.status == "finished" and f.done()
-    assert f.type == "int"
+    assert f.type is int
     assert repr(f).startswith("<Future: inc status: finished, type: int, key: inc-")
     assert "finished" in f._repr_html_()
     pending = client.submit(slow_inc, 1, 2.0)
@@ -179,3 +180,71 @@ def test_large_values_between_workers_and_to_the_client(shm_setting: str, monkey
         assert c.submit(lambda x: float(x[0]), big, workers=[a], pure=False).result(timeout=30) == 0.0
         scattered = c.scatter(np.ones(n), hash=False)
         assert c.submit(total, scattered, workers=[b], pure=False).result(timeout=30) == n
+
+
+def test_a_task_raising_reschedule_runs_again(client: Client, tmp_path: Path) -> None:
+    """``Reschedule`` stops the task and has the scheduler run it again: the
+    future never errs (dask's semantics; where it runs next is the scheduler's choice)."""
+    marker = tmp_path / "attempts"
+
+    def flaky_placement(path: str) -> int:
+        import pathlib
+
+        import shoal
+
+        p = pathlib.Path(path)
+        attempts = int(p.read_text()) + 1 if p.exists() else 1
+        p.write_text(str(attempts))
+        if attempts < 3:
+            raise shoal.Reschedule()
+        return attempts
+
+    f = client.submit(flaky_placement, str(marker), pure=False)
+    assert f.result(timeout=20) == 3
+    assert f.status == "finished"
+
+
+def test_future_type_bind_client_and_substitute(client: Client) -> None:
+    """dask's Future members: ``type`` is the type itself, ``bind_client``
+    moves the handle to another client, ``substitute`` is TaskRef's."""
+    f = client.submit(sum, [1, 2])
+    f.result(timeout=10)
+    assert f.type is int
+    g = client.submit(lambda: {"a": 1})
+    g.result(timeout=10)
+    assert g.type is dict
+    assert f.substitute({f.key: 42}) == 42 and f.substitute({}) is f
+    with Client(client.cluster if client.cluster is not None else client.scheduler_address) as other:
+        h = Future(f.key, client)
+        h.bind_client(other)
+        assert h.client is other and h.result(timeout=10) == 3
+    with pytest.raises(ValueError, match="state"):
+        Future(f.key, client, state=g._state)
+
+
+def test_a_collection_during_submit_cannot_strand_the_new_future(client: Client) -> None:
+    """The key's last old future, held only by a reference cycle, is freed by
+    a garbage collection that runs while submit makes the new future: the
+    new future must still get its task (it stayed pending forever)."""
+    import gc
+
+    class Cycle:
+        pass
+
+    old = client.submit(inc, 1)
+    assert old.result(timeout=10) == 2
+    holder = Cycle()
+    holder.self, holder.future = holder, old  # type: ignore[attr-defined]
+    del old, holder
+    original = Future.__init__
+
+    def collecting_init(self: Future[Any], *args: Any, **kwargs: Any) -> None:
+        gc.collect()  # frees the cycle now, in the middle of submit
+        original(self, *args, **kwargs)
+
+    Future.__init__ = collecting_init  # type: ignore[method-assign]
+    try:
+        new = client.submit(inc, 1)
+    finally:
+        Future.__init__ = original  # type: ignore[method-assign]
+    assert new.result(timeout=10) == 2

@@ -106,10 +106,11 @@ def test_a_subscribed_worker_that_dies_changes_nothing_but_the_path(tmp_path: Pa
     with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster, timeout=10) as client:
         client.submit(inc, 1, pure=False).result(timeout=10)
         poll(lambda: subscribed(client), "the subscription to the worker")
-        # lone tasks go to the same idle worker: the one subscribed to, which
-        # this one kills; the task runs again on another worker
+        # the task goes to the worker subscribed to, and kills it; it runs
+        # again on another worker
         subscribed_to = {w for w, conn in client._subscriptions.items() if conn is not None}
-        assert client.submit(die_once, str(tmp_path / "flag")).result(timeout=30) == 42
+        assert client.submit(die_once, str(tmp_path / "flag"), workers=sorted(subscribed_to),
+                             allow_other_workers=True).result(timeout=30) == 42
         client.wait_for_workers(2, timeout=30)  # the dead one was restarted
         assert not subscribed_to & set(client.scheduler_info()["workers"])  # it was that one
         pushed = client._pushed

@@ -33,24 +33,8 @@ KWARGS_FORWARDED = {
 GAPS: dict[str, str] = {
     'ActorFuture.__init__(io_loop=)': 'deliberate: made by shoal, never by users; it holds a concurrent future, not an IOLoop',
     'ActorFuture.__init__(positional order)': 'deliberate: made by shoal, never by users',
-    'Adaptive': 'issue 13: deployment and adaptive scaling',
-    'Client.amm': 'issue 11: the Active Memory Manager belongs with memory management',
-    'Client.normalize_collection': 'issue 9, in progress: dask collections and progress',
-    'Future.__init__(_id=)': 'issue 9, to do',
-    'Future.__init__(positional order)': 'issue 9, to do',
-    'Future.__init__(state=)': 'issue 9, to do',
-    'Future.bind_client': 'issue 9, to do',
-    'Future.substitute': 'issue 9, to do',
-    'LocalCluster.adapt': 'issue 13: deployment and adaptive scaling',
-    'Reschedule': 'issue 9, to do',
-    'SSHCluster': 'issue 13: deployment and adaptive scaling',
     'Security': 'issue 10: security',
-    'SpecCluster': 'issue 13: deployment and adaptive scaling',
-    'SubprocessCluster': 'issue 13: deployment and adaptive scaling',
-    'as_completed.__init__(timeout=)': 'issue 9, to do',
-    'as_completed.condition': 'issue 9, to do',
-    'as_completed.next': 'issue 9, to do',
-    'span': 'issue 9, to do',
+    'as_completed.condition': 'deliberate: the asyncio.Condition inside dask\'s implementation, not an interface; shoal\'s as_completed has none',
 }
 
 

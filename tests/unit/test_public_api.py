@@ -11,13 +11,14 @@ PUBLIC = {
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Actor", "ActorFuture",
     "BaseActorFuture", "CancelledError", "Client", "MultiLock", "Semaphore",
     "CommClosedError", "Event", "Future", "Lock", "Queue", "Variable", "FutureLost", "KilledWorker", "LocalCluster", "RemoteException",
-    "Nanny", "Scheduler", "Worker", "performance_report", "widgets",
+    "Nanny", "Scheduler", "Worker", "Adaptive", "SpecCluster", "SSHCluster", "SubprocessCluster",
+    "performance_report", "widgets",
     "SerializationError", "ShoalError", "as_completed", "default_client", "fire_and_forget",
     "futures_of", "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
     "WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "PipInstall", "CondaInstall", "InstallPlugin",
     "Environ", "UploadFile", "UploadDirectory", "Status", "sync", "TimeoutError",
     "CompatibleExecutor", "config", "dask", "rpc", "connect", "local_client", "get_task_metadata",
-    "print", "warn", "get_task_stream",
+    "print", "warn", "get_task_stream", "Reschedule", "span",
 }
 
 

@@ -295,7 +295,8 @@ def test_queued_task_starts_when_a_release_frees_a_slot() -> None:
     client releases the running tasks.  The queued task must go to the worker
     at once.  Before the fix it waited for that worker's next message, which
     never came when nothing else ran there (a real worker's heartbeat would
-    eventually unstick it).  (Seed 3031.)"""
+    eventually unstick it).  (Seed 3031.)  A run taken back may still hold
+    the thread until the worker says it ended, but the slot ahead is free."""
     s = make_state(1)
     submit(s, "c", spec("a-1"), spec("b-1"), spec("q-1"))
     assert s.tasks["q-1"].state is QUEUED
@@ -380,18 +381,154 @@ def test_when_an_input_fails_the_tasks_sent_ahead_are_taken_back() -> None:
     submit(s, "c", spec("a-1"), spec("b-1", deps=("a-1",)))
     s.take_messages()
     ts_a = s.tasks["a-1"]
+    run_b = s.tasks["b-1"].run_id
     s.handle_worker("w0", [m.TaskFailed("a-1", ARGS, ARGS, "boom", 0.1, ts_a.run_id)], 2.0)
     assert s.tasks["b-1"].state is ERRED
     to_workers, _ = s.take_messages()
-    assert m.FreeKeys(["b-1"]) in to_workers["w0"]
+    assert m.FreeKeys(["b-1"], [run_b]) in to_workers["w0"]
     check_invariants(s)
 
     s = make_state(1)
     submit(s, "c", m.TaskSpec("a-1", FUNC_ID, ARGS, [], 0, 1), spec("b-1", deps=("a-1",)))
     s.take_messages()
+    run_b = s.tasks["b-1"].run_id
     s.handle_worker("w0", [m.TaskFailed("a-1", ARGS, ARGS, "boom", 0.1, s.tasks["a-1"].run_id)], 2.0)
     to_workers, _ = s.take_messages()
-    assert m.FreeKeys(["b-1"]) in to_workers["w0"]
+    assert m.FreeKeys(["b-1"], [run_b]) in to_workers["w0"]
     assert s.tasks["a-1"].state is PROCESSING  # the retry
     assert s.tasks["b-1"].state is PROCESSING  # sent ahead again, after the retry
+    check_invariants(s)
+
+
+def test_a_task_that_raises_reschedule_runs_again_without_erring() -> None:
+    """A task raised ``Reschedule`` on w0: the scheduler runs it again (a
+    fresh run, any worker its rules pick), counting no failure and keeping
+    its retries; the client hears nothing until the result."""
+    s = make_state(2)
+    submit(s, "c", m.TaskSpec("x-1", FUNC_ID, ARGS, [], 0, 2, None))
+    ts = s.tasks["x-1"]
+    first_run, first_worker = ts.run_id, ts.processing_on
+    assert first_worker is not None
+    s.take_messages()
+    exc, tb = dumps_task_args((), {})[0], dumps_task_args((), {})[0]
+    s.handle_worker(first_worker.address, [m.TaskFailed("x-1", exc, tb, "Reschedule", 0.1, first_run,
+                                                        reschedule=True)], 2.0)
+    assert ts.state is PROCESSING and ts.run_id != first_run and ts.retries == 2
+    _, to_clients = s.take_messages()
+    assert not to_clients.get("c")  # no TaskErred
+    finished(s, ts.processing_on.address, "x-1")
+    assert ts.state is MEMORY
+
+
+# ---------------------------------------------------------------------------
+# idle threads first, whatever earlier work left behind
+# ---------------------------------------------------------------------------
+
+
+def test_a_run_taken_back_keeps_its_thread_busy_until_it_ends() -> None:
+    """A cancelled task goes on running on its thread (threads cannot be
+    stopped).  The next task must go to the idle worker, not queue behind
+    it; once the worker says the run ended, its thread is free again.
+    Before the fix the scheduler forgot the run at the cancel, and tasks
+    submitted next waited there while other threads idled (issue 9: three
+    sleeps on four threads came back out of order)."""
+    s = make_state(2)
+    submit(s, "c", spec("a-1"))
+    w0 = s.tasks["a-1"].processing_on
+    assert w0 is not None
+    run_a = s.tasks["a-1"].run_id
+    s.handle_client("c", [m.CancelKeys(["a-1"])], 2.0)
+    to_workers, _ = s.take_messages()
+    assert m.FreeKeys(["a-1"], [run_a]) in to_workers[w0.address]
+    assert w0.stopping == {run_a} and w0.busy == 1
+    submit(s, "c", spec("b-1"))
+    assert s.tasks["b-1"].processing_on is not w0
+    s.handle_worker(w0.address, [m.RunsEnded([run_a])], 3.0)
+    assert not w0.stopping and w0.busy == 0
+    submit(s, "c", spec("c-1"))
+    assert s.tasks["c-1"].processing_on is w0
+    check_invariants(s)
+
+
+def test_runs_taken_back_that_are_not_counted_as_busy() -> None:
+    """A task that seceded gave its thread's slot away: taking it back frees
+    nothing.  A tiny task ends (or is skipped unstarted) at once: cancelling
+    a big map of them must not make the worker look busy.  And a worker
+    cannot have more runs on its threads than it has threads."""
+    s = make_state(1)
+    submit(s, "c", spec("a-1"))
+    ts = s.tasks["a-1"]
+    s.handle_worker("w0", [m.TaskSeceded("a-1", ts.run_id)], 1.5)
+    s.handle_client("c", [m.CancelKeys(["a-1"])], 2.0)
+    assert not s.workers["w0"].stopping and s.workers["w0"].busy == 0
+
+    s = make_state(1, nthreads=2)
+    s.durations["tiny"] = 1e-5
+    tiny = [spec(f"tiny-{i:04x}") for i in range(100)]
+    submit(s, "c", *tiny)
+    s.handle_client("c", [m.CancelKeys([x.key for x in tiny])], 2.0)
+    assert not s.workers["w0"].stopping and s.workers["w0"].busy == 0
+
+    s = make_state(1, nthreads=2)
+    submit(s, "c", *(spec(f"slow-{i:04x}") for i in range(4)))  # 2 threads, 2 ahead
+    s.handle_client("c", [m.CancelKeys([f"slow-{i:04x}" for i in range(4)])], 2.0)
+    w0 = s.workers["w0"]
+    assert len(w0.stopping) == 4 and w0.busy == 2
+
+
+def test_queued_long_tasks_are_not_stacked_by_the_duration_of_stale_entries() -> None:
+    """Two one-thread workers are full of tiny tasks; more tiny ones wait in
+    the queue, then three long ones; the queued tiny ones are cancelled (their
+    entries leave the queue lazily).  When a worker frees up, the long tasks
+    must get the slots of *long* tasks (one running, one ahead), not the 200
+    extra slots the cancelled tiny entry at the head of the queue suggested:
+    all three went to the first free worker, behind each other, while the
+    other one was about to idle."""
+    s = make_state(2)
+    s.durations["tiny"] = 1e-5
+    s.durations["slow"] = 1.0
+    tiny = [spec(f"tiny-{i:04x}") for i in range(402 + 5)]
+    submit(s, "c", *tiny)
+    slow = [spec(f"slow-{i:04x}") for i in range(3)]
+    submit(s, "c", *slow)
+    assert all(s.tasks[x.key].state is QUEUED for x in [*tiny[402:], *slow])
+    s.handle_client("c", [m.CancelKeys([x.key for x in tiny[402:]])], 2.0)
+    w0 = s.workers["w0"]
+    done = [m.TaskFinished(ts.key, 28, "int", 1e-5, run_id=ts.run_id) for ts in list(w0.processing)]
+    s.handle_worker("w0", done, 3.0)
+    on_w0 = [x.key for x in slow if s.tasks[x.key].processing_on is w0]
+    assert len(on_w0) == 2  # its thread and one ahead, as for any long task
+    assert s.tasks[slow[2].key].state is QUEUED
+    check_invariants(s)
+
+
+# ---------------------------------------------------------------------------
+# answering releases: news about a key's next futures comes after the answer
+# ---------------------------------------------------------------------------
+
+
+def test_a_release_is_answered_ahead_of_news_about_the_key_wanted_again() -> None:
+    """Client c drops its future of x (another client keeps x in memory) and
+    asks for x again at once.  The ``TaskDone`` it had been sent about its old
+    future may still be on the way; the answer to its release must reach it
+    after that and before the news about the new future, so that it can tell
+    them apart.  The answer rides with that news, not in a message of its own
+    (a message more per round trip), and a quiet client gets it from
+    ``flush_release_acks``."""
+    s = make_state(1, clients=("c", "d"))
+    submit(s, "c", spec("x-1"))
+    submit(s, "d", spec("x-1"))
+    finished(s, "w0", "x-1")
+    s.take_messages()
+    s.handle_client("c", [m.ReleaseKeys(["x-1"]), m.SubmitTasks([spec("x-1")], [])], 2.0)
+    _, to_clients = s.take_messages()
+    assert [type(x) for x in to_clients["c"]] == [m.ReleaseHandled, m.TaskDone]
+    assert to_clients["c"][0].count == 1
+
+    s.handle_client("c", [m.ReleaseKeys(["x-1"])], 3.0)
+    s.handle_client("c", [m.ReleaseKeys(["other-1"])], 3.0)
+    assert s.take_messages()[1] == {}  # nothing else to say: no message of its own
+    assert s.flush_release_acks()
+    assert s.take_messages()[1] == {"c": [m.ReleaseHandled(2)]}
+    assert not s.flush_release_acks()
     check_invariants(s)

@@ -142,3 +142,57 @@ def test_a_task_freed_while_queued_in_the_executor_is_skipped_silently() -> None
     msgs, instructions = ws.take()
     assert not msgs and not instructions
     assert "b" not in ws.tasks and "b" not in ws.executing
+
+
+# ---------------------------------------------------------------------------
+# runs the scheduler takes back: answered once they hold no thread
+# ---------------------------------------------------------------------------
+
+
+def run(key: str, run_id: int) -> m.ExecuteTask:
+    return m.ExecuteTask(key, FUNC_ID, ARGS, 0, [], run_id=run_id)
+
+
+def test_a_run_taken_back_is_answered_when_its_thread_is_free() -> None:
+    """The scheduler counts a run it took back as busy until the worker says
+    it holds no thread (a running task cannot be stopped).  A run not yet
+    started, or unknown here, is answered at once; a running one when it
+    ends, whether it succeeds, fails or was skipped in the executor's queue."""
+    ws = WorkerState("w", 1, validate=True)
+    ws.handle_scheduler([run("a", 1), run("b", 2)])  # a runs, b waits for the thread
+    ws.take()
+    ws.handle_scheduler([m.FreeKeys(["a", "b", "gone"], [1, 2, 3])])
+    msgs, _ = ws.take()
+    assert msgs == [m.RunsEnded([2, 3])]  # a still holds the thread
+    ws.execute_done("a", 28, "int", 0.5, None)
+    msgs, _ = ws.take()
+    assert msgs == [m.RunsEnded([1])]  # and no TaskFinished for it
+
+    ws.handle_scheduler([run("c", 4)])
+    ws.take()
+    ws.handle_scheduler([m.FreeKeys(["c"], [4])])
+    assert ws.take()[0] == []
+    ws.execute_failed("c", ARGS, ARGS, "boom", 0.5)
+    assert ws.take()[0] == [m.RunsEnded([4])]
+
+    ws.mean_duration = 1e-5  # tiny tasks: queued in the executor ahead
+    ws.handle_scheduler([run("d", 5), run("e", 6)])
+    assert of_type(ws.take()[1], Execute) == [Execute("d"), Execute("e")]
+    ws.handle_scheduler([m.FreeKeys(["e"], [6])])
+    assert ws.take()[0] == []
+    ws.execute_skipped("e")
+    assert ws.take()[0] == [m.RunsEnded([6])]
+
+
+def test_a_run_taken_back_and_given_again_goes_on_as_the_new_run() -> None:
+    """The scheduler takes a's run back, then gives a to this worker again
+    while the old run still goes: the thread now serves the new run, so the
+    old one is answered at once, and the result answers the new one."""
+    ws = WorkerState("w", 1, validate=True)
+    ws.handle_scheduler([run("a", 1)])
+    ws.take()
+    ws.handle_scheduler([m.FreeKeys(["a"], [1]), run("a", 2)])
+    assert ws.take()[0] == [m.RunsEnded([1])]
+    ws.execute_done("a", 28, "int", 0.5, None)
+    (finished,) = of_type(ws.take()[0], m.TaskFinished)
+    assert finished.run_id == 2
