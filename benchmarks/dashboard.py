@@ -245,10 +245,16 @@ def main() -> int:
                          "scheduler_cpu_ratio_to_closed": round(cpu / base_cpu, 4) if base_cpu else None,
                          "median_viewer_cpu_s": round(statistics.median(x["viewer_cpu_s"] for x in rows), 3),
                          "median_feed_share": round(statistics.median(x["feed_share"] for x in rows), 5),
+                         # each round's ratio to that round's closed run: drift in the
+                         # machine's load between rounds cancels out
+                         "median_paired_ratio": round(statistics.median(
+                             x["tasks_per_s"] / c["tasks_per_s"] for x, c in zip(rows, results["closed"])),
+                             4) if "closed" in results else None,
                          "runs": [{k: round(v, 3) for k, v in x.items()} for x in rows]}
-    print("\nmode            median tasks/s  vs closed  scheduler cpu s  vs closed  feed %  viewer cpu s")
+    print("\nmode            median tasks/s  vs closed  paired  scheduler cpu s  vs closed  feed %  viewer cpu s")
     for mode, s in summary.items():
         print(f"{mode:14s} {s['median_tasks_per_s']:14,d}  {s['ratio_to_closed']:9}  "
+              f"{s['median_paired_ratio']:6}  "
               f"{s['median_scheduler_cpu_s']:15}  {s['scheduler_cpu_ratio_to_closed']:9}  "
               f"{100 * s['median_feed_share']:6.2f}  {s['median_viewer_cpu_s']:12}")
     if args.out:
