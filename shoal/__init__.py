@@ -59,6 +59,8 @@ _EXPORTS = {
     "RemoteException": "shoal.errors",
     "SerializationError": "shoal.errors",
     "ShoalError": "shoal.errors",
+    "AuthenticationError": "shoal.errors",
+    "Security": "shoal.security",
     "Reschedule": "shoal.errors",
     "span": "shoal.spans",
     "get_client": "shoal.worker.context",
@@ -183,6 +185,9 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
         Worker as Worker,
     )
     from shoal.errors import (
+        AuthenticationError as AuthenticationError,
+    )
+    from shoal.errors import (
         CancelledError as CancelledError,
     )
     from shoal.errors import (
@@ -233,6 +238,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.plugins import (
         WorkerPlugin as WorkerPlugin,
     )
+    from shoal.security import Security as Security
     from shoal.spans import span as span
     from shoal.status import Status as Status
     from shoal.worker.context import (

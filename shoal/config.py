@@ -53,9 +53,13 @@ LEGACY_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHOAL_POLL_US": ("comm.busy-poll", lambda s: f"{float(s)}us"),
     "SHOAL_FORKSERVER": ("local-cluster.forkserver", lambda s: s not in ("0", "off", "false", "no")),
     "SHOAL_CPROFILE_DIR": ("admin.cprofile-dir", str),
+    # the cluster's token (shoal/security.py), short names for scripts
+    "SHOAL_TOKEN": ("security.token", str),
+    "SHOAL_TOKEN_FILE": ("security.token-file", str),
 }
-#: environment variables that start with SHOAL_ but are not settings
-_NOT_SETTINGS = {CHILD_ENV, PATH_ENV, "SHOAL_ROOT_CONFIG", *LEGACY_ENV}
+#: environment variables that start with SHOAL_ but are not settings (the
+#: Security a parent hands its children: see shoal/security.py)
+_NOT_SETTINGS = {CHILD_ENV, PATH_ENV, "SHOAL_ROOT_CONFIG", "SHOAL_INTERNAL_SECURITY", *LEGACY_ENV}
 
 _DEFAULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.yaml")
 _lock = threading.RLock()

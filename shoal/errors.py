@@ -6,6 +6,8 @@
     │   │   ├── LocalProtocolError       ...we were about to send something invalid
     │   │   └── RemoteProtocolError      ...the peer sent something invalid
     │   ├── CommClosedError              the connection is gone (also an OSError)
+    │   ├── AuthenticationError          the peer does not hold our token, or we not its
+    │   │                                (also a ConnectionRefusedError)
     │   ├── SerializationError           an object could not be (de)serialized
     │   ├── KilledWorker                 a task took down workers too many times
     │   ├── FutureLost                   a result was lost and cannot be recomputed
@@ -32,6 +34,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 __all__ = [
+    "AuthenticationError",
     "CancelledError",
     "CancelledFuturesGroup",
     "CommClosedError",
@@ -72,6 +75,12 @@ class RemoteProtocolError(ProtocolError):
 
 class CommClosedError(ShoalError, OSError):
     """The connection was closed, by the peer or by us."""
+
+
+class AuthenticationError(ShoalError, ConnectionRefusedError):
+    """A connection was refused in its handshake because of the token: the
+    server requires one and none was given, the two differ, or the server
+    could not prove it holds ours.  The message says which, and where."""
 
 
 class SerializationError(ShoalError):

@@ -34,6 +34,15 @@ def inproc_client() -> Iterator[Client]:
         yield c
 
 
+def token_env(cluster: LocalCluster) -> dict[str, str]:
+    """The environment for another process that connects to ``cluster``:
+    this one's, plus the cluster's token (every LocalCluster has its own)."""
+    import os
+
+    assert cluster.security.token is not None
+    return {**os.environ, "SHOAL_TOKEN": cluster.security.token}
+
+
 def poll_until(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass; whether it became true."""
     deadline = time.monotonic() + timeout

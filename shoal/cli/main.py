@@ -2,8 +2,10 @@
 
 A cluster across machines::
 
-    machine-a$ shoal scheduler --host 0.0.0.0 --scheduler-file /shared/scheduler.json
-    machine-b$ shoal worker --scheduler-file /shared/scheduler.json --nworkers 2
+    machine-a$ shoal scheduler --host 0.0.0.0 --scheduler-file /shared/scheduler.json \
+                   --token-file ~/.shoal/token        # made (0600) if it does not exist
+    machine-b$ shoal worker --scheduler-file /shared/scheduler.json --nworkers 2 \
+                   --token-file ~/.shoal/token        # the same file, or SHOAL_TOKEN
 
 The options are dask.distributed's (``dask scheduler``, ``dask worker``)
 where they mean the same; docs/usage.md lists them all, and those of dask's
@@ -46,11 +48,22 @@ def _add_common(p: argparse.ArgumentParser, log_level: str) -> None:
     p.add_argument("--dashboard-prefix", default=None, help="serve the dashboard under this path")
     p.add_argument("--interface", default=None,
                    help="listen on this network interface's address, e.g. eth0")
-    p.add_argument("--protocol", default=None, help="tcp (the only one shoal speaks over a network)")
+    p.add_argument("--protocol", default=None,
+                   help="tcp, or tls (the default when TLS files are given)")
     p.add_argument("--contact-address", default=None,
                    help="the address to tell others, when not the one listened on")
-    for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"):
-        p.add_argument(flag, default=None, help="refused: shoal does not support TLS yet")
+    p.add_argument("--token-file", default=None, metavar="PATH",
+                   help="a file holding the cluster's token, readable by its owner only (mode "
+                        "0600); a scheduler writes a new token there if it does not exist "
+                        "(also: SHOAL_TOKEN_FILE, setting security.token-file)")
+    p.add_argument("--token", default=None,
+                   help="the cluster's token (visible to other users of this machine in the "
+                        "process list: prefer --token-file or the SHOAL_TOKEN variable)")
+    p.add_argument("--tls-ca-file", default=None,
+                   help="the certificate authority (PEM) that signed the cluster's certificates")
+    p.add_argument("--tls-cert", default=None, help="this process's certificate (PEM)")
+    p.add_argument("--tls-key", default=None,
+                   help="this process's private key (PEM), unless it is in --tls-cert")
     p.add_argument("--validate", action="store_true",
                    help="check the state machine's invariants after every step (slow)")
     p.add_argument("--log-level", default=log_level)
@@ -133,7 +146,8 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="refused: shoal's nanny runs no preloads (use --preload)")
     w.add_argument("--worker-class", default=None,
                    help="shoal.Worker (dask.distributed.Worker is taken to mean it); no other")
-    w.add_argument("--scheduler-sni", default=None, help="refused: shoal does not support TLS yet")
+    w.add_argument("--scheduler-sni", default=None,
+                   help="the host name to check the scheduler's TLS certificate against")
     w.add_argument("--heartbeat-interval", default=None, help=SUPPRESS)
     w.add_argument("--ready-fd", type=int, default=None, help=SUPPRESS)
     # set by a supervisor (LocalCluster's, a Nanny's, this command's) on its workers

@@ -36,6 +36,7 @@ def run(args: Any, preload_argv: list[str]) -> int:
     setup_logging(args.log_level)
     _refuse(args)
     argv = _preload_argv(args, preload_argv)
+    args.security = _security(args)
     with _pid_file(args.pid_file):
         if args.command == "scheduler":
             return _scheduler(args, argv)
@@ -43,10 +44,8 @@ def run(args: Any, preload_argv: list[str]) -> int:
 
 
 def _refuse(args: Any) -> None:
-    if args.tls_ca_file or args.tls_cert or args.tls_key or getattr(args, "scheduler_sni", None):
-        raise UsageError("TLS options: shoal does not support TLS yet")
-    if args.protocol is not None and args.protocol.removesuffix("://") != "tcp":
-        raise UsageError(f"--protocol {args.protocol}: shoal speaks tcp only between processes")
+    if args.protocol is not None and args.protocol.removesuffix("://") not in ("tcp", "tls"):
+        raise UsageError(f"--protocol {args.protocol}: shoal speaks tcp and tls between processes")
     if getattr(args, "jupyter", False):
         raise UsageError("--jupyter: shoal does not run a Jupyter server")
     if getattr(args, "preload_nanny", None):
@@ -58,6 +57,60 @@ def _refuse(args: Any) -> None:
     if args.command == "worker" and (args.dashboard_address or args.dashboard or args.dashboard_prefix):
         logger.info("worker dashboard options are kept, but shoal workers serve no dashboard "
                     "(the scheduler's shows them)")
+
+
+def _security(args: Any) -> Any:
+    """The process's ``Security``: from ``--token``/``--token-file`` and the
+    ``--tls-*`` options, else what a parent handed over in the environment
+    (a LocalCluster, a Nanny, ``shoal worker --nworkers``), else the settings
+    (``SHOAL_TOKEN``, ``SHOAL_TOKEN_FILE``, ``comm.tls.*``)."""
+    from shoal.security import ENV_VAR, Security, security_from_env
+
+    try:
+        inherited = security_from_env()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    os.environ.pop(ENV_VAR, None)  # tasks and their subprocesses need not see it
+    tls = {"--tls-ca-file": args.tls_ca_file, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
+    if inherited is not None and not args.token and not args.token_file and not any(tls.values()):
+        return inherited
+    if args.token:
+        logger.warning("--token is visible to other users of this machine (ps, /proc): prefer "
+                       "--token-file or the SHOAL_TOKEN environment variable")
+    token: str | None = args.token
+    if not token and args.token_file and args.command == "scheduler":
+        token = _new_token_file(args.token_file)
+    role = "scheduler" if args.command == "scheduler" else "worker"
+    files: dict[str, Any] = {}
+    if args.tls_ca_file:
+        files["tls_ca_file"] = args.tls_ca_file
+    for part, value in (("cert", args.tls_cert), ("key", args.tls_key)):
+        if value:  # this process's certificate, also for the client it may make
+            files[f"tls_{role}_{part}"] = files[f"tls_client_{part}"] = value
+    if files and not (args.tls_ca_file and args.tls_cert):
+        raise UsageError("TLS needs --tls-ca-file and --tls-cert (and --tls-key unless the key "
+                         "is in the certificate file)")
+    if files and args.protocol is None:
+        args.protocol = "tls"
+    try:
+        return Security(require_encryption=True if files else None, token=token,
+                        token_file=None if token else args.token_file, **files)
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _new_token_file(path: str) -> str | None:
+    """``shoal scheduler --token-file PATH`` where PATH does not exist yet:
+    a new token, written there (0600); None if the file exists (it is read)."""
+    from shoal.security import generate_token, write_token_file
+
+    if os.path.exists(os.path.expanduser(path)):
+        return None
+    token = generate_token()
+    written = write_token_file(path, token)
+    logger.warning("wrote a new token to %s (mode 0600): give workers and clients the same file "
+                   "(--token-file) or its contents (SHOAL_TOKEN)", written)
+    return token
 
 
 def _preload_argv(args: Any, trailing: list[str]) -> list[str] | None:
@@ -127,6 +180,7 @@ def _scheduler(args: Any, preload_argv: list[str] | None) -> int:
         "contact_address": args.contact_address, "allowed_failures": args.allowed_failures,
         "worker_ttl": args.worker_ttl,
         "blocked_handlers": args.blocked_handlers.split(",") if args.blocked_handlers else None,
+        "security": args.security, "protocol": args.protocol,
     }
     try:
         return run_scheduler(options, args.fd, args.parent_watch, ready_fd=args.ready_fd)
@@ -207,6 +261,7 @@ def _worker(args: Any, preload_argv: list[str] | None) -> int:
         "dashboard": args.dashboard, "validate": args.validate or None,
         "heartbeat_interval": args.heartbeat_interval,
         "listen_address": args.listen_address, "contact_address": args.contact_address,
+        "protocol": args.protocol, "scheduler_sni": args.scheduler_sni,
     }
     if host is not None:
         options["host"] = host
@@ -215,8 +270,8 @@ def _worker(args: Any, preload_argv: list[str] | None) -> int:
 
         try:
             return run_worker({"scheduler_ip": scheduler, "name": args.name, "port": ports[0],
-                               "supervised": args.supervised, **options}, args.parent_watch,
-                              args.ready_fd)
+                               "supervised": args.supervised, "security": args.security,
+                               **options}, args.parent_watch, args.ready_fd)
         except (ValueError, TypeError, ImportError, NotImplementedError) as e:
             logger.error("the worker could not start: %s", e)
             return 1
@@ -232,8 +287,9 @@ def _supervise(args: Any, scheduler: str, nworkers: int, ports: list[int], memor
 
     from shoal.cluster.process import Supervisor
     from shoal.deploy.child_args import worker_argv
+    from shoal.security import security_env
 
-    sup = Supervisor()
+    sup = Supervisor(env=security_env(args.security))  # never on the workers' command lines
     base = args.name
     options = {**options, "silence_logs": args.log_level}
     for i in range(nworkers):

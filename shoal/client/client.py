@@ -60,7 +60,11 @@ class Client(ActiveMemory, Computing, ClusterControl, DatasetMethods, Diagnostic
         primitives, ``dask.compute``).
     scheduler_file: a JSON file with the scheduler's ``"address"``, as
         ``shoal scheduler --scheduler-file`` writes; waited for up to ``timeout``.
-    security: must be None: shoal does not do TLS yet.
+    security: a ``shoal.Security`` (the cluster's token, TLS certificates),
+        or True for ``Security.temporary()``; default: the cluster's own
+        (a ``LocalCluster`` object, or one made in this process at that
+        address), else from the settings (``SHOAL_TOKEN``...).  See
+        docs/security.md.
     asynchronous: methods return awaitables; use ``await Client(...)`` or
         ``async with Client(..., asynchronous=True)``.
     name: a name for this client in the scheduler's logs.
@@ -104,7 +108,12 @@ class Client(ActiveMemory, Computing, ClusterControl, DatasetMethods, Diagnostic
             load_runtime()
             from shoal.units import parse_timedelta
 
-            _refuse_unsupported(loop, security, serializers, deserializers, extensions)
+            _refuse_unsupported(loop, serializers, deserializers, extensions)
+            from shoal.security import coerce_security
+
+            security = coerce_security(security, "Client")
+            if security is not None and address is None and scheduler_file is None:
+                kwargs["security"] = security  # for the LocalCluster it starts, as dask
             seconds = None if timeout is None else parse_timedelta(timeout)
             if scheduler_file is not None:
                 if address is not None:
@@ -213,15 +222,12 @@ class _AsCurrent:
         core.current_client.reset(self._token)
 
 
-def _refuse_unsupported(loop: Any, security: Any, serializers: Any, deserializers: Any,
-                        extensions: Any) -> None:
+def _refuse_unsupported(loop: Any, serializers: Any, deserializers: Any, extensions: Any) -> None:
     """dask's keywords that shoal cannot honour: a clear error, not a silent ignore."""
     if loop is not None:
         raise NotImplementedError(
             "Client(loop=...): shoal runs its clients on its own event loop thread; "
             "for asyncio code use Client(..., asynchronous=True) inside your loop")
-    if security not in (None, False):
-        raise NotImplementedError("Client(security=...): shoal does not support TLS security yet")
     for label, families in (("serializers", serializers), ("deserializers", deserializers)):
         if families is not None and "pickle" not in list(families):
             raise NotImplementedError(

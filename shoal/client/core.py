@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from shoal import spans
-    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
+    from shoal.client import checks, inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -80,7 +80,7 @@ def load_runtime() -> None:
 
 def _bind_runtime() -> None:
     global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks
-    global transfer, spans
+    global transfer, spans, checks
     global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
     global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
     global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
@@ -92,7 +92,7 @@ def _bind_runtime() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from shoal import spans
-    from shoal.client import inbox, pushed, releases, tasks, transfer, waiting_on
+    from shoal.client import checks, inbox, pushed, releases, tasks, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
         ERROR,
@@ -164,6 +164,9 @@ class ClientCore:
     of them."""
 
     _prestarted: Any = None  # the fork server Client.__init__ launched, if any
+    #: what proves this client to the cluster (shoal.Security): as given, else
+    #: its cluster's, else from the settings, when connecting
+    security: Any = None
     #: the event loop this client's coroutines run on (set once it starts)
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -296,13 +299,18 @@ class ClientCore:
             await self.cluster
         address = self._address or self.cluster.scheduler_address
         self.scheduler_address = address
-        comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout, retry=True)
+        from shoal.security import security_for_client
+
+        self.security = security = security_for_client(self, address)
+        comm, welcome = await connect_and_greet(address, "client", self.name, self.timeout, retry=True,
+                                                security=security)
         self.scheduler_comm = comm
         self._direct_send = comm.threadsafe_send
         self.id = welcome.id
         self._workers = list(welcome.info.get("workers", []))
         self._dashboard_link = welcome.info.get("dashboard_link")  # the scheduler's, if it has one
-        self.pool = ConnectionPool("client", self.id, self.timeout, limit=self.connection_limit)
+        self.pool = ConnectionPool("client", self.id, self.timeout, limit=self.connection_limit,
+                                   security=security)
         self.status = "running"
         comm.start(self._on_messages, self._on_closed)
         self._spawn(self._heartbeat())
@@ -613,16 +621,15 @@ class ClientCore:
         **kwargs: Any,
     ) -> Future[Any]:
         """Run ``func(*args, **kwargs)`` on the cluster; return a ``Future`` at once."""
-        if not callable(func):
-            raise TypeError("First input to submit must be a callable function")
+        checks.check_call(func, key, workers, resources, retries, priority, "submit")
         actor = actor or actors
         if pure is None:
             pure = not actor
         self._check_open()  # before pickling anything
-        futures = self._submit_specs(*tasks.build_specs(
+        futures = self._submit_specs(*checks.checked(self, tasks.build_specs(
             func, [args], kwargs, [key] if key is not None else None, pure,
             workers, resources, retries, priority, allow_other_workers, actor,
-        ))
+        ), explicit=key is not None))
         return futures[0]
 
     def map(
@@ -644,12 +651,12 @@ class ClientCore:
     ) -> list[Future[Any]]:
         """``submit`` for every element of the iterables (zipped); the function
         is pickled and sent once for the whole batch."""
-        if not callable(func):
-            raise TypeError("First input to map must be a callable function")
+        checks.check_call(func, key, workers, resources, retries, priority, "map")
         if not iterables:
             raise TypeError("map() needs at least one iterable")
-        if any(isinstance(it, (str, bytes, dict)) for it in iterables):
-            raise TypeError("map() takes iterables of arguments, not a str, bytes or dict")
+        if any(isinstance(it, (str, bytes, dict)) or not hasattr(it, "__iter__") for it in iterables):
+            raise TypeError("map() takes iterables of arguments (lists, tuples, ranges...), not "
+                            f"{', '.join(type(it).__name__ for it in iterables)}")
         all_args = list(zip(*iterables))
         actor = actor or actors
         if pure is None:
@@ -662,10 +669,10 @@ class ClientCore:
         elif isinstance(key, str):
             keys = [f"{key}-{i}" for i in range(len(all_args))]
         self._check_open()  # before pickling anything
-        return self._submit_specs(*tasks.build_specs(
+        return self._submit_specs(*checks.checked(self, tasks.build_specs(
             func, all_args, kwargs, keys, pure, workers, resources, retries, priority,
             allow_other_workers, actor,
-        ))
+        ), explicit=keys is not None))
 
     def _check_open(self) -> None:
         if self.status in ("closing", "closed"):

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("shoal.client")
 
 #: workers a client subscribes to (the ones it last waited on, first come)
-MAX_SUBSCRIPTIONS = 32
+MAX_SUBSCRIPTIONS = 32  # the default of client.max-push-subscriptions
 
 
 def maybe_subscribe(client: Client, worker: str) -> None:

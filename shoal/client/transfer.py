@@ -177,6 +177,7 @@ async def _get_from(client: Client, worker: str, states: list[FutureState]
 
 def gather_sync(client: Client, futures: Any, errors: str) -> Any:
     found = list(futures_in(futures))
+    _own_futures_only(client, found)
     states = [f._state for f in found]
     client._wait_states(states, None)
     remote = [st for st in states if st.status == FINISHED and st.value is None]
@@ -189,11 +190,22 @@ def gather_sync(client: Client, futures: Any, errors: str) -> Any:
 
 async def gather_async(client: Client, futures: Any, errors: str) -> Any:
     found = list(futures_in(futures))
+    _own_futures_only(client, found)
     states = [f._state for f in found]
     await client._wait_states_async(states, None)
     remote = [st for st in states if st.status == FINISHED and st.value is None]
     payloads = await fetch(client, remote) if remote else {}
     return assemble(futures, payloads, errors)
+
+
+def _own_futures_only(client: Client, found: list[Future[Any]]) -> None:
+    """dask's rule: a client gathers the futures it made, no other's."""
+    mismatched = [f for f in found if f.client is not client]
+    if mismatched:
+        raise ValueError(f"Cannot gather Futures created by another client: {len(mismatched)} of "
+                         f"{len(found)} (e.g. {mismatched[0].key!r}, of client "
+                         f"{getattr(mismatched[0].client, 'id', '?')!r}; this client is "
+                         f"{client.id!r})")
 
 
 def assemble(futures: Any, payloads: dict[str, Payload], errors: str) -> Any:

@@ -93,6 +93,13 @@ class LocalCluster(ClusterManager):
         # calls _wait_started() when it wants
         self._prestarted: Prestarted | None = None
         self._starting: list[str] = []  # forked workers not yet known to have registered
+        from shoal.security import cluster_security
+
+        #: what proves the cluster's processes and clients to each other: the
+        #: given Security (True: temporary TLS certificates) with the token
+        #: configured, else one generated for this cluster alone
+        self.security = cluster_security(security)
+        security = self.security
         self._plan: Plan = plan(
             n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
             loop=loop, start=start, host=host, ip=ip, silence_logs=silence_logs,
@@ -139,7 +146,7 @@ class LocalCluster(ClusterManager):
         self._next_worker = 0
         self._init_manager()
         if _prestarted is not None:
-            if (self.processes and not asynchronous and self._plan.protocol == "tcp"
+            if (self.processes and not asynchronous and self._plan.protocol in ("tcp", "tls")
                     and _prestarted.matches(self.host, scheduler_port) and forkserver_enabled()):
                 self._prestarted = _prestarted
             else:
@@ -189,7 +196,7 @@ class LocalCluster(ClusterManager):
         from shoal.dashboard.launch import Dashboard
 
         self._dashboard = Dashboard(self.dashboard_address, scheduler_address, default_host=self.host,
-                                    thread=not self.processes)
+                                    thread=not self.processes, security=self.security)
         self.dashboard_link = self._dashboard.link
 
     def _close_dashboard(self) -> None:
@@ -221,12 +228,18 @@ class LocalCluster(ClusterManager):
             sock, forkserver = bind_socket(self.host, self.scheduler_port), None
         port = sock.getsockname()[1]
         fd = sock.fileno()
-        self.scheduler_address = f"tcp://{self.host}:{port}"
+        from shoal.security import remember_cluster, security_env
+
+        protocol = self._plan.protocol
+        self.scheduler_address = f"{protocol}://{self.host}:{port}"
+        remember_cluster(self.scheduler_address, self.security)
         self._start_dashboard(self.scheduler_address)
         # the cluster serves the dashboard; the scheduler tells clients where it is
         shown = ["--dashboard-link", self.dashboard_link] if self.dashboard_link else []
+        # the token and certificates go by environment, never on a command line
+        env = security_env(self.security)
         args = ["scheduler", "--host", self.host, "--port", str(port), "--fd", str(fd),
-                "--no-dashboard", *shown, *self._log_args(), *extra]
+                "--protocol", protocol, "--no-dashboard", *shown, *self._log_args(), *extra]
         try:
             if forkserver is not None or forkserver_enabled():
                 from shoal.cluster.zygote import ForkServer
@@ -234,20 +247,22 @@ class LocalCluster(ClusterManager):
                 if forkserver is None:
                     forkserver = ForkServer(pass_fds=(fd,))
                 self._forkserver = forkserver
-                self._supervisor = Supervisor(spawner=lambda a, ready: forkserver.spawn(a, ready=ready))
+                self._supervisor = Supervisor(
+                    spawner=lambda a, ready: forkserver.spawn(a, ready=ready, env=env))
                 # scheduler and workers forked back to back: the workers can
                 # connect at once, the listening socket is already bound
-                scheduler = forkserver.request_spawn(args, inherit=(fd,))
+                scheduler = forkserver.request_spawn(args, inherit=(fd,), env=env)
                 forkserver.close_fd(fd)
                 names = [self._new_name() for _ in range(self.n_workers)]
-                requests = [forkserver.request_spawn(self._worker_args(name), ready=True) for name in names]
+                requests = [forkserver.request_spawn(self._worker_args(name), ready=True, env=env)
+                            for name in names]
                 self._scheduler_proc = forkserver.started(scheduler)
                 for name, request in zip(names, requests):
                     self._supervisor.adopt(name, request[1], self.memory_limit, forkserver.started(request))
                 self._starting = names
                 return
-            self._scheduler_proc = spawn(args, pass_fds=(fd,))
-            self._supervisor = Supervisor()
+            self._scheduler_proc = spawn(args, pass_fds=(fd,), env=env)
+            self._supervisor = Supervisor(env=env)
         finally:
             sock.close()
         self._start_workers(self.n_workers)
@@ -306,9 +321,14 @@ class LocalCluster(ClusterManager):
 
         where: dict[str, Any] = {"protocol": "inproc"} if self._plan.protocol == "inproc" else {
             "host": self.host, "port": self.scheduler_port}
-        self._scheduler = Scheduler(**where, **self._plan.scheduler_kwargs)
+        if self._plan.protocol == "tls":
+            where["protocol"] = "tls"
+        self._scheduler = Scheduler(**where, security=self.security, **self._plan.scheduler_kwargs)
         await self._scheduler.start()
         self.scheduler_address = self._scheduler.address
+        from shoal.security import remember_cluster
+
+        remember_cluster(self.scheduler_address, self.security)
         self._start_dashboard(self.scheduler_address)
         if self.dashboard_link:
             self._scheduler.dashboard_link = self.dashboard_link
@@ -323,8 +343,8 @@ class LocalCluster(ClusterManager):
         where: dict[str, Any] = ({"protocol": "inproc"} if self._plan.protocol == "inproc"
                                  else {"host": self.host})
         w = Worker(self.scheduler_address, nthreads=self.threads_per_worker, name=name,
-                   memory_limit=self.memory_limit, supervised=True, **where,
-                   **self._plan.worker_kwargs)
+                   memory_limit=self.memory_limit, supervised=True, security=self.security,
+                   **where, **self._plan.worker_kwargs)
         await w.start()
         self._workers.append(w)
         task = asyncio.get_running_loop().create_task(self._replace_when_restarted(w))
@@ -508,6 +528,9 @@ class LocalCluster(ClusterManager):
         self.status = "closed"
 
     def _close_processes(self) -> None:
+        from shoal.security import forget_cluster
+
+        forget_cluster(self.scheduler_address)
         procs = [self._scheduler_proc] if self._scheduler_proc is not None else []
         if self._supervisor is not None:
             procs = self._supervisor.halt() + procs
@@ -518,6 +541,9 @@ class LocalCluster(ClusterManager):
             self._forkserver = None
 
     async def _close_in_process(self) -> None:
+        from shoal.security import forget_cluster
+
+        forget_cluster(self.scheduler_address)
         self._closing = True
         for task in list(self._watchers):
             task.cancel()

@@ -49,7 +49,7 @@ class Plan:
     n_workers: int
     threads_per_worker: int
     host: str
-    protocol: str  # "tcp" or "inproc"
+    protocol: str  # "tcp", "tls" or "inproc"
     memory_limit: int
     log_level: str | None  # for the cluster's processes (silence_logs); None: leave as is
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -104,15 +104,17 @@ def plan(
     if start is not None:
         warnings.warn("LocalCluster(start=...) is deprecated and has no effect (as in dask)",
                       DeprecationWarning, stacklevel=3)
-    refuse("LocalCluster", loop=loop, security=security, services=services,
-           worker_services=worker_services, service_kwargs=service_kwargs)
+    refuse("LocalCluster", loop=loop, services=services, worker_services=worker_services,
+           service_kwargs=service_kwargs)
     if scheduler_kwargs is not None and not isinstance(scheduler_kwargs, dict):
         raise TypeError(f"scheduler_kwargs must be a dict, got {scheduler_kwargs!r}")
     use_processes = _worker_class_processes(worker_class, processes)
     if host and "://" in host:
         scheme, _, host = host.partition("://")
         protocol = protocol or scheme
-    check_protocol(protocol, ("tcp",) if use_processes else ("tcp", "inproc"))
+    if protocol is None and getattr(security, "require_encryption", False):
+        protocol = "tls"  # as dask: a Security that requires encryption means TLS
+    check_protocol(protocol, ("tcp", "tls") if use_processes else ("tcp", "tls", "inproc"))
     name = (protocol or "").removesuffix("://") or ("tcp" if use_processes else "inproc")
     if interface is not None:
         if host:

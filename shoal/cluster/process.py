@@ -98,12 +98,15 @@ class Supervisor:
     """Starts worker processes and keeps them alive until ``stop()``."""
 
     def __init__(self, poll_interval: float | None = None, memory_interval: float | None = None,
-                 spawner: Callable[[list[str], bool], Any] | None = None) -> None:
+                 spawner: Callable[[list[str], bool], Any] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         """``spawner(args, ready)`` starts a worker process (default: a new
-        interpreter); ``ready`` asks it to signal its registration."""
+        interpreter, with ``env`` added to its environment); ``ready`` asks
+        it to signal its registration."""
         from shoal import config
 
         self.spawner = spawner
+        self.env = env
         self.workers: dict[str, WorkerProcess] = {}
         self.poll_interval = poll_interval or config.duration("nanny.poll-interval") or 0.1
         self.memory_interval = memory_interval or config.duration("nanny.memory-check-interval") or 0.5
@@ -125,9 +128,9 @@ class Supervisor:
         if self.spawner is not None:
             proc = self.spawner(args, True)
         elif ready_fd is None:
-            proc = spawn(args)
+            proc = spawn(args, env=self.env)
         else:
-            proc = spawn([*args, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,))
+            proc = spawn([*args, "--ready-fd", str(ready_fd)], pass_fds=(ready_fd,), env=self.env)
         return self.adopt(name, args, memory_limit, proc)
 
     def adopt(self, name: str, args: list[str], memory_limit: int, proc: Any) -> WorkerProcess:
@@ -212,7 +215,8 @@ class Supervisor:
                 wp.proc.stdin.close()
             except OSError:
                 pass
-        wp.proc = self.spawner(wp.args, False) if self.spawner is not None else spawn(wp.args)
+        wp.proc = (self.spawner(wp.args, False) if self.spawner is not None
+                   else spawn(wp.args, env=self.env))
 
     def processes(self) -> list[Any]:
         with self._lock:

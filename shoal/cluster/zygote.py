@@ -13,7 +13,8 @@ The zygote is single-threaded and has no event loop when it forks.
 Protocol (JSON lines): the client writes commands to the zygote's stdin,
 
     {"op": "spawn", "id": 1, "argv": [...], "inherit": [fd, ...], "ready": true,
-     "env": {...}}                    (env: the client's configuration, if it read one)
+     "env": {...}}                    (env: the client's configuration, if it read one,
+                                       and the cluster's Security: never in argv)
     {"op": "close", "fd": N}          close an fd passed to the zygote
     {"op": "stop", "pid": P}          ask a child to stop (close its stdin)
 
@@ -84,6 +85,7 @@ def _warm_up() -> None:
     cores, the scheduler and two workers starting at once paid each three
     times."""
     import encodings.idna  # noqa: F401
+    import ipaddress  # noqa: F401  (shoal.security.is_loopback, in every server)
 
     from shoal import config
     from shoal.cli.main import build_parser
@@ -98,7 +100,9 @@ def run_zygote(passed_fds: list[int]) -> int:
     """Main of ``python -m shoal zygote``."""
     import shoal.cli.main
     import shoal.cluster.run
+    import shoal.comm.tcp  # the transport and its handshake: every child listens and connects
     import shoal.scheduler.server
+    import shoal.security
     import shoal.worker.server  # noqa: F401
 
     try:
@@ -132,7 +136,7 @@ def run_zygote(passed_fds: list[int]) -> int:
             if pid == 0:
                 return
             w = children.pop(pid, None)
-            if w is not None:
+            if w is not None and w >= 0:  # -1: closed already (we are stopping)
                 os.close(w)
             emit({"event": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
@@ -185,8 +189,9 @@ def run_zygote(passed_fds: list[int]) -> int:
                     os.close(stdin_w)
                     children[cmd["pid"]] = os.open(os.devnull, os.O_RDONLY)  # placeholder fd
     # stop every child: EOF on their stdin, then reap (bounded), then kill
-    for w in children.values():
+    for pid, w in children.items():
         os.close(w)
+        children[pid] = -1  # reap() must not close it again
     deadline = time.monotonic() + 5
     while children and time.monotonic() < deadline:
         reap()
@@ -360,13 +365,14 @@ class ForkServer:
             event_.set()
 
     def spawn(self, argv: list[str], inherit: tuple[int, ...] = (), ready: bool = False,
-              timeout: float = 60.0) -> ForkedProcess:
+              timeout: float = 60.0, env: dict[str, str] | None = None) -> ForkedProcess:
         """Fork ``python -m shoal <argv>`` (as ``shoal.cli.main`` would run it).
-        With ``ready``, the child is a worker told to signal its registration."""
-        return self.started(self.request_spawn(argv, inherit, ready), timeout)
+        With ``ready``, the child is a worker told to signal its registration;
+        ``env``: variables to set in it (secrets go here, never in ``argv``)."""
+        return self.started(self.request_spawn(argv, inherit, ready, env), timeout)
 
-    def request_spawn(self, argv: list[str], inherit: tuple[int, ...] = (), ready: bool = False
-                      ) -> tuple[int, list[str]]:
+    def request_spawn(self, argv: list[str], inherit: tuple[int, ...] = (), ready: bool = False,
+                      env: dict[str, str] | None = None) -> tuple[int, list[str]]:
         """Ask for a fork and return at once; ``started()`` waits for it.
         Several requests in a row are forked back to back, without a round
         trip to this process between them."""
@@ -374,7 +380,7 @@ class ForkServer:
         self._started[cid] = (threading.Event(), [])
         try:
             self._command({"op": "spawn", "id": cid, "argv": argv, "inherit": list(inherit),
-                           "ready": ready, "env": _config_env()})
+                           "ready": ready, "env": {**_config_env(), **(env or {})}})
         except BaseException:
             self._started.pop(cid, None)
             raise

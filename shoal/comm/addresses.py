@@ -1,11 +1,12 @@
-"""Addresses: ``scheme://location``.  ``tcp://host:port`` and ``inproc://name``."""
+"""Addresses: ``scheme://location``.  ``tcp://host:port``, ``tls://host:port``
+(the same over TLS) and ``inproc://name``."""
 
 from __future__ import annotations
 
 import socket
 
 DEFAULT_SCHEME = "tcp"
-SCHEMES = ("tcp", "inproc")
+SCHEMES = ("tcp", "tls", "inproc")
 
 
 def parse_address(address: str) -> tuple[str, str]:

@@ -11,6 +11,9 @@ Rules:
    once the comm is closed.  Producers of bulk data ``await drain()``.
 2. Every wait has a timeout.  A connection that cannot be made within the
    connect timeout raises ``OSError`` naming the address.
+2b. A network connection is a Comm only once its handshake is done
+   (``shoal/comm/auth.py``): the peer proved the cluster's token, or
+   neither side has one.  A refused token raises ``AuthenticationError``.
 3. A peer that sends garbage gets its connection closed and a log line;
    nothing else is affected.
 """
@@ -30,11 +33,37 @@ from shoal.comm.codec import MessageCodec
 from shoal.errors import CommClosedError, RemoteProtocolError
 from shoal.protocol.messages import PROTOCOL_VERSION, Hello, Rejected, Welcome
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from shoal.security import Security
+
 logger = logging.getLogger("shoal.comm")
 
 MessageHandler = Callable[[list[Any]], None]
 CloseHandler = Callable[["Comm", BaseException | None], None]
 
+
+
+_physical_memory: int | None = None
+
+
+def frame_limits() -> tuple[int, int]:
+    """(largest frame, largest message) a peer may send once its handshake is
+    done: settings ``comm.max-frame-size`` and ``comm.max-message-size``
+    (null: this machine's memory, beyond which nothing can be received)."""
+    global _physical_memory
+    from shoal import config
+
+    if _physical_memory is None:
+        try:
+            _physical_memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+            _physical_memory = 1 << 40
+    out = []
+    for key in ("comm.max-frame-size", "comm.max-message-size"):
+        value = config.get(key)
+        out.append(_physical_memory if value is None else config.size(key))
+    return out[0], out[1]
 
 
 def default_connect_timeout() -> float:
@@ -56,6 +85,9 @@ class Comm(abc.ABC):
     #: whether a message received here keeps the loop polling for a moment
     #: (shoal/comm/spin.py); a worker turns it off for its scheduler connection
     keeps_loop_polling: bool = True
+    #: the role the peer proved in the handshake ("client", "worker", "peer";
+    #: "" on the in-process transport, which has no handshake)
+    peer_role: str = ""
 
     def __init__(self) -> None:
         self.codec = MessageCodec()
@@ -75,7 +107,7 @@ class Comm(abc.ABC):
         self._on_messages = on_messages
         self._on_close = on_close
         while self._pending and not self.closed:
-            on_messages(self._pending.popleft())
+            self.handle(on_messages, self._pending.popleft())
         if self.closed and on_close is not None:
             on_close(self, self.close_reason)
 
@@ -109,8 +141,16 @@ class Comm(abc.ABC):
             if self._waiter is not None and not self._waiter.done():
                 self._waiter.set_result(None)
             return
+        self.handle(handler, msgs)
+
+    def handle(self, handler: MessageHandler, msgs: list[Any]) -> None:
+        """``handler(msgs)``; a handler that fails closes this connection
+        only (a peer's bad message must not reach the event loop)."""
         try:
             handler(msgs)
+        except RemoteProtocolError as e:
+            logger.error("closing connection from %s: %s", self.peer_address or "?", e)
+            self.abort(e)
         except Exception as e:
             logger.exception("error handling messages from %s; closing that connection", self.peer_address)
             self.abort(e)
@@ -176,28 +216,67 @@ class Listener(abc.ABC):
         """Stop accepting connections."""
 
 
-async def connect(address: str, timeout: float | None = None, retry: bool = False) -> Comm:
-    """Open a connection to ``address`` (no handshake)."""
+#: the TLS role of each handshake role (whose certificate a connection shows)
+TLS_ROLE = {"client": "client", "worker": "worker", "peer": "worker"}
+
+
+def _check_encryption(scheme: str, address: str, security: Security | None) -> None:
+    if scheme == "tcp" and security is not None and security.require_encryption:
+        raise RuntimeError(f"encryption is required (Security(require_encryption=True) or setting "
+                           f"comm.require-encryption): refusing plain {address}; use tls://")
+
+
+def _tls_context(scheme: str, address: str, security: Security | None, role: str,
+                 server_side: bool) -> Any:
+    if scheme != "tls":
+        return None
+    ctx = None if security is None else security.ssl_context(role, server_side)
+    if ctx is None:
+        raise ValueError(f"{address} is a TLS address, but no TLS certificates were given for "
+                         f"the {role} role: Security(tls_ca_file=..., tls_{role}_cert=..., "
+                         f"tls_{role}_key=...) or Security.temporary()")
+    return ctx
+
+
+async def connect(address: str, timeout: float | None = None, retry: bool = False, *,
+                  security: Security | None = None, role: str = "client",
+                  server_hostname: str | None = None) -> Comm:
+    """Open a connection to ``address`` and run the handshake as ``role``
+    (proving ``security``'s token, over TLS for a ``tls://`` address)."""
     scheme, loc = parse_address(address)
     timeout = default_connect_timeout() if timeout is None else timeout
-    if scheme == "tcp":
-        from shoal.comm.tcp import tcp_connect
+    if scheme == "inproc":
+        from shoal.comm.inproc import inproc_connect
 
-        return await tcp_connect(loc, timeout, retry)
-    from shoal.comm.inproc import inproc_connect
+        return await inproc_connect(loc, timeout, retry)
+    _check_encryption(scheme, address, security)
+    ctx = _tls_context(scheme, address, security, TLS_ROLE[role], server_side=False)
+    from shoal.comm.tcp import tcp_connect
 
-    return await inproc_connect(loc, timeout, retry)
+    return await tcp_connect(loc, timeout, retry, role=role,
+                             token=None if security is None else security.token, ssl_context=ctx,
+                             server_hostname=server_hostname)
 
 
-def listen(address: str, on_connection: Callable[[Comm], None], **kwargs: Any) -> Listener:
+def listen(address: str, on_connection: Callable[[Comm], None], *,
+           security: Security | None = None, tls_role: str = "scheduler",
+           roles: frozenset[str] | None = None, **kwargs: Any) -> Listener:
+    """A listener at ``address`` whose connections must pass the handshake
+    (``security``'s token; TLS with ``tls_role``'s certificate for a
+    ``tls://`` address) as one of ``roles``."""
     scheme, loc = parse_address(address)
-    if scheme == "tcp":
-        from shoal.comm.tcp import TCPListener
+    if scheme == "inproc":
+        from shoal.comm.inproc import InprocListener
 
-        return TCPListener(loc, on_connection, **kwargs)
-    from shoal.comm.inproc import InprocListener
+        return InprocListener(loc, on_connection)
+    _check_encryption(scheme, address, security)
+    ctx = _tls_context(scheme, address, security, tls_role, server_side=True)
+    from shoal.comm.handshake import ROLES
+    from shoal.comm.tcp import TCPListener
 
-    return InprocListener(loc, on_connection)
+    return TCPListener(loc, on_connection, token=None if security is None else security.token,
+                       ssl_context=ctx, roles=frozenset(ROLES) if roles is None else roles,
+                       **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -212,13 +291,18 @@ async def connect_and_greet(
     timeout: float | None = None,
     retry: bool = False,
     extra: list[Any] | None = None,
+    *,
+    security: Security | None = None,
+    server_hostname: str | None = None,
 ) -> tuple[Comm, Welcome]:
-    """Connect, say ``Hello`` (followed by ``extra`` messages, in the same
-    batch), and wait for ``Welcome``; all within ``timeout``."""
+    """Connect (the handshake proving ``security``'s token), say ``Hello``
+    (followed by ``extra`` messages, in the same batch), and wait for
+    ``Welcome``; all within ``timeout``."""
     timeout = default_connect_timeout() if timeout is None else timeout
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    comm = await connect(address, timeout, retry)
+    comm = await connect(address, timeout, retry, security=security, role=role,
+                         server_hostname=server_hostname)
     try:
         comm.send([Hello(PROTOCOL_VERSION, role, name, os.getpid()), *(extra or [])])
         msgs = await comm.recv(max(0.01, deadline - loop.time()))
@@ -250,6 +334,9 @@ async def accept_greeting(comm: Comm, timeout: float | None = None) -> Hello:
     first = msgs[0] if msgs else None
     if not isinstance(first, Hello):
         raise RemoteProtocolError(f"expected Hello, got {type(first).__name__}")
+    if comm.peer_role and first.role != comm.peer_role:
+        raise RemoteProtocolError(f"a peer that connected as {comm.peer_role!r} says it is "
+                                  f"{first.role!r}")
     if first.version != PROTOCOL_VERSION:
         comm.send([Rejected(f"protocol version {first.version} is not {PROTOCOL_VERSION}")])
         raise RemoteProtocolError(

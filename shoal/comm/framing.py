@@ -152,7 +152,11 @@ class FrameDecoder:
                 size = lengths[len(self._frames)]
                 avail = self._end - self._start
                 if size > LARGE_FRAME and avail < size:
-                    big = self.alloc(size)
+                    try:
+                        big = self.alloc(size)
+                    except (MemoryError, OSError, ValueError) as e:
+                        raise RemoteProtocolError(f"no memory for a frame of {size} bytes: {e}"
+                                                  ) from None
                     memoryview(big).cast("B")[:avail] = buf[self._start : self._end]
                     self._start = self._end
                     self._big, self._big_filled = big, avail

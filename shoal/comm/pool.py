@@ -88,13 +88,14 @@ class ConnectionPool:
     longest ago that is not waiting on an answer is closed."""
 
     def __init__(self, role: str, name: str = "", connect_timeout: float | None = None,
-                 limit: int = 512) -> None:
+                 limit: int = 512, security: Any = None) -> None:
         if limit < 1:
             raise ValueError(f"a connection limit must be at least 1, got {limit}")
         self.role = role
         self.name = name
         self.connect_timeout = connect_timeout
         self.limit = limit
+        self.security = security  # proves us to the peers (shoal.Security), or None
         self._conns: dict[str, PeerConnection] = {}
         self._connecting: dict[str, asyncio.Future[PeerConnection]] = {}
         self._ids = itertools.count(1)
@@ -128,7 +129,9 @@ class ConnectionPool:
             fut = asyncio.get_running_loop().create_future()
             self._connecting[address] = fut
             try:
-                comm, welcome = await connect_and_greet(address, self.role, self.name, self.connect_timeout)
+                comm, welcome = await connect_and_greet(address, self.role, self.name,
+                                                        self.connect_timeout,
+                                                        security=self.security)
                 if self.is_closed():  # closed while we connected: nobody would close this one
                     comm.abort(None)
                     raise CommClosedError("connection pool is closed")

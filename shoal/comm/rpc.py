@@ -35,15 +35,21 @@ def raise_error_answer(method: str, value: Any) -> None:
 class rpc:
     """Requests to the scheduler at ``address``; ``async with rpc(addr) as r:``."""
 
-    def __init__(self, address: str, timeout: float | None = None) -> None:
+    def __init__(self, address: str, timeout: float | None = None, *,
+                 connection_args: dict[str, Any] | None = None, security: Any = None) -> None:
+        """``security`` (a ``shoal.Security``, or dask's ``connection_args``
+        from ``security.get_connection_args("client")``): how to prove
+        ourselves; default: the settings'."""
         self.address = address
         self.timeout = timeout
+        self.security = _security_from(security, connection_args or {}, address)
         self._comm: Comm | None = None
         self._ids = itertools.count(1)
 
     async def _connect(self) -> Comm:
         if self._comm is None or self._comm.closed:
-            self._comm, _ = await connect_and_greet(self.address, "client", "rpc", self.timeout)
+            self._comm, _ = await connect_and_greet(self.address, "client", "rpc", self.timeout,
+                                                    security=self.security)
         return self._comm
 
     def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
@@ -85,21 +91,41 @@ async def connect(addr: str, timeout: float | str | None = None, deserialize: bo
                   handshake_overrides: dict[str, Any] | None = None, **connection_args: Any) -> Comm:
     """A connection to a shoal server at ``addr``, handshake done, as dask's
     ``connect``: ``comm.send([messages])``, ``await comm.recv()``.  It
-    connects as a client.  ``deserialize=False``, ``handshake_overrides`` and
-    connection arguments (TLS) have no meaning for shoal's comms yet: asking
-    for them raises rather than being ignored."""
+    connects as a client, proving ``security`` (or what dask's
+    ``**security.get_connection_args("client")`` carries; default: the
+    settings').  ``deserialize=False`` and ``handshake_overrides`` have no
+    meaning for shoal's comms: asking for them raises rather than being
+    ignored."""
     from shoal.units import parse_timedelta
 
     if not deserialize:
         raise NotImplementedError("connect(deserialize=False): shoal's comms always decode messages")
     if handshake_overrides:
         raise NotImplementedError("connect(handshake_overrides=...): shoal's handshake has no options")
-    if connection_args:
-        raise NotImplementedError(f"connect(): shoal takes no connection arguments "
-                                  f"(got {sorted(connection_args)})")
+    security = _security_from(connection_args.pop("security", None), connection_args, addr)
     seconds = None if timeout is None else parse_timedelta(timeout)
-    comm, _ = await connect_and_greet(addr, "client", "connect", seconds)
+    comm, _ = await connect_and_greet(addr, "client", "connect", seconds, security=security)
     return comm
+
+
+def _security_from(security: Any, connection_args: dict[str, Any], address: str) -> Any:
+    """A ``Security`` from shoal's ``security=`` or dask's connection
+    arguments (``ssl_context``, ``require_encryption``, ``extra_conn_args``,
+    and the ``security`` shoal adds to them); by default that of a
+    LocalCluster of this process at ``address``, else the settings'."""
+    from shoal.security import Security, security_for_address
+
+    args = dict(connection_args)
+    security = security or args.pop("security", None)
+    unknown = sorted(set(args) - {"ssl_context", "require_encryption", "extra_conn_args"})
+    if unknown or args.get("extra_conn_args"):
+        raise NotImplementedError(f"shoal's connections take no arguments {unknown or ['extra_conn_args']}")
+    if args.get("ssl_context") is not None and security is None:
+        raise NotImplementedError("connection_args with an ssl_context alone: pass the Security "
+                                  "(security=..., or **security.get_connection_args('client'))")
+    if security is not None and not isinstance(security, Security):
+        raise TypeError(f"security must be a shoal.Security, got {type(security).__name__}")
+    return security if security is not None else security_for_address(address)
 
 
 class SchedulerProxy:

@@ -28,8 +28,16 @@ from collections.abc import Callable
 from typing import Any
 
 from shoal.comm.addresses import bind_socket, parse_host_port, unparse_host_port
-from shoal.comm.core import Comm, Listener
+from shoal.comm.auth import (
+    Gate,
+    client_handshake,
+    refuse_busy,
+    server_handshake,
+    set_socket_options,
+)
+from shoal.comm.core import Comm, Listener, frame_limits
 from shoal.comm.framing import FrameDecoder, encode_frames
+from shoal.comm.handshake import ROLES
 from shoal.comm.spin import touch as keep_polling
 from shoal.errors import CommClosedError, RemoteProtocolError
 
@@ -69,29 +77,30 @@ def alloc_frame(size: int) -> Any:
     return buf
 
 
-def _set_socket_options(sock: socket.socket) -> None:
-    sock.setblocking(False)
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-
-
-def _format_addr(sockaddr: Any) -> str:
+def _format_addr(sockaddr: Any, scheme: str = "tcp") -> str:
     if isinstance(sockaddr, tuple):
-        return "tcp://" + unparse_host_port(sockaddr[0], sockaddr[1])
-    return f"tcp://{sockaddr}"
+        return f"{scheme}://" + unparse_host_port(sockaddr[0], sockaddr[1])
+    return f"{scheme}://{sockaddr}"
 
 
 class SocketComm(Comm):
-    threadsafe_send = True
+    """A connection whose handshake is done (``shoal/comm/auth.py``)."""
 
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    threadsafe_send = True
+    scheme = "tcp"
+    #: what a read raising means "nothing more for now" (TLS adds its own)
+    _would_block: tuple[type[BaseException], ...] = (BlockingIOError, InterruptedError)
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop,
+                 limits: tuple[int, int] | None = None) -> None:
         super().__init__()
-        _set_socket_options(sock)
+        set_socket_options(sock)
         self._sock = sock
         self._fd = sock.fileno()
         self._loop = loop
-        self._decoder = FrameDecoder(alloc=alloc_frame)
+        frame, message = limits or frame_limits()
+        self._decoder = FrameDecoder(max_frame_bytes=frame, max_message_bytes=message,
+                                     alloc=alloc_frame)
         self._out: deque[memoryview] = deque()
         self._out_bytes = 0
         self._writing = False
@@ -99,8 +108,8 @@ class SocketComm(Comm):
         self._lock = threading.Lock()  # send() may be called from other threads
         self._loop_thread = threading.get_ident()  # made on its loop's thread
         try:
-            self.local_address = _format_addr(sock.getsockname())
-            self.peer_address = _format_addr(sock.getpeername())
+            self.local_address = _format_addr(sock.getsockname(), self.scheme)
+            self.peer_address = _format_addr(sock.getpeername(), self.scheme)
         except OSError:
             pass
         loop.add_reader(self._fd, self._on_readable)
@@ -127,7 +136,7 @@ class SocketComm(Comm):
                         return
                 if n < want:
                     return
-        except (BlockingIOError, InterruptedError):
+        except self._would_block:
             return
         except RemoteProtocolError as e:
             logger.error("closing connection from %s: %s", self.peer_address, e)
@@ -276,16 +285,29 @@ class SocketComm(Comm):
 
 
 class TCPListener(Listener):
+    """Accepts TCP (or, with ``ssl_context``, TLS) connections; each goes
+    through the gate and the handshake before it is handed on as a Comm."""
+
     def __init__(
         self,
         location: str,
         on_connection: Callable[[Comm], None],
         sock: socket.socket | None = None,
+        *,
+        token: str | None = None,
+        ssl_context: Any = None,
+        roles: frozenset[str] = frozenset(ROLES),
     ) -> None:
         self.location = location
         self.on_connection = on_connection
         self._sock = sock
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.token = token
+        self.ssl_context = ssl_context
+        self.roles = roles
+        self.scheme = "tls" if ssl_context is not None else "tcp"
+        self.gate = Gate()
+        self._admitting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -293,25 +315,60 @@ class TCPListener(Listener):
             host, port = parse_host_port(self.location, 0)
             self._sock = bind_socket(host, port)
         self._sock.setblocking(False)
-        self.address = _format_addr(self._sock.getsockname()[:2])
+        self.address = _format_addr(self._sock.getsockname()[:2], self.scheme)
         self._loop.add_reader(self._sock.fileno(), self._on_accept)
 
     def _on_accept(self) -> None:
         assert self._sock is not None and self._loop is not None
         for _ in range(64):
             try:
-                conn, _ = self._sock.accept()
+                conn, addr = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # e.g. EMFILE: log, keep listening
                 logger.error("accept failed on %s: %s", self.address, e)
                 return
-            try:
-                comm = SocketComm(conn, self._loop)
-            except OSError:
+            if not self.gate.try_enter():
+                refuse_busy(conn)
                 conn.close()
                 continue
-            self.on_connection(comm)
+            task = self._loop.create_task(self._admit(conn, _format_addr(addr, self.scheme)))
+            self._admitting.add(task)
+            task.add_done_callback(self._admitting.discard)
+
+    async def _admit(self, conn: socket.socket, peer: str) -> None:
+        """The handshake of one accepted connection; a comm for it if it passes."""
+        assert self._loop is not None
+        sock: Any = conn
+        try:
+            deadline = self._loop.time() + self.gate.timeout
+            set_socket_options(conn)
+            if self.ssl_context is not None:
+                from shoal.comm.tls import TLSSocketComm, tls_accept
+
+                sock = await tls_accept(conn, self.ssl_context, deadline)
+                role = await server_handshake(sock, self.token, self.roles, deadline)
+                comm: SocketComm = TLSSocketComm(sock, self._loop)
+            else:
+                role = await server_handshake(sock, self.token, self.roles, deadline)
+                comm = SocketComm(sock, self._loop)
+        except PermissionError as e:
+            logger.warning("%s: refused %s: %s", self.address, peer, e)
+            _close_after_refusal(sock)
+            return
+        except (OSError, TimeoutError) as e:
+            # a peer leaving mid-handshake is no attack (a process closing)
+            log = logger.info if isinstance(e, ConnectionResetError) else logger.warning
+            log("%s: handshake with %s failed: %s", self.address, peer, e)
+            _close_after_refusal(sock)
+            return
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self.gate.leave()
+        comm.peer_role = role
+        self.on_connection(comm)
 
     def stop(self) -> None:
         if self._sock is not None:
@@ -322,13 +379,29 @@ class TCPListener(Listener):
                     pass
             self._sock.close()
             self._sock = None
+        for task in list(self._admitting):
+            task.cancel()
 
 
-async def tcp_connect(location: str, timeout: float, retry: bool) -> SocketComm:
-    """Connect within ``timeout``; with ``retry``, keep trying refused connects."""
+def _close_after_refusal(sock: Any) -> None:
+    """Close a refused connection, first dropping what it sent that is
+    already here: closing with unread bytes would reset the connection, and
+    the peer could lose our REFUSE explaining why."""
+    try:
+        for _ in range(16):
+            if not sock.recv(65536):
+                break
+    except Exception:
+        pass
+    sock.close()
+
+
+async def _open_socket(location: str, deadline: float, timeout: float, retry: bool,
+                       scheme: str) -> socket.socket:
+    """A connected socket within ``deadline``; with ``retry``, refused
+    connects are tried again until then."""
     host, port = parse_host_port(location)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     delay = 0.01
     last: BaseException | None = None
     while True:
@@ -347,7 +420,7 @@ async def tcp_connect(location: str, timeout: float, retry: bool) -> SocketComm:
             except BaseException:
                 sock.close()
                 raise
-            return SocketComm(sock, loop)
+            return sock
         except asyncio.TimeoutError:
             last = TimeoutError("timed out")
             break
@@ -358,7 +431,33 @@ async def tcp_connect(location: str, timeout: float, retry: bool) -> SocketComm:
         await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
         delay = min(delay * 2, 0.5)
     if isinstance(last, TimeoutError) or last is None:
-        raise TimeoutError(f"timed out after {timeout} s trying to connect to tcp://{location}")
+        raise TimeoutError(f"timed out after {timeout} s trying to connect to {scheme}://{location}")
     raise OSError(
-        getattr(last, "errno", None), f"could not connect to tcp://{location}: {last}"
+        getattr(last, "errno", None), f"could not connect to {scheme}://{location}: {last}"
     ) from last
+
+
+async def tcp_connect(location: str, timeout: float, retry: bool, *, role: str = "client",
+                      token: str | None = None, ssl_context: Any = None,
+                      server_hostname: str | None = None) -> SocketComm:
+    """Connect within ``timeout`` (handshake included; with ``retry``, keep
+    trying refused connects), over TLS with ``ssl_context``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    scheme = "tls" if ssl_context is not None else "tcp"
+    address = f"{scheme}://{location}"
+    sock: Any = await _open_socket(location, deadline, timeout, retry, scheme)
+    try:
+        set_socket_options(sock)
+        if ssl_context is not None:
+            from shoal.comm.tls import TLSSocketComm, tls_connect
+
+            host = server_hostname or parse_host_port(location)[0]
+            sock = await tls_connect(sock, ssl_context, host, deadline, address)
+            await client_handshake(sock, role, token, deadline, address)
+            return TLSSocketComm(sock, loop)
+        await client_handshake(sock, role, token, deadline, address)
+        return SocketComm(sock, loop)
+    except BaseException:
+        sock.close()
+        raise

@@ -51,15 +51,18 @@ def plotly_js() -> str:
     return os.path.join(next(iter(spec.submodule_search_locations)), "package_data", "plotly.min.js")
 
 
-def make_app(feed: Feed, bound_host: str, prefix: str = "", login: bool = False) -> web.Application:
-    """The application; ``login``: ask for the cluster's token (beyond loopback)."""
+def make_app(feed: Feed, bound_host: str, prefix: str = "", login: bool = False,
+             token: str | None = None) -> web.Application:
+    """The application; ``login``: ask for the cluster's ``token`` (beyond loopback)."""
+    if login and not token:
+        raise ValueError("a dashboard that asks for the cluster's token needs one")
     from shoal import config
 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     app = web.Application(middlewares=[_guard])
     app[FEED] = feed
     app[SETTINGS] = {
-        "prefix": prefix, "login": login,
+        "prefix": prefix, "login": login, "token": token,
         "hosts": auth.host_names(bound_host, config.get("dashboard.allowed-hosts") or ()),
         "sessions": auth.Sessions(config.duration("dashboard.session-lifetime") or 43200.0),
         "page": _read(os.path.join(STATIC, "page.html")),
@@ -107,9 +110,15 @@ def _logged_in(request: web.Request) -> bool:
     return bool(request.app[SETTINGS]["sessions"].valid(request.cookies.get(auth.COOKIE), time.time()))
 
 
+def _token_ok(request: web.Request, candidate: str) -> bool:
+    from shoal.security import verify_token
+
+    return verify_token(candidate, request.app[SETTINGS]["token"])
+
+
 def _bearer_ok(request: web.Request) -> bool:
     header = request.headers.get("Authorization", "")
-    return header.startswith("Bearer ") and auth.verify_token(header[7:].strip())
+    return header.startswith("Bearer ") and _token_ok(request, header[7:].strip())
 
 
 _LOGIN = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>shoal dashboard: log in</title>
@@ -142,7 +151,7 @@ async def _login(request: web.Request) -> web.StreamResponse:
         return web.Response(status=403, text="cross-site login refused")
     form = await request.post()
     token = str(form.get("token", ""))
-    if not auth.verify_token(token):
+    if not _token_ok(request, token):
         logger.warning("dashboard: a login with a wrong token from %s", request.remote)
         return await _login_form(request, "That is not the cluster's token.")
     response = web.Response(status=302, headers={
@@ -288,10 +297,14 @@ _GETS: dict[str, Any] = {
 
 
 async def serve(scheduler_address: str, *, sock: Any = None, host: str = "127.0.0.1",
-                port: int = 0, prefix: str = "", login: bool = False) -> tuple[web.AppRunner, Feed]:
-    """Start serving (on ``sock``, a bound listening socket, or host:port)."""
-    feed = await Feed(scheduler_address).start()
-    app = make_app(feed, host, prefix, login)
+                port: int = 0, prefix: str = "", login: bool = False,
+                security: Any = None) -> tuple[web.AppRunner, Feed]:
+    """Start serving (on ``sock``, a bound listening socket, or host:port);
+    ``security``: the cluster's ``shoal.Security`` (its token lets the
+    dashboard connect, and browsers beyond loopback log in with it)."""
+    feed = await Feed(scheduler_address, security).start()
+    bound = sock.getsockname()[0] if sock is not None else host
+    app = make_app(feed, bound, prefix, login, getattr(security, "token", None))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None

@@ -13,36 +13,19 @@ Rules:
    (DNS rebinding).  A websocket's or event stream's ``Origin``, when sent,
    must be the same host.
 
-The token comes from ``shoal.config`` (``security.token``, or ``SHOAL_TOKEN``) and is checked
-with ``verify_token``, the interface the cluster's security (issue 10)
-provides; here it is a constant-time comparison with the configured token.
+The token is the cluster's (its ``shoal.Security``, handed to the
+dashboard process as its other processes get it), checked in constant time
+by ``shoal.security.verify_token``.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import secrets
 import socket
 from collections.abc import Iterable
 
 COOKIE = "shoal-dashboard-session"
-
-
-def cluster_token() -> str | None:
-    """The cluster's token, if one is configured (setting ``security.token``,
-    else ``SHOAL_TOKEN``: ``shoal.deploy.credentials``)."""
-    from shoal.deploy import credentials
-
-    return credentials.cluster_token()
-
-
-def verify_token(candidate: str) -> bool:
-    """Whether ``candidate`` is the cluster's token (False if none is set)."""
-    token = cluster_token()
-    if token is None or not isinstance(candidate, str):
-        return False
-    return hmac.compare_digest(candidate.encode(), token.encode())
 
 
 def is_loopback(host: str) -> bool:

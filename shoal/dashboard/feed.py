@@ -49,10 +49,11 @@ class Subscriber:
 
 
 class Feed:
-    def __init__(self, scheduler_address: str) -> None:
+    def __init__(self, scheduler_address: str, security: Any = None) -> None:
         from shoal import config
 
         self.scheduler_address = scheduler_address
+        self.security = security
         self.interval = config.duration("dashboard.update-interval") or 0.5
         self.stream_count = int(config.get("dashboard.task-stream-count"))
         self.graph_limit = int(config.get("dashboard.graph-limit"))
@@ -74,7 +75,7 @@ class Feed:
         from shoal import Client
 
         self.client = await Client(self.scheduler_address, asynchronous=True, set_as_default=False,
-                                   name="dashboard")
+                                   name="dashboard", security=self.security)
         self._runner = asyncio.get_running_loop().create_task(self._run())
         return self
 

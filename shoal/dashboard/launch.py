@@ -12,8 +12,8 @@ thread blocked in ``select``.  With ``thread=True`` (a ``LocalCluster`` of
 ``processes=False``, whose scheduler is not reachable from another process)
 it runs instead on a thread of this process, with its own event loop.
 
-Beyond loopback the dashboard asks for the cluster's token; without one
-configured (``security.token``) it is refused.
+Beyond loopback the dashboard asks for the cluster's token (its
+``Security``'s); without one it is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import subprocess
 import threading
 from typing import Any
 
-from shoal.dashboard.auth import cluster_token, is_loopback
+from shoal.dashboard.auth import is_loopback
 
 logger = logging.getLogger("shoal.dashboard")
 
@@ -62,27 +62,31 @@ def parse_address(address: str | int, default_host: str) -> tuple[str, int]:
     return host or default_host, number
 
 
-def choose_host(requested: str, explicit: bool) -> str:
-    """The host to bind: beyond loopback only with a token; a default
-    (``":8787"`` of a cluster listening everywhere) falls back to loopback."""
-    if is_loopback(requested) or cluster_token() is not None:
+def choose_host(requested: str, explicit: bool, token: str | None) -> str:
+    """The host to bind: beyond loopback only with the cluster's ``token``;
+    a default (``":8787"`` of a cluster listening everywhere) falls back to
+    loopback."""
+    if is_loopback(requested) or token:
         return requested
     if explicit:
         raise ValueError(
             f"a dashboard at {requested} would be reachable beyond this machine, which needs the "
-            "cluster's token (setting security.token); without one it serves on loopback only "
+            "cluster's token (Security(token=...), setting security.token); without one it serves "
+            "on loopback only "
             "(dashboard_address='127.0.0.1:8787')")
     logger.warning("the dashboard serves on 127.0.0.1 only: serving it on %s needs the cluster's "
                    "token (setting security.token)", requested)
     return "127.0.0.1"
 
 
-def bind(address: str | int, default_host: str = "127.0.0.1") -> socket.socket:
+def bind(address: str | int, default_host: str = "127.0.0.1", token: str | None = None
+         ) -> socket.socket:
     """A listening socket for ``address``; a taken port is followed by the
-    next ones, then any free port (with a warning, as dask gives)."""
+    next ones, then any free port (with a warning, as dask gives).  Beyond
+    loopback only with the cluster's ``token``."""
     host, port = parse_address(address, default_host)
     explicit = not (isinstance(address, str) and address.strip().startswith(":"))
-    host = choose_host(host, explicit)
+    host = choose_host(host, explicit, token)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     candidates = [port + i for i in range(PORT_TRIES) if port + i < 65536] if port else []
     for candidate in [*candidates, 0]:
@@ -121,8 +125,12 @@ class Dashboard:
     first connection on (a process; with ``thread=True``, a thread)."""
 
     def __init__(self, address: str | int, scheduler_address: str, default_host: str = "127.0.0.1",
-                 prefix: str = "", thread: bool = False, lazy: bool = True) -> None:
-        self.sock = bind(address, default_host)
+                 prefix: str = "", thread: bool = False, lazy: bool = True,
+                 security: Any = None) -> None:
+        # the cluster's Security: the dashboard connects with it, and asks
+        # browsers beyond loopback for its token
+        self.security = security
+        self.sock = bind(address, default_host, getattr(security, "token", None))
         self.scheduler_address = scheduler_address
         self.prefix = prefix or ""
         self.link = link(self.sock, self.prefix)
@@ -151,13 +159,16 @@ class Dashboard:
 
     def _start_process(self) -> None:
         from shoal.cluster.zygote import child_env, shoal_command
+        from shoal.security import security_env
 
         fd = self.sock.fileno()
         argv = shoal_command("dashboard", self.scheduler_address, "--fd", str(fd),
                              "--prefix", self.prefix or "/", "--parent-watch")
         if self.login:
             argv.append("--login")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, pass_fds=(fd,), env=child_env(),
+        # the token and certificates by environment, never on a command line
+        env = {**child_env(), **security_env(self.security)}
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, pass_fds=(fd,), env=env,
                                      close_fds=True)
         logger.info("dashboard process %d serving %s", self.proc.pid, self.link)
 
@@ -171,7 +182,7 @@ class Dashboard:
             if self._closing:
                 return
             runner, feed = await serve(self.scheduler_address, sock=self.sock,
-                                       prefix=self.prefix, login=self.login)
+                                       prefix=self.prefix, login=self.login, security=self.security)
             try:
                 await self._stopped.wait()
             finally:

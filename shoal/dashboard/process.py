@@ -27,12 +27,15 @@ def run_dashboard(scheduler: str, address: str, fd: int | None, prefix: str, log
     async def main() -> None:
         from shoal.dashboard import auth, launch
         from shoal.dashboard.app import serve
+        from shoal.security import Security, security_from_env
 
+        # the cluster's Security as its parent handed it over, else the settings'
+        security = security_from_env() or Security()
         if fd is not None:
             sock = socket.socket(fileno=fd)
             wants_login = login
         else:
-            sock = launch.bind(address)
+            sock = launch.bind(address, token=security.token)
             wants_login = not auth.is_loopback(sock.getsockname()[0])
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -41,7 +44,7 @@ def run_dashboard(scheduler: str, address: str, fd: int | None, prefix: str, log
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         runner, feed = await serve(scheduler, sock=sock, prefix="" if prefix == "/" else prefix,
-                                   login=wants_login)
+                                   login=wants_login, security=security)
         if fd is None:
             logger.info("dashboard at %s", launch.link(sock, prefix))
         try:

@@ -6,7 +6,9 @@ start their schedulers and workers as ``shoal scheduler ...`` /
 functions write those command lines from ``Scheduler``/``Worker`` keywords,
 one table each, so that the keywords mean the same in a process as in
 Python.  A keyword that cannot cross to another process (an object such as
-a plugin) is an error naming it.
+a plugin) is an error naming it.  ``security`` never goes on a command line
+(other users can read those): it goes in the environment
+(``shoal.security.security_env``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ WORKER_OPTIONS = {
     "validate": "--validate",
     "heartbeat_interval": "--heartbeat-interval",
     "silence_logs": "--log-level",
+    "scheduler_sni": "--scheduler-sni",
 }
 
 #: Scheduler keyword -> the ``shoal scheduler`` option carrying it
@@ -55,6 +58,7 @@ SCHEDULER_OPTIONS = {
     "blocked_handlers": "--blocked-handlers",
     "contact_address": "--contact-address",
     "scheduler_file": "--scheduler-file",
+    "protocol": "--protocol",
     "silence_logs": "--log-level",
 }
 

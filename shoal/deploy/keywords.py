@@ -14,8 +14,6 @@ from typing import Any
 REASONS = {
     "loop": "shoal's servers run on the event loop that starts them (use asynchronous=True "
             "inside your own loop)",
-    "security": "shoal does not support TLS security yet",
-    "scheduler_sni": "shoal does not support TLS yet",
     "services": "shoal runs no extra services on its servers",
     "worker_services": "shoal runs no extra services on its servers",
     "service_kwargs": "shoal runs no extra services on its servers",
@@ -46,14 +44,14 @@ def refuse(owner: str, **given: Any) -> None:
             raise NotImplementedError(f"{owner}({name}=...): {REASONS[name]}")
 
 
-def check_protocol(protocol: Any, allowed: tuple[str, ...] = ("tcp", "inproc")) -> None:
-    """dask's ``protocol=``: shoal speaks tcp (and inproc inside one process)."""
+def check_protocol(protocol: Any, allowed: tuple[str, ...] = ("tcp", "tls", "inproc")) -> None:
+    """dask's ``protocol=``: shoal speaks tcp and tls (and inproc inside one process)."""
     if protocol is None:
         return
     name = str(protocol).removesuffix("://")
     if name not in allowed:
-        raise NotImplementedError(f"protocol={protocol!r}: shoal speaks {' and '.join(allowed)} "
-                                  "(no TLS, UCX or websockets yet)")
+        raise NotImplementedError(f"protocol={protocol!r}: shoal speaks {', '.join(allowed)} "
+                                  "(no UCX or websockets)")
 
 
 def checked_plugins(plugins: Any, kind: str) -> list[Any]:

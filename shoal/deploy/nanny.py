@@ -67,12 +67,16 @@ class Nanny(Startable):
         from shoal.deploy.sizing import cpu_count, parse_memory_limit
         from shoal.deploy.worker import scheduler_address_from
 
-        refuse("Nanny", security=security, services=services, preload_nanny=preload_nanny,
+        refuse("Nanny", services=services, preload_nanny=preload_nanny,
                preload_nanny_argv=preload_nanny_argv)
+        from shoal.security import coerce_security
+
+        #: handed to the worker process in its environment, never on its command line
+        self.security = coerce_security(security, "Nanny")
         if worker_class is not None and getattr(worker_class, "__name__", worker_class) not in (
                 "Worker", "shoal.Worker", "dask.distributed.Worker", "distributed.Worker"):
             refuse("Nanny", worker_class=worker_class)
-        check_protocol(protocol, ("tcp",))
+        check_protocol(protocol, ("tcp", "tls"))
         if not reconnect:
             raise NotImplementedError("Nanny(reconnect=False): shoal workers never reconnect; "
                                       "one that loses its scheduler closes")
@@ -151,8 +155,10 @@ class Nanny(Startable):
             self.scheduler_addr = read_scheduler_file(self.scheduler_file, timeout)
         with config.set(self.config) if self.config else contextlib.nullcontext():
             from shoal.cluster.zygote import child_env
+            from shoal.security import security_env
 
-            env = {**child_env(), **self.env}  # the settings as of now, for every restart
+            # the settings as of now, for every restart; the Security by environment
+            env = {**child_env(), **self.env, **security_env(self.security)}
         read_end, write_end = os.pipe()
         first = [True]
 

@@ -85,6 +85,11 @@ class Scheduler(SchedulerServer, Startable):
         ``scheduler.preload``, ``scheduler.preload-argv``).
     blocked_handlers: names of client requests this scheduler refuses
         (shoal's request names, e.g. ``["run_on_scheduler"]``).
+    security: a ``shoal.Security``: the token clients and workers must
+        prove, TLS certificates (``protocol="tls"``).  Default: from the
+        settings; listening beyond loopback without a token, the scheduler
+        generates one, writes it to a 0600 file and logs where
+        (``scheduler.token_file``).  See docs/security.md.
     validate: check the state machine's invariants after every step (slow).
     dashboard_address: where to serve the dashboard (``":8787"``: the
         scheduler's host, the next free port if taken; beyond loopback it
@@ -125,9 +130,14 @@ class Scheduler(SchedulerServer, Startable):
     ) -> None:
         if kwargs:
             raise TypeError(f"Scheduler() got unexpected keyword arguments {sorted(kwargs)}")
-        refuse("Scheduler", security=security, services=services, service_kwargs=service_kwargs,
+        refuse("Scheduler", services=services, service_kwargs=service_kwargs,
                extensions=extensions, transition_counter_max=transition_counter_max,
                jupyter=jupyter)
+        from shoal.security import coerce_security
+
+        security = coerce_security(security, "Scheduler")
+        if protocol is None and security is not None and security.require_encryption:
+            protocol = "tls"
         check_protocol(protocol)
         from shoal import config
 
@@ -137,7 +147,8 @@ class Scheduler(SchedulerServer, Startable):
             host = interface_address(interface)
         address = listen_address(host, port, protocol)
         ttl = None if worker_ttl is None else parse_timedelta(worker_ttl)
-        super().__init__(address, sock=sock, validate=bool(validate), worker_timeout=ttl)
+        super().__init__(address, sock=sock, validate=bool(validate), worker_timeout=ttl,
+                         security=security)
         if allowed_failures is not None:
             if not isinstance(allowed_failures, int) or allowed_failures < 0:
                 raise ValueError(f"allowed_failures must be a count, got {allowed_failures!r}")
@@ -202,7 +213,7 @@ class Scheduler(SchedulerServer, Startable):
             local = f"tcp://127.0.0.1:{port}" if host == "0.0.0.0" else f"tcp://[::1]:{port}"
         self._dashboard_server = Dashboard(self.dashboard_address or ":8787", local,
                                            default_host=host, prefix=self.http_prefix or "",
-                                           thread=scheme == "inproc")
+                                           thread=scheme == "inproc", security=self.security)
         self.dashboard_link = self._dashboard_server.link
         self.services["dashboard"] = self._dashboard_server.port
         logger.info("dashboard at %s", self.dashboard_link)
@@ -220,11 +231,11 @@ class Scheduler(SchedulerServer, Startable):
         from shoal.comm.addresses import parse_address, parse_host_port, unparse_host_port
 
         scheme, loc = parse_address(self.address)
-        if scheme != "tcp":
+        if scheme not in ("tcp", "tls"):
             return self.address
         host, port = parse_host_port(loc)
         if host in ("0.0.0.0", "::", ""):
-            return f"tcp://{unparse_host_port(contact_host(), port)}"
+            return f"{scheme}://{unparse_host_port(contact_host(), port)}"
         return self.address
 
     async def _close_when_idle(self, timeout: float) -> None:
@@ -285,19 +296,19 @@ def listen_address(host: str | None, port: Any, protocol: str | None) -> str:
         if scheme == "inproc":
             return host
         h, p = parse_host_port(loc, int(port or 0))
-        return f"tcp://{unparse_host_port(h, p)}"
+        return f"{scheme}://{unparse_host_port(h, p)}"
     if name == "inproc":
         import uuid
 
         return f"inproc://scheduler-{uuid.uuid4().hex[:12]}"
     if host and host.count(":") == 1 and not host.startswith("["):
         h, p = parse_host_port(host)
-        return f"tcp://{unparse_host_port(h, p)}"
+        return f"{name}://{unparse_host_port(h, p)}"
     try:
         number = int(port or 0)
     except (TypeError, ValueError):
         raise ValueError(f"port must be a number, got {port!r}") from None
-    return f"tcp://{unparse_host_port(host or '127.0.0.1', number)}"
+    return f"{name}://{unparse_host_port(host or '127.0.0.1', number)}"
 
 
 def _blocked(name: str) -> Any:

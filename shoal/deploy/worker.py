@@ -97,6 +97,10 @@ class Worker(WorkerServer, Startable):
         worker reports (``scheduler_info()["workers"][addr]["metrics"]``).
     silence_logs: a logging level for shoal's loggers in this process.
     nanny: the address of the nanny watching this worker, if any.
+    security: a ``shoal.Security``: the cluster's token, TLS certificates
+        (default: from the settings).  A worker listening beyond loopback
+        needs the token.  ``scheduler_sni``: the host name to check the
+        scheduler's TLS certificate against, if not the address's.
     validate: check the state machine's invariants after every step (slow).
     dashboard_address, dashboard, http_prefix: kept as attributes; shoal
         has no worker dashboard yet.
@@ -150,7 +154,7 @@ class Worker(WorkerServer, Startable):
     ) -> None:
         if kwargs:
             raise TypeError(f"Worker() got unexpected keyword arguments {sorted(kwargs)}")
-        refuse("Worker", security=security, scheduler_sni=scheduler_sni, services=services,
+        refuse("Worker", services=services,
                executor=executor, extensions=extensions, data=data,
                WorkerStateClass=WorkerStateClass, transition_counter_max=transition_counter_max,
                low_level_profiler=low_level_profiler, profile_cycle_interval=profile_cycle_interval)
@@ -174,6 +178,13 @@ class Worker(WorkerServer, Startable):
             import uuid
 
             listen_address = f"inproc://worker-{uuid.uuid4().hex[:12]}"
+        elif listen_address is None and protocol is not None and str(protocol).startswith("tls"):
+            from shoal.comm.addresses import unparse_host_port
+
+            listen_address = f"tls://{unparse_host_port(host or '127.0.0.1', int(port or 0))}"
+        from shoal.security import coerce_security
+
+        security = coerce_security(security, "Worker")
         death = None if death_timeout is None else parse_timedelta(death_timeout)
         super().__init__(
             address,
@@ -189,6 +200,8 @@ class Worker(WorkerServer, Startable):
             connect_timeout=death,
             contact_address=contact_address,
             supervised=supervised,
+            security=security,
+            scheduler_sni=scheduler_sni,
         )
         self.scheduler_file = scheduler_file
         self.death_timeout = death

@@ -1,9 +1,10 @@
 """Every message shoal sends, as typed msgspec structs.
 
 Rules:
-1. A connection opens with ``Hello`` (the connecting side) answered by
-   ``Welcome`` or ``Rejected``; the protocol version is checked before any
-   other message is accepted.
+1. A network connection opens with the handshake of
+   ``shoal/comm/handshake.py`` (the version, the role, the token: raw
+   records, before any message), then ``Hello`` (the connecting side)
+   answered by ``Welcome`` or ``Rejected``.
 2. After that, every wire message is a *batch*: a list of the structs below,
    encoded with msgpack into the first frame.  User data inside them is a
    :class:`~shoal.protocol.serialize.Payload`, encoded as a msgpack extension
@@ -33,7 +34,7 @@ import msgspec
 
 from shoal.protocol.serialize import Payload
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the authenticated handshake before any message
 
 
 class _Msg(msgspec.Struct, array_like=True, omit_defaults=True, tag_field="op"):

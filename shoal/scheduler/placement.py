@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 #: returned by choose_worker: wait in the scheduler's queue for a free slot
 QUEUE: Final = "queue"
 
+# The policy's settings (scheduler.bandwidth, scheduler.placement.*): these
+# defaults, until configure() sets this process's (a scheduler server does
+# when it is made).  Read as module attributes, never imported by value.
+
 #: bytes per second assumed for moving data between workers
 BANDWIDTH = 500e6
 #: seconds of queued work a worker should hold beyond one task per thread
@@ -35,6 +39,18 @@ TARGET_BACKLOG = 0.005
 MAX_EXTRA_PER_THREAD = 200
 #: small inputs: any worker is a candidate, not only the holders
 SMALL_INPUT_BYTES = 1_000_000
+
+
+def configure(bandwidth: float, target_backlog: float, max_extra_per_thread: int,
+              small_input_bytes: int) -> None:
+    """Set this process's placement settings."""
+    global BANDWIDTH, TARGET_BACKLOG, MAX_EXTRA_PER_THREAD, SMALL_INPUT_BYTES
+    if bandwidth <= 0 or target_backlog < 0 or max_extra_per_thread < 0 or small_input_bytes < 0:
+        raise ValueError("placement settings must be positive (bandwidth) or at least 0")
+    BANDWIDTH = float(bandwidth)
+    TARGET_BACKLOG = float(target_backlog)
+    MAX_EXTRA_PER_THREAD = int(max_extra_per_thread)
+    SMALL_INPUT_BYTES = int(small_input_bytes)
 
 
 def worker_slots(w: WorkerRecord, task_duration: float) -> int:

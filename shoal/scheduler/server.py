@@ -76,11 +76,24 @@ class SchedulerServer:
         validate: bool = False,
         worker_timeout: float | None = None,
         check_interval: float | None = None,
+        security: Any = None,
     ) -> None:
         from shoal import config
+        from shoal.scheduler import placement
 
+        placement.configure(
+            bandwidth=config.size("scheduler.bandwidth"),
+            target_backlog=config.duration("scheduler.placement.target-backlog") or 0.0,
+            max_extra_per_thread=int(config.get("scheduler.placement.max-extra-tasks-per-thread")),
+            small_input_bytes=config.size("scheduler.placement.small-input-bytes"),
+        )
         self.listen_address = address
         self._sock = sock
+        #: who may connect (``shoal.Security``; None: from the settings, when
+        #: starting); with the token it generated, if it had to
+        self.security = security
+        #: the file a generated token was written to
+        self.token_file: str | None = None
         self.state = SchedulerState(
             validate=validate,
             allowed_failures=int(config.get("scheduler.allowed-failures")),
@@ -181,13 +194,42 @@ class SchedulerServer:
         spin.configure()
         self.loop = asyncio.get_running_loop()
         kwargs = {"sock": self._sock} if self._sock is not None else {}
-        self.listener = listen(self.listen_address, self._on_connection, **kwargs)
+        from shoal.security import Security, token_for_server
+
+        self.security, generated = token_for_server(self.security or Security(),
+                                                    self.listen_address, "scheduler")
+        self.listener = listen(self.listen_address, self._on_connection, security=self.security,
+                               tls_role="scheduler", roles=frozenset({"client", "worker"}), **kwargs)
         await self.listener.start()
         self.address = self.listener.address
+        if generated:
+            self._write_generated_token()
+        from shoal.security import remember_cluster
+
+        remember_cluster(self.address, self.security)  # a Client(address) made in this process
         self.status = "running"
         self._spawn(self._watch_workers())
         logger.info("scheduler at %s", self.address)
         return self
+
+    def _write_generated_token(self) -> None:
+        from shoal.comm.addresses import parse_address, parse_host_port
+        from shoal.security import generated_token_path, write_token_file
+
+        port = parse_host_port(parse_address(self.address)[1], 0)[1]
+        self.token_file = write_token_file(generated_token_path(port), self.security.token)
+        contact = getattr(self, "contact", None)  # shoal.Scheduler's: not 0.0.0.0
+        logger.warning(
+            "no token was given: the scheduler generated one and wrote it to %s (mode 0600). "
+            "Workers and clients need it: shoal worker %s --token-file %s, or SHOAL_TOKEN set "
+            "to its contents", self.token_file, contact() if contact else self.address,
+            self.token_file)
+
+    def verify_token(self, candidate: Any) -> bool:
+        """Whether ``candidate`` is this scheduler's token (constant time);
+        True for anything when it runs without one (loopback).  For
+        anything else that asks for the token, e.g. the dashboard."""
+        return self.security is None or self.security.verify_token(candidate)
 
     async def finished(self) -> None:
         await self._closed.wait()
@@ -205,6 +247,9 @@ class SchedulerServer:
                 except Exception:
                     logger.exception("scheduler extension %s failed while closing", type(ext).__name__)
         self.listener.stop()
+        from shoal.security import forget_cluster
+
+        forget_cluster(self.address)
         for comm in self.worker_comms.values():
             try:
                 comm.send([m.CloseWorker("the scheduler is closing")])
@@ -260,8 +305,13 @@ class SchedulerServer:
         except (RemoteProtocolError, SchedulerError, TimeoutError, OSError) as e:
             logger.warning("rejected a connection from %s: %s", comm.peer_address, e)
             await comm.close(timeout=0.5)
+        except Exception:
+            logger.exception("rejected a connection from %s", comm.peer_address)
+            await comm.close(timeout=0.5)
 
     def _add_client(self, comm: Comm, hello: m.Hello) -> None:
+        if comm.closed:  # what came with its Hello was garbage (closed, logged)
+            raise CommClosedError(f"connection from {comm.peer_address} closed while greeting")
         client_id = f"client-{next(self._client_ids)}-{uuid.uuid4().hex[:8]}"
         self.state.add_client(client_id, time.monotonic())
         self.client_comms[client_id] = comm
@@ -269,14 +319,16 @@ class SchedulerServer:
         info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list(),
                 "dashboard_link": self.dashboard_link}
         comm.send([m.Welcome(m.PROTOCOL_VERSION, client_id, info)])
+        self._notify("client_joined", client_id)
         comm.start(
             lambda msgs: self._on_client_messages(client_id, msgs),
             lambda c, exc: self._on_client_closed(client_id),
         )
-        self._notify("client_joined", client_id)
         self._schedule_flush()
 
     def _add_worker(self, comm: Comm, register: m.RegisterWorker, rest: list[Any]) -> None:
+        if comm.closed:
+            raise CommClosedError(f"connection from {comm.peer_address} closed while greeting")
         if register.address in self.state.workers:
             comm.send([m.Rejected(f"a worker at {register.address} is already registered")])
             raise SchedulerError(f"duplicate worker address {register.address}")
@@ -296,7 +348,7 @@ class SchedulerServer:
             lambda c, exc: self._on_worker_closed(address, exc),
         )
         if rest:
-            self._on_worker_messages(address, rest)
+            comm.handle(lambda msgs: self._on_worker_messages(address, msgs), rest)
         self._wake_worker_waiters()
         self._notify("worker_joined", address)
         self._schedule_flush()

@@ -27,8 +27,8 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
-from shoal.scheduler import control_state
-from shoal.scheduler.placement import TARGET_BACKLOG, worker_slots
+from shoal.scheduler import control_state, placement
+from shoal.scheduler.placement import worker_slots
 from shoal.scheduler.records import (
     ERRED,
     FORGOTTEN,
@@ -238,7 +238,7 @@ class SchedulerState:
         if w.status == "closed":
             return  # dead: it sends nothing more, and its removal moves its tasks on
         run = ts.run_id
-        counted = ts not in w.long_running and self.expected_duration(ts.prefix) >= TARGET_BACKLOG
+        counted = ts not in w.long_running and self.expected_duration(ts.prefix) >= placement.TARGET_BACKLOG
         if ts.processing_on is w:
             leave_worker(self, ts)
         if run and counted:

@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from shoal.scheduler.placement import BANDWIDTH, matches
+from shoal.scheduler import placement
+from shoal.scheduler.placement import matches
 from shoal.scheduler.records import TaskRecord, WorkerRecord
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def transfer_cost(ts: TaskRecord, thief: WorkerRecord) -> float:
     for dep in ts.deps:
         if thief not in dep.who_has and dep.value is None:
             missing += dep.nbytes
-    return missing / BANDWIDTH
+    return missing / placement.BANDWIDTH
 
 
 def movable(ts: TaskRecord, victim: WorkerRecord, thief: WorkerRecord) -> bool:

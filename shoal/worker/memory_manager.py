@@ -40,16 +40,23 @@ _SHARED_PREFIXES = ("/memfd:", "/dev/shm/")
 DEFAULT_FLIGHT_BYTES = 256 * 1024 * 1024
 
 
-def _rss_shmem(pid: int | str) -> int:
-    """Resident pages of shared-memory mappings (``RssShmem``), Linux only."""
+def _rss_and_shmem(pid: int | str) -> tuple[int, int]:
+    """The resident set (``VmRSS``) and its resident shared-memory pages
+    (``RssShmem``), in bytes, from ``/proc/<pid>/status`` (Linux only)."""
+    rss = shmem = 0
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
-                if line.startswith(b"RssShmem:"):
-                    return int(line.split()[1]) * 1024
+                if line.startswith(b"VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith(b"RssShmem:"):
+                    shmem = int(line.split()[1]) * 1024
+                    break  # RssShmem follows VmRSS
     except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        import psutil
+
+        return int(psutil.Process(None if pid == "self" else int(pid)).memory_info().rss), 0
+    return rss, shmem
 
 
 def shared_file_bytes(pid: int | str) -> int:
@@ -83,15 +90,15 @@ def process_memory(pid: int | None = None, shared_bytes: int | None = None) -> i
     resident part of its shared-memory mappings, plus the full size of the
     shared-memory files it holds (``shared_bytes`` if the caller knows it,
     else found in ``/proc``).  Other systems: the resident set size."""
-    import psutil
-
-    rss = int(psutil.Process(pid).memory_info().rss)
     if sys.platform != "linux":
-        return rss
+        import psutil
+
+        return int(psutil.Process(pid).memory_info().rss)
     who: int | str = "self" if pid is None else pid
+    rss, shmem = _rss_and_shmem(who)  # one read of /proc/<pid>/status (10 times a second)
     if shared_bytes is None:
         shared_bytes = shared_file_bytes(who)
-    return max(0, rss - _rss_shmem(who)) + shared_bytes
+    return max(0, rss - shmem) + shared_bytes
 
 
 def policy_from_config(limit: int) -> MemoryPolicy:

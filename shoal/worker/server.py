@@ -60,6 +60,8 @@ class WorkerServer:
         connect_timeout: float | None = None,
         supervised: bool = False,
         contact_address: str | None = None,
+        security: Any = None,
+        scheduler_sni: str | None = None,
     ) -> None:
         if nthreads < 1:
             raise ValueError(f"nthreads must be at least 1, got {nthreads}")
@@ -68,7 +70,13 @@ class WorkerServer:
         self.name = name
         self.host = host
         self.port = port
-        self.listen_address = listen_address or f"tcp://{host}:{port}"
+        # None: tcp:// or tls://, as the scheduler's address, once known (start)
+        self._listen_address = listen_address
+        #: who may connect, and how this worker proves itself (``shoal.Security``;
+        #: None: from the settings, when starting)
+        self.security = security
+        #: the host name to check the scheduler's TLS certificate against
+        self.scheduler_sni = scheduler_sni
         self.memory_limit = memory_limit
         self.resources = dict(resources or {})
         self.validate = validate
@@ -112,6 +120,24 @@ class WorkerServer:
         self.add_extension(self.observability)
         self.add_extension(WorkerControl(self))
 
+    @property
+    def listen_address(self) -> str:
+        """Where this worker listens: as given, else on ``host:port`` with the
+        scheduler's scheme (tcp://, or tls:// for a TLS scheduler)."""
+        if self._listen_address:
+            return self._listen_address
+        from shoal.comm.addresses import parse_address, unparse_host_port
+
+        scheme = "tcp"
+        if self.scheduler_address:
+            scheme = parse_address(self.scheduler_address)[0]
+        scheme = scheme if scheme in ("tcp", "tls") else "tcp"
+        return f"{scheme}://{unparse_host_port(self.host, self.port)}"
+
+    @listen_address.setter
+    def listen_address(self, value: str | None) -> None:
+        self._listen_address = value
+
     def add_extension(self, extension: Any) -> None:
         """Answer the scheduler's requests with ``extension``'s
         ``rpc_<method>(**args)`` functions (plain or coroutines)."""
@@ -127,20 +153,31 @@ class WorkerServer:
         spin.configure()
         shm.configure()
         self.loop = asyncio.get_running_loop()
-        self.listener = listen(self.listen_address, self._on_connection)
+        from shoal.security import Security, token_for_server
+
+        self.security, _ = token_for_server(self.security or Security(), self.listen_address,
+                                            "worker")
+        self.listener = listen(self.listen_address, self._on_connection, security=self.security,
+                               tls_role="worker", roles=frozenset({"client", "peer"}))
         await self.listener.start()
         self.address = self.contact_address or _reachable_address(self.listener.address,
                                                                   self.scheduler_address)
         if not self.name:
             self.name = self.address
         await self._setup()
-        self.state = ws.WorkerState(self.address, self.nthreads, validate=self.validate,
-                                    **self.memory.state_options())
+        from shoal import config
+
+        self.state = ws.WorkerState(
+            self.address, self.nthreads, validate=self.validate,
+            prefetch_below=config.duration("worker.prefetch.below") or 0.0,
+            prefetch_window=config.duration("worker.prefetch.window") or 0.0,
+            prefetch_max=int(config.get("worker.prefetch.max")),
+            **self.memory.state_options())
         self.executor = TaskExecutor(
             self.nthreads, self.loop, self._on_results, self.functions, self.data, worker=self,
             is_cancelled=self._is_cancelled, push=self._push_result,
         )
-        self.pool = ConnectionPool("peer", self.name, self.connect_timeout)
+        self.pool = ConnectionPool("peer", self.name, self.connect_timeout, security=self.security)
         register = m.RegisterWorker(
             self.address, self.name, self.nthreads, self.memory_limit, self.resources,
             os.getpid(), socket.gethostname(), self.supervised,
@@ -148,7 +185,8 @@ class WorkerServer:
         try:
             self.scheduler, welcome = await connect_and_greet(
                 self.scheduler_address, "worker", self.name, self.connect_timeout, retry=True,
-                extra=[register, m.Heartbeat(self._metrics())],
+                extra=[register, m.Heartbeat(self._metrics())], security=self.security,
+                server_hostname=self.scheduler_sni,
             )
             # before any message from the scheduler is handled: no task runs
             # here before the cluster's plugins are in place
@@ -160,6 +198,9 @@ class WorkerServer:
         # loop would poll with; clients' actor calls and data requests do poll
         self.scheduler.keeps_loop_polling = False
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
+        from shoal.security import remember_cluster
+
+        remember_cluster(self.scheduler_address, self.security)  # Client(address) in a task
         self.status = "running"
         self.memory.start()
         context.worker_started(self)
@@ -332,7 +373,7 @@ class WorkerServer:
                 from shoal.client.client import Client
 
                 self._client = Client(self.scheduler_address, set_as_default=False,
-                                      name=f"worker-{self.name}",
+                                      name=f"worker-{self.name}", security=self.security,
                                       timeout=self.connect_timeout if timeout is None else timeout)
             return self._client
 
@@ -482,7 +523,10 @@ class WorkerServer:
             logger.warning("worker %s: rejected a connection from %s: %s", self.address, comm.peer_address, e)
             comm.abort(e)
             return
-        comm.send([m.Welcome(m.PROTOCOL_VERSION, self.address, {"shm_host": shm.host_identity()})])
+        try:
+            comm.send([m.Welcome(m.PROTOCOL_VERSION, self.address, {"shm_host": shm.host_identity()})])
+        except CommClosedError:
+            return  # what came with its Hello was garbage: closed with a log line
         self._data_comms.add(comm)
         comm.start(lambda msgs: self._on_data_messages(comm, msgs), self._on_data_closed)
 
@@ -639,7 +683,7 @@ def _reachable_address(listening: str, scheduler: str) -> str:
     from shoal.comm.addresses import parse_address, parse_host_port, unparse_host_port
 
     scheme, loc = parse_address(listening)
-    if scheme != "tcp":
+    if scheme not in ("tcp", "tls"):
         return listening
     host, port = parse_host_port(loc)
     if host not in ("0.0.0.0", "::", ""):
@@ -652,4 +696,4 @@ def _reachable_address(listening: str, scheduler: str) -> str:
             ip = probe.getsockname()[0]
     except OSError:
         ip = socket.gethostbyname(socket.gethostname())
-    return f"tcp://{unparse_host_port(ip, port)}"
+    return f"{scheme}://{unparse_host_port(ip, port)}"

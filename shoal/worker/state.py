@@ -81,7 +81,8 @@ class DropData(msgspec.Struct):
     keys: list[str]
 
 
-#: tasks shorter than this (on average) are queued in the executor ahead
+#: defaults (settings worker.prefetch.*): tasks shorter than this (on
+#: average) are queued in the executor ahead...
 PREFETCH_BELOW = 0.002
 #: ...enough of them to cover this many seconds...
 PREFETCH_WINDOW = 0.010
@@ -140,7 +141,13 @@ class WorkerState:
         validate: bool = False,
         max_flight_bytes: int = 256 * 1024 * 1024,
         max_flight_peers: int = 8,
+        prefetch_below: float = PREFETCH_BELOW,
+        prefetch_window: float = PREFETCH_WINDOW,
+        prefetch_max: int = PREFETCH_MAX,
     ) -> None:
+        self.prefetch_below = prefetch_below
+        self.prefetch_window = prefetch_window
+        self.prefetch_max = prefetch_max
         self.address = address
         self.nthreads = nthreads
         self.validate = validate
@@ -581,9 +588,9 @@ class WorkerState:
         as one ends instead of waiting a round trip through the event loop
         for each (that round trip costs more than a millisecond-long task)."""
         mean = self.mean_duration
-        if mean is None or mean >= PREFETCH_BELOW:
+        if mean is None or mean >= self.prefetch_below:
             return self.nthreads
-        extra = min(PREFETCH_MAX, int(PREFETCH_WINDOW / max(mean, 1e-6)))
+        extra = min(self.prefetch_max, int(self.prefetch_window / max(mean, 1e-6)))
         return self.nthreads * (1 + extra)
 
     def _record_duration(self, duration: float) -> None:

@@ -16,6 +16,8 @@ import pytest
 
 from shoal import Client, Future, LocalCluster, wait
 
+from ..conftest import token_env
+
 pytestmark = pytest.mark.timeout(60)
 
 SEED = "000_c20725d3bbcf1ac3.txt"
@@ -231,7 +233,7 @@ client.close()
 def test_cells1_and_7_dask_compute_after_client_runs_on_the_cluster(cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(
         [sys.executable, "-c", NOTEBOOK_ORDER, cluster.scheduler_address],
-        capture_output=True, text=True, timeout=50, cwd=tmp_path,
+        capture_output=True, text=True, timeout=50, cwd=tmp_path, env=token_env(cluster),
     )
     assert proc.returncode == 0, proc.stderr
     compute_ran, client_compute_ran = proc.stdout.split()

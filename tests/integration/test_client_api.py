@@ -115,7 +115,7 @@ def test_missing_scheduler_file_times_out_clearly(tmp_path: pathlib.Path) -> Non
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"security": object()}, NotImplementedError, "security"),
+    ({"security": object()}, TypeError, "security"),
     ({"serializers": ["msgpack"]}, NotImplementedError, "serializers"),
     ({"extensions": {"pubsub": object}}, NotImplementedError, "extensions"),
     ({"connection_limit": 0}, ValueError, "connection_limit"),

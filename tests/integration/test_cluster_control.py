@@ -20,6 +20,8 @@ import pytest
 from shoal import CancelledError, Client, LocalCluster
 from shoal.errors import WorkerStartTimeoutError
 
+from ..conftest import token_env
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -224,7 +226,7 @@ def test_restart_of_workers_supervised_by_the_shoal_worker_command() -> None:
     worker in a new process when the scheduler asks."""
     with LocalCluster(n_workers=0) as cluster, Client(cluster) as client:
         command = subprocess.Popen([sys.executable, "-m", "shoal", "worker", cluster.scheduler_address,
-                                    "--name", "cli"])
+                                    "--name", "cli"], env=token_env(cluster))
         try:
             client.wait_for_workers(1, timeout=30)
             (old,) = client.run(os.getpid).values()
@@ -243,7 +245,7 @@ def test_restart_of_a_worker_without_supervisor() -> None:
     waiting for it."""
     with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, Client(cluster) as client:
         alone = subprocess.Popen([sys.executable, "-m", "shoal", "worker", cluster.scheduler_address,
-                                  "--no-nanny", "--name", "alone"])
+                                  "--no-nanny", "--name", "alone"], env=token_env(cluster))
         try:
             client.wait_for_workers(2, timeout=30)
             info = client.scheduler_info()["workers"]

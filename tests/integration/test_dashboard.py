@@ -148,26 +148,28 @@ def test_websocket_pushes_updates_and_refuses_other_sites(dash_client: Client) -
     dash_client.gather(futures)
 
 
-def test_login_beyond_loopback(dash_client: Client) -> None:
-    with shoal.config.set({"security.token": "s3cret"}):
-        dash = Dashboard("0.0.0.0:0", dash_client.scheduler_address, thread=True)
+def test_login_beyond_loopback(dash_client: Client, dash_cluster: LocalCluster) -> None:
+    token = dash_cluster.security.token  # the cluster's: its dashboard connects with it too
+    assert token
+    dash = Dashboard("0.0.0.0:0", dash_client.scheduler_address, thread=True,
+                     security=dash_cluster.security)
     try:
         link = f"http://127.0.0.1:{dash.port}"
         status, headers, _ = _get(link, "/status")
         assert status == 302 and headers["location"].startswith("/login")
         assert _get(link, "/api/status")[0] == 401
         form = {"Content-Type": "application/x-www-form-urlencoded"}
-        with shoal.config.set({"security.token": "s3cret"}):
-            status, _, body = _get(link, "/login", form, "POST", "token=wrong&next=/status")
-            assert status == 401 and b"That is not the cluster" in body
-            status, headers, _ = _get(link, "/login", form, "POST", "token=s3cret&next=//evil.example")
-            assert status == 302 and headers["location"] == "/status"  # never another site
-            cookie = headers["set-cookie"]
-            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "s3cret" not in cookie
-            session = cookie.split(";", 1)[0]
-            assert _get(link, "/api/status", {"Cookie": session})[0] == 200
-            assert _get(link, "/metrics", {"Authorization": "Bearer s3cret"})[0] == 200
-            assert _get(link, "/metrics", {"Authorization": "Bearer nope"})[0] == 401
+        status, _, body = _get(link, "/login", form, "POST", "token=wrong&next=/status")
+        assert status == 401 and b"That is not the cluster" in body
+        quoted = urllib.parse.quote(token)
+        status, headers, _ = _get(link, "/login", form, "POST", f"token={quoted}&next=//evil.example")
+        assert status == 302 and headers["location"] == "/status"  # never another site
+        cookie = headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and token not in cookie
+        session = cookie.split(";", 1)[0]
+        assert _get(link, "/api/status", {"Cookie": session})[0] == 200  # the status, as a client
+        assert _get(link, "/metrics", {"Authorization": f"Bearer {token}"})[0] == 200
+        assert _get(link, "/metrics", {"Authorization": "Bearer nope"})[0] == 401
     finally:
         dash.close()
 

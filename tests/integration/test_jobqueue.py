@@ -18,12 +18,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from shoal import Client, Scheduler, config
+from shoal import Client, Scheduler, Security, config
 from shoal.deploy import JobQueueCluster, PBSCluster, SLURMCluster
 from tests.conftest import poll_until
 from tests.integration.fake_batch import live_processes
@@ -148,7 +147,7 @@ class SchedulerWithItsOwnToken(Scheduler):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.security = SimpleNamespace(token="made-by-the-scheduler-" + "9" * 20)
+        self.security = Security(token="made-by-the-scheduler-" + "9" * 20)
 
 
 def test_a_token_the_scheduler_made_goes_to_the_jobs(batch: Batch) -> None:

@@ -116,7 +116,7 @@ def test_an_asynchronous_cluster_returns_awaitables() -> None:
 
 @pytest.mark.parametrize(("kwargs", "error", "name"), [
     ({"loop": object()}, NotImplementedError, "loop"),
-    ({"security": True}, NotImplementedError, "security"),
+    ({"security": object()}, TypeError, "security"),
     ({"protocol": "ucx://"}, NotImplementedError, "protocol"),
     ({"worker_class": "my.Worker"}, NotImplementedError, "worker_class"),
     ({"services": {"x": object}}, NotImplementedError, "services"),

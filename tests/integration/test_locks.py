@@ -18,7 +18,7 @@ import pytest
 from shoal import Client, Event, Lock, MultiLock, Semaphore, config
 from shoal.cluster.local import LocalCluster
 
-from ..conftest import poll_until
+from ..conftest import poll_until, token_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -171,7 +171,8 @@ def test_a_holder_that_stops_answering_loses_its_lease() -> None:
                      "scheduler.locks.lease-validation-interval": "100ms"}), \
             LocalCluster(n_workers=0) as cluster, Client(cluster), \
             subprocess.Popen([sys.executable, "-c", HOLDER, cluster.scheduler_address],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=token_env(cluster)) as proc:
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
             assert not Lock("silent-holder").acquire(blocking=False)

@@ -213,7 +213,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(("make", "error", "name"), [
-    (lambda: Worker("tcp://127.0.0.1:1", security=True), NotImplementedError, "security"),
+    (lambda: Worker("tcp://127.0.0.1:1", security="secret"), TypeError, "security"),
     (lambda: Worker("tcp://127.0.0.1:1", plugins=[object()]), TypeError, "WorkerPlugin"),
     (lambda: Worker("tcp://127.0.0.1:1", executor="offload"), NotImplementedError, "executor"),
     (lambda: Worker("tcp://127.0.0.1:1", protocol="ucx"), NotImplementedError, "protocol"),
@@ -222,7 +222,7 @@ def _alive(pid: int) -> bool:
     (lambda: Worker(), ValueError, "scheduler"),
     (lambda: Worker("tcp://127.0.0.1:1", lifetime="-1s"), ValueError, "lifetime"),
     (lambda: Scheduler(plugins=[object()]), TypeError, "SchedulerPlugin"),
-    (lambda: Scheduler(security=True), NotImplementedError, "security"),
+    (lambda: Scheduler(security="secret"), TypeError, "security"),
     (lambda: Scheduler(jupyter=True), NotImplementedError, "Jupyter"),
     (lambda: Scheduler(blocked_handlers=["no_such_request"]), ValueError, "no_such_request"),
     (lambda: Scheduler(no_such_keyword=1), TypeError, "no_such_keyword"),

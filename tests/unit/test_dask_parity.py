@@ -33,7 +33,6 @@ KWARGS_FORWARDED = {
 GAPS: dict[str, str] = {
     'ActorFuture.__init__(io_loop=)': 'deliberate: made by shoal, never by users; it holds a concurrent future, not an IOLoop',
     'ActorFuture.__init__(positional order)': 'deliberate: made by shoal, never by users',
-    'Security': 'issue 10: security',
     'as_completed.condition': 'deliberate: the asyncio.Condition inside dask\'s implementation, not an interface; shoal\'s as_completed has none',
 }
 

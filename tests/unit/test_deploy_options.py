@@ -184,11 +184,10 @@ def _plan(**kwargs: object) -> object:
 
 @pytest.mark.parametrize(("kwargs", "name"), [
     ({"loop": object()}, "loop"),
-    ({"security": True}, "security"),
     ({"services": {"x": object}}, "services"),
     ({"worker_services": {"x": object}}, "worker_services"),
     ({"service_kwargs": {"x": {}}}, "service_kwargs"),
-    ({"protocol": "tls://"}, "protocol"),
+    ({"protocol": "ucx://"}, "protocol"),
     ({"protocol": "inproc"}, "protocol"),  # worker processes need a network
     ({"worker_class": "my.GPUWorker"}, "worker_class"),
     ({"worker_class": "shoal.Nanny", "processes": False}, "worker_class"),

@@ -18,7 +18,7 @@ PUBLIC = {
     "WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "PipInstall", "CondaInstall", "InstallPlugin",
     "Environ", "UploadFile", "UploadDirectory", "Status", "sync", "TimeoutError",
     "CompatibleExecutor", "config", "dask", "rpc", "connect", "local_client", "get_task_metadata",
-    "print", "warn", "get_task_stream", "Reschedule", "span",
+    "print", "warn", "get_task_stream", "Security", "AuthenticationError", "Reschedule", "span",
 }
 
 

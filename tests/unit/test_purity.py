@@ -28,6 +28,7 @@ PURE = [
     "worker/memory.py",
     "comm/framing.py",
     "comm/codec.py",
+    "comm/handshake.py",
     "dashboard/snapshot.py",
     "dashboard/views.py",
     "diagnostics/report.py",
