@@ -20,7 +20,6 @@ by ``shoal.security.verify_token``.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import socket
 from collections.abc import Iterable
@@ -30,13 +29,10 @@ COOKIE = "shoal-dashboard-session"
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name or an address) is this machine only."""
+    from shoal.security import is_loopback as address_is_loopback
+
     name = host.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return address_is_loopback(f"tcp://[{name}]:0" if ":" in name else f"tcp://{name}:0")
 
 
 def host_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:

@@ -41,20 +41,9 @@ def flame_rows(tree: dict[str, Any], min_fraction: float = 0.001) -> dict[str, l
 def stream_records(runs: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
     """Compact task runs by worker (``rpc_task_stream_tail``) as dask's
     task-stream records (``shoal/diagnostics/task_stream.py``)."""
-    out = []
-    for worker, compact in runs.items():
-        for key, thread, start, stop, nbytes, type_name, transfers in compact:
-            startstops: list[dict[str, Any]] = [
-                {"action": "transfer", "start": a, "stop": b, "source": src} for a, b, src in transfers]
-            startstops.append({"action": "compute", "start": start, "stop": stop})
-            record: dict[str, Any] = {"key": key, "worker": worker, "thread": thread,
-                                      "startstops": startstops}
-            if type_name is None:
-                record["status"] = "error"
-            else:
-                record.update(status="OK", nbytes=nbytes, type=type_name, typename=type_name)
-            out.append(record)
-    return out
+    from shoal.diagnostics.task_stream import record
+
+    return [record(worker, *run) for worker, compact in runs.items() for run in compact]
 
 
 def graph_layout(n_nodes: int, edges: list[list[int]]) -> list[tuple[float, float]]:

@@ -168,19 +168,11 @@ class WorkerObservability:
                  offset: float) -> list[dict[str, Any]]:
         """Runs as dask's task-stream records (``offset``: perf_counter to unix time)."""
         address = self.server.address
-        out = []
-        for _, key, t0, t1, thread, nbytes, type_name in runs:
-            startstops = [{"action": "transfer", "start": a + offset, "stop": b + offset, "source": src}
-                          for a, b, src in self.transfers.get(key, ()) if b <= t0]
-            startstops.append({"action": "compute", "start": t0 + offset, "stop": t1 + offset})
-            record: dict[str, Any] = {"key": key, "worker": address, "thread": thread,
-                                      "startstops": startstops}
-            if type_name is None:
-                record["status"] = "error"
-            else:
-                record.update(status="OK", nbytes=nbytes, type=type_name, typename=type_name)
-            out.append(record)
-        return out
+        transfers = self.transfers
+        return [task_stream.record(address, key, thread, t0 + offset, t1 + offset, nbytes, type_name,
+                                   [(a + offset, b + offset, src)
+                                    for a, b, src in transfers.get(key, ()) if b <= t0])
+                for _, key, t0, t1, thread, nbytes, type_name in runs]
 
     # ------------------------------------------------------------------ profile and call stacks
 
