@@ -1,8 +1,11 @@
 """The dashboard's pages in a real browser (headless Chromium), while a
 workload runs: the task stream grows, the numbers shown are those of
 ``scheduler_info()``, a worker killed mid-run leaves the page, each page
-draws without a script error.  Screenshots go to docs/images/ (README.md
-shows them)."""
+draws without a script error.  Screenshots go to a temporary directory, or
+with ``SHOAL_SAVE_SCREENSHOTS=1`` to docs/images/ (README.md shows them):
+
+    SHOAL_SAVE_SCREENSHOTS=1 ./scripts/test tests/browser
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import pytest
 from shoal import Client, LocalCluster
 from tests.conftest import poll_until
 
-IMAGES = pathlib.Path(__file__).resolve().parents[2] / "docs" / "images"
+DOCS_IMAGES = pathlib.Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 def busy(x: int, delay: float = 0.05) -> int:
@@ -55,13 +58,22 @@ def _open(browser: Any, client: Client, page: str) -> None:
         "return document.getElementById('connection').textContent") == "live", 20)
 
 
-def _shoot(browser: Any, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(IMAGES / name))
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    if os.environ.get("SHOAL_SAVE_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        return DOCS_IMAGES
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _shoot(browser: Any, images: pathlib.Path, name: str) -> None:
+    assert browser.save_screenshot(str(images / name))
+    assert (images / name).stat().st_size > 10_000  # a page, not a blank
 
 
 @pytest.mark.timeout(120)
-def test_status_page_streams_tasks_and_shows_scheduler_numbers(browser: Any, client: Client) -> None:
+def test_status_page_streams_tasks_and_shows_scheduler_numbers(browser: Any, client: Client,
+                                                              images: pathlib.Path) -> None:
     futures = client.map(busy, range(600))
     pairs = [client.submit(add, futures[i], futures[i + 1]) for i in range(0, 100, 2)]
     _open(browser, client, "status")
@@ -79,10 +91,10 @@ def test_status_page_streams_tasks_and_shows_scheduler_numbers(browser: Any, cli
     # progress bars and per-worker charts are drawn (plotly's bars)
     assert browser.execute_script("return document.querySelectorAll('#progress .bars path').length") > 0
     assert browser.execute_script("return document.querySelectorAll('#cpu .bars path').length") > 0
-    _shoot(browser, "dashboard-status.png")  # mid-run
+    _shoot(browser, images, "dashboard-status.png")  # mid-run
     browser.execute_script("document.getElementById('theme').click()")
     time.sleep(0.5)
-    _shoot(browser, "dashboard-status-dark.png")
+    _shoot(browser, images, "dashboard-status-dark.png")
     browser.execute_script("document.getElementById('theme').click()")
     # a task's story, as a click on its bar shows it
     browser.execute_script(f"shoal.story({futures[0].key!r})")
@@ -94,7 +106,8 @@ def test_status_page_streams_tasks_and_shows_scheduler_numbers(browser: Any, cli
 
 
 @pytest.mark.timeout(120)
-def test_workers_page_matches_scheduler_and_drops_a_killed_worker(browser: Any, client: Client) -> None:
+def test_workers_page_matches_scheduler_and_drops_a_killed_worker(browser: Any, client: Client,
+                                                                  images: pathlib.Path) -> None:
     futures = client.map(busy, range(1000, 1400), delay=0.02)
     _open(browser, client, "workers")
 
@@ -110,7 +123,7 @@ def test_workers_page_matches_scheduler_and_drops_a_killed_worker(browser: Any, 
     browser.find_element("css selector", "button.toggle").click()  # a worker's log lines
     assert poll_until(lambda: browser.execute_script(
         "return document.querySelectorAll('#workers tr.logs').length") == 1, 10)
-    _shoot(browser, "dashboard-workers.png")
+    _shoot(browser, images, "dashboard-workers.png")
     victim = sorted(info["workers"])[0]
     os.kill(info["workers"][victim]["pid"], signal.SIGKILL)  # mid-run
     assert poll_until(lambda: victim not in shown(), 30)
@@ -119,18 +132,18 @@ def test_workers_page_matches_scheduler_and_drops_a_killed_worker(browser: Any, 
 
 
 @pytest.mark.timeout(120)
-def test_graph_and_profile_pages(browser: Any, client: Client) -> None:
+def test_graph_and_profile_pages(browser: Any, client: Client, images: pathlib.Path) -> None:
     inputs = client.map(busy, range(2000, 2006), delay=0.2)
     total = client.submit(sum, inputs)
     _open(browser, client, "graph")
     assert poll_until(lambda: browser.execute_script(
         "return document.querySelectorAll('#graph .scatterlayer .point').length") >= 7, 20)
-    _shoot(browser, "dashboard-graph.png")
+    _shoot(browser, images, "dashboard-graph.png")
     total.result()
     _open(browser, client, "profile")
     assert poll_until(lambda: browser.execute_script(
         "return +(document.getElementById('flame-note').textContent.split(' ')[0] || 0)") > 0, 30)
     assert poll_until(lambda: browser.execute_script(
         "return document.querySelectorAll('#flame .slice').length") > 1, 20)
-    _shoot(browser, "dashboard-profile.png")
+    _shoot(browser, images, "dashboard-profile.png")
     assert not _errors(browser)

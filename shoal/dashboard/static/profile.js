@@ -21,7 +21,7 @@
     if (el.querySelector(".empty")) el.innerHTML = "";
     var f = p.flame;
     Plotly.react(el, [{type: "icicle", ids: f.ids, labels: f.labels, parents: f.parents, values: f.values,
-      branchvalues: "total", customdata: f.hover, tiling: {orientation: "v", flip: "y"},
+      branchvalues: "total", customdata: f.hover, tiling: {orientation: "v", flip: "y"}, maxdepth: 12,
       hovertemplate: "<b>%{label}</b><br>%{customdata}<br>%{value} samples (%{percentRoot:.1%})<extra></extra>",
       marker: {colors: f.labels.map(function (l, i) { return i ? shoal.colour(l) : shoal.css("--idle"); })},
       root: {color: shoal.css("--panel")}}],
