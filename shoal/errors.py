@@ -99,11 +99,19 @@ class KilledWorker(ShoalError):
         super().__init__(
             f"Attempted to run task {key!r} on {allowed_failures + 1} different workers, "
             f"but all those workers died while running it. The last worker that attempted "
-            f"to run the task was {last_worker}."
+            f"to run the task was {last_worker}. Inspecting worker logs is often a good next "
+            f"step to diagnose what went wrong (client.get_events('worker-restarted') says "
+            f"why each worker was restarted)."
         )
         self.key = key
+        #: the address of the last worker that died running it (dask: its WorkerState)
         self.last_worker = last_worker
         self.allowed_failures = allowed_failures
+
+    @property
+    def task(self) -> str:
+        """The key of the task (dask.distributed's name for it)."""
+        return self.key
 
     def __reduce__(self) -> tuple[type, tuple[str, str, int]]:
         return (KilledWorker, (self.key, self.last_worker, self.allowed_failures))

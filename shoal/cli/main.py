@@ -152,6 +152,8 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     w.add_argument("--ready-fd", type=int, default=None, help=SUPPRESS)
     # set by a supervisor (LocalCluster's, a Nanny's, this command's) on its workers
     w.add_argument("--supervised", action="store_true", help=SUPPRESS)
+    # set by the nanny: this worker replaces one that died, for this reason
+    w.add_argument("--restarted", default="", help=SUPPRESS)
     _add_common(w, "WARNING")
 
 

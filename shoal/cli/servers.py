@@ -271,7 +271,7 @@ def _worker(args: Any, preload_argv: list[str] | None) -> int:
         try:
             return run_worker({"scheduler_ip": scheduler, "name": args.name, "port": ports[0],
                                "supervised": args.supervised, "security": args.security,
-                               **options}, args.parent_watch, args.ready_fd)
+                               **options}, args.parent_watch, args.ready_fd, args.restarted)
         except (ValueError, TypeError, ImportError, NotImplementedError) as e:
             logger.error("the worker could not start: %s", e)
             return 1

@@ -225,6 +225,15 @@ class ClientCore:
         self._confirmed: asyncio.Event | None = None
         self._requests: dict[int, asyncio.Future[Any]] = {}
         self._request_ids = iter(range(1, 1 << 62))
+        # reconnecting after the connection broke (shoal/client/reconnect.py)
+        self._reconnect_timeout = config.duration("client.reconnect-timeout") or 0.0
+        # the last submissions sent: resent after a reconnection, in case the
+        # broken connection lost them (the scheduler takes them twice alike)
+        from collections import deque
+
+        self._resend: deque[Any] | None = deque(maxlen=16) if self._reconnect_timeout > 0 else None
+        self._reconnecting: asyncio.Future[None] | None = None
+        self._scheduler_closing = False  # it said so: no reconnecting
         self._set_as_default = set_as_default
         self._callback_executor: ThreadPoolExecutor | None = None
         self._runner: LoopRunner | None = None
@@ -389,9 +398,13 @@ class ClientCore:
         if self.status in ("closing", "closed"):
             return
         self.status = "closing"
+        self._outgoing.append(m.ClientLeaving())  # no grace period: release my keys now
         self._flush()
         if self.scheduler_comm is not None:
-            await self.scheduler_comm.close(timeout=2.0)
+            # what is still unsent matters to a cluster that goes on (a last
+            # fire_and_forget); to our own cluster, about to stop, it does not,
+            # and a scheduler busy with a large submission may read it slowly
+            await self.scheduler_comm.close(timeout=0.0 if self._owns_cluster else 2.0)
         for task in list(self._background):
             task.cancel()
         if hasattr(self, "pool"):
@@ -429,13 +442,22 @@ class ClientCore:
         dask_scheduler.client_closed(self)
 
     def _on_closed(self, comm: Comm, exc: BaseException | None) -> None:
-        if self.status == "running":
+        if self.status == "running" and comm is self.scheduler_comm:
+            from shoal.client import reconnect
+
+            if reconnect.connection_lost(self, exc):
+                return
             # a worker's own client loses it whenever the cluster shuts down
             log = logger.info if self.name.startswith("worker-") else logger.warning
             log("lost the connection to the scheduler at %s: %s", self.scheduler_address, exc)
+            self._connection_gone(f"lost the connection to the scheduler: {exc}")
+
+    def _connection_gone(self, reason: str) -> None:
+        """The scheduler is out of reach for good: the client is closed."""
+        if self.status == "running":
             self.status = "closed"
             self._restore_dask_scheduler()
-            self._fail_pending(f"lost the connection to the scheduler: {exc}")
+            self._fail_pending(reason)
 
     def _fail_pending(self, reason: str) -> None:
         """No answer will come any more: requests fail, and pending futures
@@ -520,6 +542,8 @@ class ClientCore:
         msgs, self._outgoing = self._outgoing, []
         comm = self.scheduler_comm
         if not msgs or comm is None or comm.closed:
+            if msgs and self._reconnect_timeout > 0 and self.status == "running":
+                self._outgoing[:0] = msgs  # they go once reconnected
             return
         try:
             # one wire message per client.submit-chunk tasks: the scheduler decodes a
@@ -537,6 +561,12 @@ class ClientCore:
                 comm.send(batch)
         except CommClosedError:
             pass
+        resend = self._resend
+        if resend is not None:
+            for msg in msgs:
+                t = type(msg)
+                if t is m.SubmitTasks or t is m.DataScattered or t is m.FireAndForget:
+                    resend.append(msg)
 
     def _on_messages(self, msgs: list[Any]) -> None:
         inbox.apply(self, msgs)
@@ -551,6 +581,10 @@ class ClientCore:
     async def _request(self, method: str, _timeout: float | None = None, **args: Any) -> Any:
         """Ask the scheduler; ``args`` go to it (a ``timeout`` among them is its
         own), ``_timeout`` bounds our wait for the answer."""
+        if self._reconnecting is not None:
+            from shoal.client import reconnect
+
+            await reconnect.wait_reconnected(self)
         if self.scheduler_comm is None or self.scheduler_comm.closed:
             raise CommClosedError("not connected to the scheduler")
         if self._unconfirmed:

@@ -16,7 +16,9 @@ client's blocking methods) and on the event loop for an asynchronous one
 (as in dask.distributed).  Every client has handlers for the topics
 "print" and "warn" from the start: what tasks send with ``shoal.print``
 and ``shoal.warn`` is printed to the client's ``sys.stdout``/``sys.stderr``
-or issued as a warning (see shoal/worker/printing.py).
+or issued as a warning (see shoal/worker/printing.py); and for
+"worker-restarted": why a nanny restarted a worker goes to the client's log
+(logger ``shoal.client``, level WARNING).
 
 A mixin of ``shoal.Client`` that uses the client's core and that the core
 does not import; ``shoal/client/inbox.py`` hands it the scheduler's
@@ -155,8 +157,11 @@ def event_handlers(client: Any) -> dict[str, Callable[[tuple[float, Any]], Any]]
     """The client's handlers by topic, made on first use with the defaults."""
     handlers = client.__dict__.get("_event_handlers")
     if handlers is None:
+        from shoal.protocol.events import RESTART_TOPIC
+
         handlers = client.__dict__.setdefault(
-            "_event_handlers", {"print": handle_print, "warn": handle_warn})
+            "_event_handlers",
+            {"print": handle_print, "warn": handle_warn, RESTART_TOPIC: handle_worker_restarted})
     return handlers  # type: ignore[no-any-return]
 
 
@@ -254,6 +259,18 @@ def handle_warn(event: tuple[float, Any]) -> None:
     message = pickle.loads(msg["message"])
     category = pickle.loads(msg["category"]) if msg.get("category") is not None else None
     warnings.warn(message, category, stacklevel=1)
+
+
+def handle_worker_restarted(event: tuple[float, Any]) -> None:
+    """A nanny restarted a worker (shoal/scheduler/liveness.py): a warning
+    on the client's log, saying why."""
+    import logging
+
+    _, msg = event
+    if isinstance(msg, dict):
+        logging.getLogger("shoal.client").warning(
+            "worker %s (%s) was restarted by its nanny: %s", msg.get("worker"), msg.get("name"),
+            msg.get("reason"))
 
 
 def handle_forwarded_log_record(event: tuple[float, Any]) -> None:

@@ -72,10 +72,16 @@ def apply(client: Client, msgs: list[Any]) -> None:
                         st.status = LOST
                         st.value = None
                         st.workers = []
+            elif t is m.SchedulerClosing:
+                client._scheduler_closing = True  # its connection closing is no loss
             elif t is m.ReleaseHandled:
                 releases.handled(client, msg.count)
             elif t is m.WorkersChanged:
                 client._workers = [w for w in client._workers if w not in msg.removed] + msg.added
+                for address in msg.removed:
+                    # a gather from it fails now (and asks the scheduler again),
+                    # not never: it may be stopped or cut off rather than dead
+                    client.pool.drop(address, f"worker {address} left the cluster")
             elif t is m.Response:
                 fut = client._requests.pop(msg.id, None)
                 if fut is not None and not fut.done():

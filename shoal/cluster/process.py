@@ -25,6 +25,7 @@ How a worker's exit code reads here:
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import threading
 import time
@@ -40,6 +41,11 @@ logger = logging.getLogger("shoal.nanny")
 #: ended with ``lifetime_restart``): not a death, not counted (EX_TEMPFAIL
 #: in sysexits.h, "try again"; no Python error exits with it)
 RESTART_EXIT_CODE = 75
+#: a worker process exiting with this code lost its scheduler (the
+#: connection closed, or it stopped answering: shoal/worker/liveness.py);
+#: what it held is stale, so a fresh worker is started in its place, which
+#: registers as new.  Not counted as a death (EX_PROTOCOL, "remote error")
+LOST_SCHEDULER_EXIT_CODE = 76
 
 
 def spawn(args: list[str], pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None
@@ -56,8 +62,10 @@ def spawn(args: list[str], pass_fds: tuple[int, ...] = (), env: dict[str, str] |
     )
 
 
-def stop_processes(procs: list[Any], timeout: float = 5.0) -> None:
-    """Ask politely (close stdin), then terminate, then kill; always reap."""
+def stop_processes(procs: list[Any], timeout: float = 5.0) -> list[Any]:
+    """Ask politely (close stdin), then terminate, then kill; always reap.
+    Returns the processes that had to be terminated or killed (each also
+    logged as a warning: a process that does not exit when asked is a bug)."""
     for p in procs:
         if p.poll() is None and p.stdin is not None:
             try:
@@ -65,15 +73,20 @@ def stop_processes(procs: list[Any], timeout: float = 5.0) -> None:
             except OSError:
                 pass
     deadline = time.monotonic() + timeout
+    forced = []
     for p in procs:
         try:
             p.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            logger.warning("process %s did not exit within %.1f s of being asked: terminating it",
+                           p.pid, timeout)
+            forced.append(p)
             p.terminate()
     for p in procs:
         try:
             p.wait(2.0)
         except subprocess.TimeoutExpired:
+            logger.warning("process %s did not exit after SIGTERM: killing it", p.pid)
             p.kill()
             p.wait()
         if p.stdin is not None:
@@ -81,10 +94,27 @@ def stop_processes(procs: list[Any], timeout: float = 5.0) -> None:
                 p.stdin.close()
             except OSError:
                 pass
+    return forced
+
+
+def death_reason(code: int) -> str:
+    """Why a worker process ended, from its exit code (negative: the signal
+    that killed it; 128 + N: it closed on signal N)."""
+    if code == LOST_SCHEDULER_EXIT_CODE:
+        return "it lost its scheduler (the connection closed, or no heartbeat came)"
+    number = -code if code < 0 else code - 128 if 128 < code < 160 else 0
+    if number:
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown"
+        verb = "killed" if code < 0 else "ended"
+        return f"{verb} by signal {number} ({name})"
+    return f"exit code {code}"
 
 
 class WorkerProcess:
-    __slots__ = ("args", "deaths", "memory_limit", "name", "proc")
+    __slots__ = ("args", "deaths", "kill_reason", "memory_limit", "name", "proc")
 
     def __init__(self, name: str, args: list[str], memory_limit: int) -> None:
         self.name = name
@@ -92,6 +122,7 @@ class WorkerProcess:
         self.memory_limit = memory_limit
         self.proc: Any = None  # a Popen, or a zygote.ForkedProcess
         self.deaths: list[float] = []
+        self.kill_reason = ""  # why the nanny itself killed it (its memory)
 
 
 class Supervisor:
@@ -179,6 +210,10 @@ class Supervisor:
                     logger.info("worker %s asked to be restarted (a restart or its lifetime)", wp.name)
                     self._respawn(wp)
                     continue
+                if code == LOST_SCHEDULER_EXIT_CODE:
+                    logger.warning("worker %s lost its scheduler; starting a fresh one", wp.name)
+                    self._respawn(wp, death_reason(code))
+                    continue
                 self._restart(wp, code, now)
 
     def _check_memory(self, wp: WorkerProcess) -> None:
@@ -196,27 +231,34 @@ class Supervisor:
                 wp.name, memory / 1e6, 100 * self.terminate_fraction, wp.memory_limit / 1e6,
             )
             assert wp.proc is not None
+            wp.kill_reason = (f"memory: it used {memory / 1e6:.0f} MB, past "
+                              f"{100 * self.terminate_fraction:.0f}% of its limit of "
+                              f"{wp.memory_limit / 1e6:.0f} MB")
             wp.proc.kill()
 
     def _restart(self, wp: WorkerProcess, code: int, now: float) -> None:
+        reason, wp.kill_reason = wp.kill_reason or death_reason(code), ""
         wp.deaths = [t for t in wp.deaths if now - t < self.restart_window] + [now]
         if len(wp.deaths) > self.max_restarts:
-            logger.error("worker %s died %d times in %.0f s (exit code %s); not restarting it",
-                         wp.name, len(wp.deaths), self.restart_window, code)
+            logger.error("worker %s died %d times in %.0f s (%s); not restarting it",
+                         wp.name, len(wp.deaths), self.restart_window, reason)
             with self._lock:
                 self.workers.pop(wp.name, None)
             return
-        logger.warning("worker %s died (exit code %s); restarting it", wp.name, code)
-        self._respawn(wp)
+        logger.warning("worker %s died (%s); restarting it", wp.name, reason)
+        self._respawn(wp, reason)
 
-    def _respawn(self, wp: WorkerProcess) -> None:
+    def _respawn(self, wp: WorkerProcess, reason: str = "") -> None:
+        """Start ``wp`` again; ``reason`` (why the last one died) goes to the
+        new worker, which tells the scheduler when it registers."""
         if wp.proc is not None and wp.proc.stdin is not None:
             try:
                 wp.proc.stdin.close()
             except OSError:
                 pass
-        wp.proc = (self.spawner(wp.args, False) if self.spawner is not None
-                   else spawn(wp.args, env=self.env))
+        args = [*wp.args, "--restarted", reason] if reason else wp.args
+        wp.proc = (self.spawner(args, False) if self.spawner is not None
+                   else spawn(args, env=self.env))
 
     def processes(self) -> list[Any]:
         with self._lock:

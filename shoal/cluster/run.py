@@ -107,11 +107,13 @@ def run_scheduler(options: dict[str, Any], fd: int | None = None, parent_watch: 
     return 0
 
 
-def run_worker(options: dict[str, Any], parent_watch: bool = False, ready_fd: int | None = None
-               ) -> int:
+def run_worker(options: dict[str, Any], parent_watch: bool = False, ready_fd: int | None = None,
+               restarted: str = "") -> int:
     """Run one ``shoal.Worker(**options)`` until it is closed; the process's
     exit code.  ``ready_fd``: a pipe to write the worker's address and a
     newline to once registered with the scheduler (how a nanny waits).
+    ``restarted``: why the worker this one replaces died (the nanny's word,
+    told to the scheduler at registration).
 
     Under a nanny (``parent_watch``), SIGTERM closes the worker and exits
     with 128 + SIGTERM, so that the nanny starts a new one, as dask's nanny
@@ -125,6 +127,7 @@ def run_worker(options: dict[str, Any], parent_watch: bool = False, ready_fd: in
     async def main() -> None:
         nonlocal exit_code
         server = Worker(**options)
+        server.restart_reason = restarted
         loop = asyncio.get_running_loop()
         starting = loop.create_task(server.start())
         closing: list[asyncio.Task[None]] = []

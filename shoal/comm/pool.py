@@ -176,6 +176,14 @@ class ConnectionPool:
         finally:
             conn.pending.pop(msg.id, None)
 
+    def drop(self, address: str, reason: str) -> None:
+        """Close the connection to ``address`` if there is one: requests
+        waiting on it fail with ``CommClosedError`` (the peer left; it may
+        never answer, e.g. a stopped process or a partitioned host)."""
+        conn = self._conns.pop(address, None)
+        if conn is not None:
+            conn.comm.abort(CommClosedError(reason))
+
     def close(self) -> None:
         self.closed = True
         for conn in self._conns.values():

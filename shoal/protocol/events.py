@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 #: topics every client subscribes to when it connects (see shoal.worker.printing)
 PRINT_TOPIC = "print"
 WARN_TOPIC = "warn"
-DEFAULT_TOPICS = (PRINT_TOPIC, WARN_TOPIC)
+#: a nanny restarted a worker, and why (shoal/scheduler/liveness.py): clients log it
+RESTART_TOPIC = "worker-restarted"
+DEFAULT_TOPICS = (PRINT_TOPIC, WARN_TOPIC, RESTART_TOPIC)
 
 _MAX_DEPTH = 100
 _INT_MIN = -(1 << 63)

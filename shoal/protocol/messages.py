@@ -166,9 +166,35 @@ class UnsubscribeTopic(_Msg, tag="unsubscribe-topic"):
     topic: str
 
 
+class ResumeClient(_Msg, tag="resume-client"):
+    """With ``Hello``, from a client whose connection broke: "I am
+    ``client_id``, keep my futures" (shoal/scheduler/client_sessions.py)."""
+
+    client_id: str
+
+
+class ReconcileKeys(_Msg, tag="reconcile-keys"):
+    """After a resume: every key the client holds now.  The scheduler
+    releases the others it kept for the client and reports where each of
+    these stands (what was said while apart may have been lost)."""
+
+    keys: list[str]
+
+
+class ClientLeaving(_Msg, tag="client-leaving"):
+    """The client closes for good: release its keys when its connection
+    closes, with no grace period."""
+
+
 # ---------------------------------------------------------------------------
 # scheduler -> client
 # ---------------------------------------------------------------------------
+
+
+class SchedulerClosing(_Msg, tag="scheduler-closing"):
+    """The scheduler closes for good: a client need not reconnect."""
+
+    reason: str = ""
 
 
 class TaskDone(_Msg, tag="done"):
@@ -235,6 +261,7 @@ class RegisterWorker(_Msg, tag="register-worker"):
     pid: int = 0
     host: str = ""
     supervised: bool = False  # a supervisor (nanny) restarts this worker when asked to
+    restarted: str = ""  # started by its nanny in place of one that died: why it died
 
 
 class TaskFinished(_Msg, tag="finished"):
@@ -472,6 +499,10 @@ Message = Union[
     Heartbeat,
     SubscribeTopic,
     UnsubscribeTopic,
+    ResumeClient,
+    ReconcileKeys,
+    ClientLeaving,
+    SchedulerClosing,
     TaskDone,
     TaskErred,
     TasksCancelled,

@@ -49,11 +49,13 @@ from shoal.extensions import add_handlers, add_message_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, loads
 from shoal.scheduler.active_memory import ActiveMemoryManager
+from shoal.scheduler.client_sessions import ClientSessions
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
 from shoal.scheduler.dashboard_feed import DashboardFeed
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.events import Events
+from shoal.scheduler.liveness import Liveness
 from shoal.scheduler.locks import Locks
 from shoal.scheduler.observability import SchedulerObservability
 from shoal.scheduler.plugins import SchedulerPlugins
@@ -100,8 +102,8 @@ class SchedulerServer:
             log_size=int(config.get("scheduler.transition-log-length")),
             unknown_duration=config.duration("scheduler.unknown-task-duration") or 0.0,
         )
-        # a worker silent for worker_timeout seconds is removed
-        self.worker_timeout = worker_timeout or config.duration("scheduler.worker-ttl") or 60.0
+        # a worker silent for worker_timeout seconds is removed (liveness.py)
+        self.worker_timeout = worker_timeout or config.duration("scheduler.worker-ttl") or 15.0
         self.check_interval = check_interval or config.duration("scheduler.worker-check-interval") or 1.0
         self.client_comms: dict[str, Comm] = {}
         self.worker_comms: dict[str, Comm] = {}
@@ -146,6 +148,11 @@ class SchedulerServer:
         self.add_extension(WorkStealing(self))
         self.add_extension(ActiveMemoryManager(self))
         self.add_extension(ScalingRequests(self))
+        self.liveness = Liveness(self, self.worker_timeout, self.check_interval)
+        self.add_extension(self.liveness)
+        self.client_sessions = ClientSessions(
+            self, config.duration("scheduler.client-grace-period") or 0.0)
+        self.add_extension(self.client_sessions)
         self.add_extension(DashboardFeed(self))
 
     def add_extension(self, extension: Any) -> None:
@@ -208,7 +215,7 @@ class SchedulerServer:
 
         remember_cluster(self.address, self.security)  # a Client(address) made in this process
         self.status = "running"
-        self._spawn(self._watch_workers())
+        self._spawn(self.liveness.run())
         logger.info("scheduler at %s", self.address)
         return self
 
@@ -235,10 +242,11 @@ class SchedulerServer:
         await self._closed.wait()
 
     async def close(self) -> None:
-        if self.status in ("closing", "closed"):
-            await self._closed.wait()
-            return
-        self.status = "closing"
+        from shoal.closing import close_once
+
+        await close_once(self, self._close_everything)
+
+    async def _close_everything(self) -> None:
         for ext in self.extensions:
             closing = getattr(ext, "closing", None)
             if closing is not None:
@@ -250,7 +258,9 @@ class SchedulerServer:
         from shoal.security import forget_cluster
 
         forget_cluster(self.address)
-        for comm in self.worker_comms.values():
+        # a copy: a send to a worker that is gone closes its comm at once,
+        # and the close handler removes it from worker_comms
+        for comm in list(self.worker_comms.values()):
             try:
                 comm.send([m.CloseWorker("the scheduler is closing")])
             except CommClosedError:
@@ -259,26 +269,11 @@ class SchedulerServer:
         await asyncio.gather(*(c.close(timeout=1.0) for c in comms), return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
-        self.status = "closed"
-        self._closed.set()
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _watch_workers(self) -> None:
-        while self.status == "running":
-            await asyncio.sleep(self.check_interval)
-            if self.state.flush_release_acks():  # to clients that heard nothing else
-                self._schedule_flush()
-            now = time.monotonic()
-            for address, w in list(self.state.workers.items()):
-                if now - w.last_seen > self.worker_timeout:
-                    logger.warning("worker %s sent nothing for %.0f s: removing it", address, now - w.last_seen)
-                    comm = self.worker_comms.get(address)
-                    if comm is not None:
-                        comm.abort(None)  # _on_worker_closed removes it
 
     # ------------------------------------------------------------------ connections
 
@@ -292,7 +287,7 @@ class SchedulerServer:
         try:
             hello = await accept_greeting(comm)
             if hello.role == "client":
-                self._add_client(comm, hello)
+                self._add_client(comm, hello, ClientSessions.resume_request(comm))
             elif hello.role == "worker":
                 msgs = await comm.recv(10.0)
                 register = msgs[0] if msgs else None
@@ -309,20 +304,27 @@ class SchedulerServer:
             logger.exception("rejected a connection from %s", comm.peer_address)
             await comm.close(timeout=0.5)
 
-    def _add_client(self, comm: Comm, hello: m.Hello) -> None:
+    def _add_client(self, comm: Comm, hello: m.Hello, resume: str | None = None) -> None:
+        """A client connected; ``resume``: the id it had before its
+        connection broke (client_sessions.py), taken up again if it may."""
         if comm.closed:  # what came with its Hello was garbage (closed, logged)
             raise CommClosedError(f"connection from {comm.peer_address} closed while greeting")
-        client_id = f"client-{next(self._client_ids)}-{uuid.uuid4().hex[:8]}"
-        self.state.add_client(client_id, time.monotonic())
+        resumed = resume is not None and self.client_sessions.resume(resume)
+        if resumed:
+            assert resume is not None
+            client_id = resume
+        else:
+            client_id = f"client-{next(self._client_ids)}-{uuid.uuid4().hex[:8]}"
+            self.state.add_client(client_id, time.monotonic())
         self.client_comms[client_id] = comm
         comm.name = client_id
         info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list(),
-                "dashboard_link": self.dashboard_link}
+                "resumed": resumed, "dashboard_link": self.dashboard_link}
         comm.send([m.Welcome(m.PROTOCOL_VERSION, client_id, info)])
         self._notify("client_joined", client_id)
         comm.start(
             lambda msgs: self._on_client_messages(client_id, msgs),
-            lambda c, exc: self._on_client_closed(client_id),
+            lambda c, exc: self._on_client_closed(client_id, c),
         )
         self._schedule_flush()
 
@@ -351,11 +353,23 @@ class SchedulerServer:
             comm.handle(lambda msgs: self._on_worker_messages(address, msgs), rest)
         self._wake_worker_waiters()
         self._notify("worker_joined", address)
+        if register.restarted:
+            self.liveness.worker_restarted(register)
         self._schedule_flush()
 
-    def _on_client_closed(self, client_id: str) -> None:
-        self.client_comms.pop(client_id, None)
+    def _on_client_closed(self, client_id: str, comm: Comm) -> None:
+        if self.client_comms.get(client_id) is not comm:
+            return  # an old connection of a client that has reconnected since
+        del self.client_comms[client_id]
         self._notify("client_left", client_id)
+        if self.client_sessions.client_disconnected(client_id):
+            self._forget_client(client_id)
+        # else its keys are kept for the grace period (client_sessions.py)
+
+    def _forget_client(self, client_id: str) -> None:
+        """Release everything the client wanted."""
+        if self.status != "running":
+            return  # closing: releasing its keys one by one would only delay the exit
         self.state.remove_client(client_id, time.monotonic())
         self._schedule_flush()
 

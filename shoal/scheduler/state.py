@@ -619,10 +619,13 @@ class SchedulerState:
                 recs[ts] = WAITING if (ts.n_wanted or ts.n_waiters) else RELEASED
         w.has_what = set()
         self.transitions(recs)
+        gone = m.WorkersChanged(removed=[address])
         for other in self.running_workers():
+            # fetches from it stop waiting (it may be stopped or cut off, not dead)
+            self.send_worker(other, gone)
             self.fill_worker(other)
         for client_id in self.clients:
-            self.send_client(client_id, m.WorkersChanged(removed=[address]))
+            self.send_client(client_id, gone)
         self._finish()
 
     def handle_worker(self, address: str, msgs: Iterable[Any], now: float) -> list[Any]:

@@ -31,7 +31,7 @@ from shoal.errors import CommClosedError, RemoteProtocolError, SerializationErro
 from shoal.extensions import add_handlers
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps, dumps_exception, loads
-from shoal.worker import context, shm
+from shoal.worker import context, liveness, shm
 from shoal.worker import state as ws
 from shoal.worker.control import WorkerControl
 from shoal.worker.events import WorkerEvents
@@ -86,6 +86,13 @@ class WorkerServer:
         from shoal import config
 
         self.heartbeat_interval = heartbeat_interval or config.duration("worker.heartbeat-interval") or 1.0
+        # a scheduler silent this long is given up (shoal/worker/liveness.py)
+        self.scheduler_ttl = config.duration("worker.scheduler-ttl") or 15.0
+        self.last_heard = 0.0  # when the scheduler last said anything (monotonic)
+        #: set by the nanny's command line: this worker replaces one that died, for this reason
+        self.restart_reason = ""
+        #: the process's exit code (liveness: LOST_SCHEDULER_EXIT_CODE for the nanny)
+        self.exit_code = 0
         self.connect_timeout = connect_timeout
         # the address to tell others, when not the one listened on (NAT, containers)
         self.contact_address = contact_address
@@ -160,8 +167,8 @@ class WorkerServer:
         self.listener = listen(self.listen_address, self._on_connection, security=self.security,
                                tls_role="worker", roles=frozenset({"client", "peer"}))
         await self.listener.start()
-        self.address = self.contact_address or _reachable_address(self.listener.address,
-                                                                  self.scheduler_address)
+        self.address = self.contact_address or await _reachable_address(
+            self.listener.address, self.scheduler_address, self.connect_timeout)
         if not self.name:
             self.name = self.address
         await self._setup()
@@ -180,7 +187,7 @@ class WorkerServer:
         self.pool = ConnectionPool("peer", self.name, self.connect_timeout, security=self.security)
         register = m.RegisterWorker(
             self.address, self.name, self.nthreads, self.memory_limit, self.resources,
-            os.getpid(), socket.gethostname(), self.supervised,
+            os.getpid(), socket.gethostname(), self.supervised, self.restart_reason,
         )
         try:
             self.scheduler, welcome = await connect_and_greet(
@@ -197,6 +204,7 @@ class WorkerServer:
         # tasks from the scheduler run on our threads, which need the GIL the
         # loop would poll with; clients' actor calls and data requests do poll
         self.scheduler.keeps_loop_polling = False
+        self.last_heard = time.monotonic()
         self.scheduler.start(self._on_scheduler_messages, self._on_scheduler_closed)
         from shoal.security import remember_cluster
 
@@ -204,7 +212,7 @@ class WorkerServer:
         self.status = "running"
         self.memory.start()
         context.worker_started(self)
-        self._spawn(self._heartbeat())
+        self._spawn(liveness.heartbeat(self, self.scheduler_ttl))
         logger.info("worker %s (%s) connected to %s", self.address, self.name, self.scheduler_address)
         return self
 
@@ -221,14 +229,15 @@ class WorkerServer:
         await self._closed.wait()
 
     async def close(self, reason: str = "") -> None:
-        if self.status in ("closing", "closed"):
-            await self._closed.wait()
-            return
-        self.status = "closing"
+        from shoal.closing import close_once
+
+        if reason and self.status not in ("closing", "closed"):
+            logger.info("worker %s closing: %s", self.address, reason)
+        await close_once(self, self._close_everything)
+
+    async def _close_everything(self) -> None:
         self.observability.close()
         context.worker_stopped(self)
-        if reason:
-            logger.info("worker %s closing: %s", self.address, reason)
         self.listener.stop() if hasattr(self, "listener") else None
         await self.plugins.teardown_all()
         for t in list(self._tasks):
@@ -253,43 +262,23 @@ class WorkerServer:
         self.shared.clear()
         for directory in self._owned_directories:
             shutil.rmtree(directory, ignore_errors=True)
-        self.status = "closed"
-        self._closed.set()
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _heartbeat(self) -> None:
-        import psutil
-
-        proc = psutil.Process()
-        proc.cpu_percent()  # the first reading starts the measurement
-        while self.status == "running":
-            await asyncio.sleep(self.heartbeat_interval)
-            try:
-                metrics = {
-                    **self._metrics(),
-                    **self.memory.metrics(),  # process memory, spilled bytes, paused
-                    "cpu": proc.cpu_percent(),
-                    "num_fds": proc.num_fds() if hasattr(proc, "num_fds") else 0,
-                    "executing": len(self.state.executing),
-                    "ready": len(self.state.ready),
-                    "nbytes": self.state.nbytes,
-                    **self.observability.heartbeat_metrics(),
-                }
-                self.scheduler.send([m.Heartbeat(metrics)])
-            except (CommClosedError, OSError):
-                return
-
     # ------------------------------------------------------------------ scheduler
 
     def _on_scheduler_messages(self, msgs: list[Any]) -> None:
+        self.last_heard = time.monotonic()
         for msg in msgs:
             if type(msg) is m.DefineFunctions:
                 for f in msg.functions:
                     self.functions.setdefault(f.id, f.blob)
+            elif type(msg) is m.WorkersChanged:
+                for address in msg.removed:  # fetches from it fail now, not never
+                    self.pool.drop(address, f"worker {address} left the cluster")
         for msg in self.state.handle_scheduler(msgs):
             t = type(msg)
             if t is m.DefineFunctions:
@@ -304,7 +293,20 @@ class WorkerServer:
 
     def _on_scheduler_closed(self, comm: Comm, exc: BaseException | None) -> None:
         if self.status == "running":
-            self._spawn(self.close("lost the connection to the scheduler"))
+            self._lose_scheduler(f"lost the connection to the scheduler{f': {exc}' if exc else ''}")
+
+    def _lose_scheduler(self, reason: str) -> None:
+        """The scheduler is gone or unreachable: what this worker holds is
+        stale (see shoal/worker/liveness.py).  Close; a nanny starts a
+        fresh worker in its place."""
+        from shoal.cluster.process import LOST_SCHEDULER_EXIT_CODE
+
+        if self.status != "running":
+            return
+        logger.warning("worker %s: %s; leaving", self.address, reason)
+        if self.supervised:
+            self.exit_code = self.exit_code or LOST_SCHEDULER_EXIT_CODE
+        self._spawn(self.close(reason))
 
     async def _answer_scheduler(self, msg: m.Request) -> None:
         handler = self.handlers.get(msg.method)
@@ -677,10 +679,14 @@ class WorkerServer:
         return m.PutDataAck(msg.id, unreachable=unreachable)
 
 
-def _reachable_address(listening: str, scheduler: str) -> str:
+async def _reachable_address(listening: str, scheduler: str, timeout: float | None) -> str:
     """The address to tell others: a wildcard listener (0.0.0.0, ::) is
-    advertised with the interface this host uses to reach the scheduler."""
+    advertised with the interface this host uses to reach the scheduler.
+    No route to the scheduler yet (a partition that has not healed, a
+    network still coming up): asked again until the connect timeout, as
+    connecting is, rather than settling for the loopback address."""
     from shoal.comm.addresses import parse_address, parse_host_port, unparse_host_port
+    from shoal.comm.core import default_connect_timeout
 
     scheme, loc = parse_address(listening)
     if scheme not in ("tcp", "tls"):
@@ -690,10 +696,16 @@ def _reachable_address(listening: str, scheduler: str) -> str:
         return listening
     s_host, s_port = parse_host_port(parse_address(scheduler)[1], 8786)
     family = socket.AF_INET6 if ":" in s_host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((s_host, s_port))  # UDP: picks a route, sends nothing
-            ip = probe.getsockname()[0]
-    except OSError:
-        ip = socket.gethostbyname(socket.gethostname())
+    deadline = time.monotonic() + (default_connect_timeout() if timeout is None else timeout)
+    while True:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((s_host, s_port))  # UDP: picks a route, sends nothing
+                ip = probe.getsockname()[0]
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                ip = socket.gethostbyname(socket.gethostname())
+                break
+            await asyncio.sleep(0.1)
     return f"{scheme}://{unparse_host_port(ip, port)}"

@@ -187,6 +187,11 @@ class WorkerState:
                 self.free_keys(msg.keys, msg.run_ids)
             elif t is m.StealRequest:
                 self.steal_request(msg.key, msg.run_id)
+            elif t is m.WorkersChanged:
+                for address in msg.removed:
+                    self.peer_gone(address)
+            elif t is m.Heartbeat:
+                pass  # the scheduler is alive: the server noted when
             else:
                 unhandled.append(msg)
         self._advance()
@@ -478,6 +483,13 @@ class WorkerState:
         for key in requested:
             self._fetch_failed(key, worker)
         self._advance()
+
+    def peer_gone(self, worker: str) -> None:
+        """``worker`` left the cluster: keys still to fetch are not fetched
+        from it (those it alone held are reported missing).  Fetches in
+        flight from it fail when the server drops its connection."""
+        for key in [k for k, ts in self.tasks.items() if ts.state is FETCH and worker in ts.who_has]:
+            self._fetch_failed(key, worker)
 
     def _fetch_failed(self, key: str, worker: str) -> None:
         ts = self.tasks.get(key)

@@ -97,7 +97,7 @@ def test_a_wrong_value_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 
 #: a seed that hits the known race below (after a change to the harness that
 #: moves it, find another: scripts/simulate.py --seeds 0:1000 --shared-scatter-keys)
-RACE_SEED = 78
+RACE_SEED = 97
 
 
 @pytest.mark.xfail(strict=True, raises=SimulationFailure, reason=(
