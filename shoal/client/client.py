@@ -1,7 +1,9 @@
 """``shoal.Client``: the class users import, made of one module per
 responsibility.
 
-    ClientCore        core.py            connection, futures, submit/map, gather/scatter, cancel
+    ClientCore        core.py            connection, references, messages, gather/scatter
+    Submitting        submitting.py      submit, map
+    Cancelling        cancelling.py      cancel, retry
     Introspection     introspection.py   who_has, has_what, scheduler_info, story, metadata, ...
     Diagnostics       diagnostics.py     get_task_stream, profile, call_stack, logs, versions, ...
     ClusterControl    control.py         run_on_scheduler, wait_for_workers, ...
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from shoal.client import core
 from shoal.client.amm import ActiveMemory
+from shoal.client.cancelling import Cancelling
 from shoal.client.compute import Computing
 from shoal.client.control import ClusterControl
 from shoal.client.core import ClientCore, load_runtime
@@ -35,14 +38,15 @@ from shoal.client.events import Events
 from shoal.client.introspection import Introspection
 from shoal.client.plugins import PluginMethods
 from shoal.client.reprs import Reprs
+from shoal.client.submitting import Submitting
 
 TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
     from typing import Any
 
-class Client(ActiveMemory, Computing, ClusterControl, DatasetMethods, Diagnostics, Events, Introspection,
-             PluginMethods, Reprs, ClientCore):
+class Client(Submitting, Cancelling, ActiveMemory, Computing, ClusterControl, DatasetMethods,
+             Diagnostics, Events, Introspection, PluginMethods, Reprs, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments

@@ -30,28 +30,24 @@ TYPE_CHECKING = False  # typing is not imported: see load_runtime()
 if TYPE_CHECKING:
     import asyncio
     import logging
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
     from concurrent.futures import ThreadPoolExecutor
     from typing import Any, TypeVar
 
     from shoal import spans
-    from shoal.client import checks, inbox, pushed, releases, tasks, transfer, waiting_on
+    from shoal.client import inbox, pushed, releases, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
-        ERROR,
         FINISHED,
-        PENDING,
         Future,
         FutureState,
     )
     from shoal.client.loop import LoopRunner, get_loop_runner, running_on
-    from shoal.client.structure import futures_in
     from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
     from shoal.comm.pool import ConnectionPool
     from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
-        FutureCancelledError,
         FutureLost,
         SchedulerError,
     )
@@ -79,11 +75,11 @@ def load_runtime() -> None:
 
 
 def _bind_runtime() -> None:
-    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases, tasks
-    global transfer, spans, checks
-    global waiting_on, CANCELLED, ERROR, FINISHED, PENDING, Future, FutureState, LoopRunner
-    global get_loop_runner, running_on, futures_in, Comm, connect_and_greet, default_connect_timeout
-    global ConnectionPool, CommClosedError, FutureCancelledError, FutureLost, SchedulerError, m
+    global _runtime_loaded, asyncio, logger, ThreadPoolExecutor, inbox, pushed, releases
+    global transfer, spans
+    global waiting_on, CANCELLED, FINISHED, Future, FutureState, LoopRunner
+    global get_loop_runner, running_on, Comm, connect_and_greet, default_connect_timeout
+    global ConnectionPool, CommClosedError, FutureLost, SchedulerError, m
     global raise_error_answer
     if _runtime_loaded:  # another thread did it while we waited for the lock
         return
@@ -92,23 +88,19 @@ def _bind_runtime() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from shoal import spans
-    from shoal.client import checks, inbox, pushed, releases, tasks, transfer, waiting_on
+    from shoal.client import inbox, pushed, releases, transfer, waiting_on
     from shoal.client.future import (
         CANCELLED,
-        ERROR,
         FINISHED,
-        PENDING,
         Future,
         FutureState,
     )
     from shoal.client.loop import LoopRunner, get_loop_runner, running_on
-    from shoal.client.structure import futures_in
     from shoal.comm.core import Comm, connect_and_greet, default_connect_timeout
     from shoal.comm.pool import ConnectionPool
     from shoal.comm.rpc import raise_error_answer
     from shoal.errors import (
         CommClosedError,
-        FutureCancelledError,
         FutureLost,
         SchedulerError,
     )
@@ -636,78 +628,6 @@ class ClientCore:
                 releases.released(self, key)
                 self._send(m.ReleaseKeys([key]))
 
-    # ------------------------------------------------------------------ submit / map
-
-    def submit(
-        self,
-        func: Callable[..., Any],
-        *args: Any,
-        key: str | None = None,
-        workers: Any = None,
-        resources: dict[str, float] | None = None,
-        retries: int | None = None,
-        priority: int = 0,
-        allow_other_workers: bool = False,
-        actor: bool = False,
-        actors: bool = False,
-        pure: bool | None = None,
-        fifo_timeout: Any = None,
-        **kwargs: Any,
-    ) -> Future[Any]:
-        """Run ``func(*args, **kwargs)`` on the cluster; return a ``Future`` at once."""
-        checks.check_call(func, key, workers, resources, retries, priority, "submit")
-        actor = actor or actors
-        if pure is None:
-            pure = not actor
-        self._check_open()  # before pickling anything
-        futures = self._submit_specs(*checks.checked(self, tasks.build_specs(
-            func, [args], kwargs, [key] if key is not None else None, pure,
-            workers, resources, retries, priority, allow_other_workers, actor,
-        ), explicit=key is not None))
-        return futures[0]
-
-    def map(
-        self,
-        func: Callable[..., Any],
-        *iterables: Iterable[Any],
-        key: str | list[str] | None = None,
-        workers: Any = None,
-        retries: int | None = None,
-        resources: dict[str, float] | None = None,
-        priority: int = 0,
-        allow_other_workers: bool = False,
-        fifo_timeout: Any = None,
-        actor: bool = False,
-        actors: bool = False,
-        pure: bool | None = None,
-        batch_size: int | None = None,
-        **kwargs: Any,
-    ) -> list[Future[Any]]:
-        """``submit`` for every element of the iterables (zipped); the function
-        is pickled and sent once for the whole batch."""
-        checks.check_call(func, key, workers, resources, retries, priority, "map")
-        if not iterables:
-            raise TypeError("map() needs at least one iterable")
-        if any(isinstance(it, (str, bytes, dict)) or not hasattr(it, "__iter__") for it in iterables):
-            raise TypeError("map() takes iterables of arguments (lists, tuples, ranges...), not "
-                            f"{', '.join(type(it).__name__ for it in iterables)}")
-        all_args = list(zip(*iterables))
-        actor = actor or actors
-        if pure is None:
-            pure = not actor
-        keys: list[str] | None = None
-        if isinstance(key, list):
-            if len(key) != len(all_args):
-                raise ValueError(f"{len(key)} keys given for {len(all_args)} tasks")
-            keys = key
-        elif isinstance(key, str):
-            keys = [f"{key}-{i}" for i in range(len(all_args))]
-        self._check_open()  # before pickling anything
-        return self._submit_specs(*checks.checked(self, tasks.build_specs(
-            func, all_args, kwargs, keys, pure, workers, resources, retries, priority,
-            allow_other_workers, actor,
-        ), explicit=keys is not None))
-
     def _check_open(self) -> None:
         if self.status in ("closing", "closed"):
             raise CommClosedError(f"the client is {self.status}")
@@ -827,66 +747,6 @@ class ClientCore:
         if self.asynchronous or asynchronous:
             return transfer.scatter(self, data, workers, broadcast, hash, timeout)
         return self._sync(transfer.scatter, self, data, workers, broadcast, hash, timeout)
-
-    # ------------------------------------------------------------------ control
-
-    def cancel(self, futures: Any, asynchronous: bool | None = None, force: bool = False,
-               reason: str | None = None, msg: str | None = None) -> Any:
-        """Cancel futures (and what depends on them); running tasks finish but
-        their results are dropped.  ``force``: for every client holding them,
-        not only this one.  ``result()`` then raises ``FutureCancelledError``
-        with ``reason`` and ``msg``.  Returns (or, asynchronous, its awaitable
-        ends) once the scheduler has taken the cancellation in, as in
-        dask.distributed: no task it cancelled starts after that."""
-        found = list(futures_in(futures))
-        keys = list(dict.fromkeys(f.key for f in found))
-        with self._lock:
-            for f in found:
-                st = f._state
-                if st.status != CANCELLED:
-                    st.status = CANCELLED
-                    st.value = None
-                    st.exception = FutureCancelledError(st.key, reason, msg)
-                    self._wake(st)
-            for key in keys:  # the scheduler answers each with TasksCancelled
-                self._cancelling[key] = self._cancelling.get(key, 0) + 1
-        if keys:
-            self._send(m.CancelKeys(keys, force, reason or "", msg or ""))
-        if self.asynchronous:
-            return self._scheduler_caught_up() if keys else _done_coroutine()
-        if keys and not self._in_loop_thread() and self.status == "running":
-            self._sync(self._scheduler_caught_up)
-        return _done_coroutine() if asynchronous else None
-
-    async def _scheduler_caught_up(self) -> None:
-        """Wait (at most the client's timeout) until the scheduler has handled
-        what this client sent so far.  A lost connection ends the wait: the
-        futures are cancelled here already and the scheduler forgets them."""
-        limit = max(60.0, self.timeout)
-        try:
-            await self._request("barrier", _timeout=limit)
-        except CommClosedError:
-            pass
-        except TimeoutError:
-            raise TimeoutError(f"the scheduler did not confirm the cancellation within {limit:g} s "
-                               "(it is still under way)") from None
-
-    def retry(self, futures: Any, asynchronous: bool | None = None) -> Any:
-        """Run failed futures again."""
-        found = list(futures_in(futures))
-        keys = []
-        with self._lock:
-            for f in found:
-                st = f._state
-                if st.status == ERROR:
-                    st.status = PENDING
-                    st.exception = None
-                    keys.append(f.key)
-        if keys:
-            self._send(m.RetryKeys(keys))
-        if self.asynchronous or asynchronous:
-            return _done_coroutine()
-        return None
 
     def _fire_and_forget(self, keys: list[str]) -> None:
         self._send(m.FireAndForget(keys))

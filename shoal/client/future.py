@@ -276,12 +276,14 @@ class Future(Generic[T]):
         """Cancel this future; see ``Client.cancel``, which ``kwargs``
         (``force``, ``asynchronous``) go to (an awaitable for an asynchronous
         client)."""
-        return self.client.cancel([self], reason=reason, msg=msg, **kwargs)
+        client: Any = self.client  # the full Client (cancel is a mixin's)
+        return client.cancel([self], reason=reason, msg=msg, **kwargs)
 
     def retry(self) -> Any:
         """Run this failed future again; see ``Client.retry`` (an awaitable
         for an asynchronous client)."""
-        return self.client.retry([self])
+        client: Any = self.client
+        return client.retry([self])
 
     def release(self) -> None:
         """Drop this handle's reference now instead of at garbage collection."""

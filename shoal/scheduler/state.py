@@ -27,7 +27,7 @@ from typing import Any
 from shoal.errors import FutureLost, InvalidTransition, KilledWorker, SchedulerError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Payload, dumps
-from shoal.scheduler import control_state, placement
+from shoal.scheduler import control_state, data_state, placement
 from shoal.scheduler.placement import worker_slots
 from shoal.scheduler.records import (
     ERRED,
@@ -37,7 +37,6 @@ from shoal.scheduler.records import (
     PROCESSING,
     QUEUED,
     RELEASED,
-    RUNNABLE,
     WAITING,
     ClientRecord,
     Restrictions,
@@ -339,9 +338,9 @@ class SchedulerState:
             elif t is m.FireAndForget:
                 self.want_keys(self.clients[FIRE_AND_FORGET], msg.keys, report=False)
             elif t is m.DataScattered:
-                self.data_scattered(c, msg.keys)
+                data_state.data_scattered(self, c, msg.keys)
             elif t is m.DataMissing:
-                self.data_missing(None, msg)
+                data_state.data_missing(self, None, msg)
             elif t is m.Heartbeat:
                 pass
             else:
@@ -543,33 +542,6 @@ class SchedulerState:
             if ts.state is ERRED:
                 self.transitions({ts: WAITING})
 
-    def data_scattered(self, c: ClientRecord, keys: list[m.ScatteredKey]) -> None:
-        for sk in keys:
-            holders = [self.workers[a] for a in sk.workers if a in self.workers]
-            ts = self.tasks.get(sk.key)
-            if ts is None:
-                self._seq += 1
-                ts = TaskRecord(sk.key, None, None, self._seq)
-                self.tasks[sk.key] = ts
-            self._want(c, ts)
-            if not holders:
-                # every worker it went to has died since; but another client
-                # may have scattered the same data (same key) elsewhere
-                if ts.state is MEMORY:
-                    pass
-                elif ts.state is ERRED:
-                    self._report_current(c, ts)  # no transition would tell this client
-                else:
-                    ts.exception = self.lost_data_exception(sk.key)
-                    self.transitions({ts: ERRED})
-                continue
-            ts.nbytes, ts.type_name = sk.nbytes, sk.type_name
-            for w in holders:
-                self._add_replica(ts, w)
-            # ERRED too: the same data scattered again after its copies were lost
-            if ts.state is RELEASED or ts.state is ERRED or ts.state in RUNNABLE:
-                self.transitions({ts: MEMORY})
-
     # ------------------------------------------------------------------ workers
 
     def add_worker(self, msg: m.RegisterWorker, now: float = 0.0) -> WorkerRecord:
@@ -640,9 +612,9 @@ class SchedulerState:
             elif t is m.TaskFailed:
                 self.task_failed(w, msg)
             elif t is m.ReplicasAdded:
-                self.replicas_added(w, msg)
+                data_state.replicas_added(self, w, msg)
             elif t is m.DataMissing:
-                self.data_missing(w, msg)
+                data_state.data_missing(self, w, msg)
             elif t is m.TaskSeceded:
                 self.task_seceded(w, msg)
             elif t is m.WorkerStatus:  # paused by its memory, or resumed
@@ -702,46 +674,6 @@ class SchedulerState:
             w.long_running.add(ts)
             w.occupancy = max(0.0, w.occupancy - w.processing[ts])
             w.processing[ts] = 0.0
-
-    def replicas_added(self, w: WorkerRecord, msg: m.ReplicasAdded) -> None:
-        unwanted = []
-        for key, nbytes in zip(msg.keys, msg.nbytes):
-            ts = self.tasks.get(key)
-            if ts is not None and ts.state is PROCESSING and ts.processing_on is w:
-                # its copies were lost meanwhile and w was asked to compute
-                # it: w answers that with this copy; freeing it would leave w
-                # reporting a result it has just dropped
-                continue
-            if ts is None or ts.state is not MEMORY:
-                unwanted.append(key)
-            else:
-                if not ts.nbytes:
-                    ts.nbytes = nbytes
-                self._add_replica(ts, w)
-        if unwanted:
-            self.send_worker(w, m.FreeKeys(unwanted))
-
-    def data_missing(self, w: WorkerRecord | None, msg: m.DataMissing) -> None:
-        """A worker (``w``) or a client (``None``) asked ``msg.workers`` for
-        ``msg.key`` and they did not have it: they are no holders."""
-        ts = self.tasks.get(msg.key)
-        if ts is None:
-            return
-        for address in msg.workers:
-            holder = self.workers.get(address)
-            if holder is not None and holder in ts.who_has:
-                ts.who_has = tuple(x for x in ts.who_has if x is not holder)
-                holder.has_what.discard(ts)
-                holder.nbytes -= ts.nbytes
-        recs: Recs = {}
-        if ts.dependents and w is not None:
-            for d in by_priority(ts.dependents):
-                if d.state is PROCESSING and d.processing_on is w:
-                    self.revoke(w, d)
-                    recs[d] = WAITING
-        if ts.state is MEMORY and not ts.who_has and ts.value is None:
-            recs[ts] = WAITING
-        self.transitions(recs)
 
     def _add_replica(self, ts: TaskRecord, w: WorkerRecord) -> None:
         if w not in ts.who_has:

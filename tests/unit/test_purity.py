@@ -17,6 +17,7 @@ PURE = [
     "scheduler/scaling.py",
     "deploy/adaptive_core.py",
     "scheduler/control_state.py",
+    "scheduler/data_state.py",
     "scheduler/invariants.py",
     "scheduler/records.py",
     "scheduler/event_log.py",
