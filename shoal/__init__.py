@@ -33,6 +33,7 @@ _EXPORTS = {
     "fire_and_forget": "shoal.client.waiting",
     "futures_of": "shoal.client.structure",
     "get_task_stream": "shoal.client.task_stream",
+    "performance_report": "shoal.client.performance_report",
     "wait": "shoal.client.waiting",
     "LocalCluster": "shoal.cluster.local",
     "Adaptive": "shoal.deploy.adaptive",
@@ -91,7 +92,7 @@ _EXPORTS = {
 _SHADOWS_BUILTIN = frozenset({"print"})
 
 #: modules that are part of the API: ``shoal.config.set(...)``, ``shoal.dask``
-_MODULES = {"config": "shoal.config", "dask": "dask"}
+_MODULES = {"config": "shoal.config", "dask": "dask", "widgets": "shoal.widgets"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES, "TimeoutError", "CompatibleExecutor"])
 
@@ -147,6 +148,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.client.semaphore import Semaphore as Semaphore
     from shoal.client.structure import futures_of as futures_of
     from shoal.client.task_metadata import get_task_metadata as get_task_metadata
+    from shoal.client.performance_report import performance_report as performance_report
     from shoal.client.task_stream import get_task_stream as get_task_stream
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,

@@ -1,4 +1,4 @@
-"""Command line: ``shoal scheduler``, ``shoal worker``, ``shoal demo``.
+"""Command line: ``shoal scheduler``, ``shoal worker``, ``shoal dashboard``, ``shoal demo``.
 
 A cluster across machines::
 
@@ -39,11 +39,13 @@ def _add_common(p: argparse.ArgumentParser, log_level: str) -> None:
                    help="arguments for a preload whose dask_setup is a click command (also: "
                         "any arguments after the known options, as with dask)")
     p.add_argument("--dashboard-address", default=None,
-                   help="accepted and kept; shoal's dashboard is not built yet")
+                   help="scheduler: where its dashboard serves (default :8787 on the scheduler's "
+                        "host, the next free port if taken; beyond loopback it needs the "
+                        "cluster's token); worker: accepted and kept (no worker dashboard)")
     p.add_argument("--dashboard", dest="dashboard", action="store_true", default=None,
-                   help="accepted; shoal's dashboard is not built yet")
+                   help="serve the dashboard (the scheduler's default)")
     p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
-    p.add_argument("--dashboard-prefix", default=None, help="accepted; no dashboard yet")
+    p.add_argument("--dashboard-prefix", default=None, help="serve the dashboard under this path")
     p.add_argument("--interface", default=None,
                    help="listen on this network interface's address, e.g. eth0")
     p.add_argument("--protocol", default=None,
@@ -88,6 +90,7 @@ def _add_scheduler(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     s.add_argument("--worker-ttl", default=None, help=SUPPRESS)
     s.add_argument("--blocked-handlers", default=None, help=SUPPRESS)
     s.add_argument("--fd", type=int, help=SUPPRESS)
+    s.add_argument("--dashboard-link", default=None, help=SUPPRESS)  # a LocalCluster's, served by it
     # written the listening address and a newline once listening (how ssh waits)
     s.add_argument("--ready-fd", type=int, default=None, help=SUPPRESS)
     _add_common(s, "INFO")
@@ -167,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zygote", help=SUPPRESS)  # LocalCluster's fork server
     z.add_argument("--fds", default="")
 
+    from shoal.dashboard.process import add_arguments
+
+    add_arguments(sub.add_parser("dashboard", help="serve the dashboard of a running scheduler"))
+
     d = sub.add_parser("demo", help="start a local cluster and run a small real workload")
     d.add_argument("--n-workers", type=int, default=None)
     d.add_argument("--threads-per-worker", type=int, default=None)
@@ -218,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
 
         setup_logging("WARNING")
         return run_zygote([int(x) for x in args.fds.split(",") if x])
+    if args.command == "dashboard":
+        from shoal.cluster.run import setup_logging
+        from shoal.dashboard.process import run_dashboard
+
+        setup_logging(args.log_level)
+        return run_dashboard(args.scheduler, args.dashboard_address, args.fd, args.prefix,
+                             args.login, args.parent_watch)
     if args.command == "demo":
         from shoal.demo import run_demo
 

@@ -54,8 +54,9 @@ def _refuse(args: Any) -> None:
     if worker_class is not None and worker_class not in WORKER_CLASSES:
         raise UsageError(f"--worker-class {worker_class}: shoal runs its own workers only "
                          "(shoal.Worker)")
-    if args.dashboard_address or args.dashboard or args.dashboard_prefix:
-        logger.info("dashboard options are kept, but shoal has no dashboard yet")
+    if args.command == "worker" and (args.dashboard_address or args.dashboard or args.dashboard_prefix):
+        logger.info("worker dashboard options are kept, but shoal workers serve no dashboard "
+                    "(the scheduler's shows them)")
 
 
 def _security(args: Any) -> Any:
@@ -172,8 +173,10 @@ def _scheduler(args: Any, preload_argv: list[str] | None) -> int:
     options: dict[str, Any] = {
         "host": host, "port": port, "scheduler_file": args.scheduler_file or None,
         "idle_timeout": args.idle_timeout, "preload": args.preload, "preload_argv": preload_argv,
-        "dashboard_address": args.dashboard_address, "dashboard": args.dashboard,
-        "http_prefix": args.dashboard_prefix, "validate": args.validate,
+        "dashboard_address": args.dashboard_address or ":8787",
+        "dashboard": True if args.dashboard is None else args.dashboard,
+        "http_prefix": args.dashboard_prefix or "/", "validate": args.validate,
+        "_dashboard_link": args.dashboard_link,
         "contact_address": args.contact_address, "allowed_failures": args.allowed_failures,
         "worker_ttl": args.worker_ttl,
         "blocked_handlers": args.blocked_handlers.split(",") if args.blocked_handlers else None,

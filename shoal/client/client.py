@@ -12,6 +12,7 @@ responsibility.
     Events            events.py          log_event, get_events, subscribe_topic, forward_logging, ...
     PluginMethods     plugins.py         register_plugin, upload_file, ...
     ActiveMemory      amm.py             client.amm (the Active Memory Manager)
+    Reprs             reprs.py           repr, _repr_html_ (notebooks), dashboard_link
 
 The mixins use the core (through ``self``); the core imports none of them.
 
@@ -36,6 +37,7 @@ from shoal.client.diagnostics import Diagnostics
 from shoal.client.events import Events
 from shoal.client.introspection import Introspection
 from shoal.client.plugins import PluginMethods
+from shoal.client.reprs import Reprs
 from shoal.client.submitting import Submitting
 
 TYPE_CHECKING = False  # typing is not imported: this module runs before anything heavy
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 class Client(Submitting, Cancelling, ActiveMemory, Computing, ClusterControl, DatasetMethods,
-             Diagnostics, Events, Introspection, PluginMethods, ClientCore):
+             Diagnostics, Events, Introspection, PluginMethods, Reprs, ClientCore):
     """Connect to a shoal cluster, or start a local one.
 
     ``Client()`` starts a ``LocalCluster`` on this machine (keyword arguments

@@ -309,6 +309,7 @@ class ClientCore:
         self._direct_send = comm.threadsafe_send
         self.id = welcome.id
         self._workers = list(welcome.info.get("workers", []))
+        self._dashboard_link = welcome.info.get("dashboard_link")  # the scheduler's, if it has one
         self.pool = ConnectionPool("client", self.id, self.timeout, limit=self.connection_limit,
                                    security=security)
         self.status = "running"

@@ -169,22 +169,3 @@ class Introspection(MixinBase):
         if default is no_default:
             raise KeyError(path[0] if len(path) == 1 else path)
         return default
-
-    @property
-    def dashboard_link(self) -> str | None:
-        """The address of the cluster's dashboard, if it has one."""
-        return getattr(self.cluster, "dashboard_link", None)
-
-    def __repr__(self) -> str:
-        if self.status != "running":
-            return f"<Client: {self.status}>"
-        return f"<Client: {self.scheduler_address!r} workers={len(self._workers)}>"
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return (
-            f"<div><b>shoal Client</b> {html.escape(self.id)}<br>"
-            f"Scheduler: {html.escape(getattr(self, 'scheduler_address', '?'))}<br>"
-            f"Workers: {len(self._workers)}<br>Status: {html.escape(self.status)}</div>"
-        )

@@ -132,8 +132,9 @@ class LocalCluster(ClusterManager):
         self.name = name or f"LocalCluster-{next(_ids)}"
         self.status = "created"
         self.scheduler_address = ""
-        #: shoal has no dashboard yet (``dashboard_address`` is kept for it)
+        #: where the dashboard is (None: dashboard_address=None); see shoal/dashboard/launch.py
         self.dashboard_link: str | None = None
+        self._dashboard: Any = None
         self._scheduler_proc: Any = None
         self._forkserver: Any = None
         self._supervisor: Supervisor | None = None
@@ -151,14 +152,18 @@ class LocalCluster(ClusterManager):
             else:
                 _prestarted.discard()
         if not asynchronous:
-            if self.processes:
-                self._start_processes()
-                if _wait:
-                    self._wait_started()
-            else:
-                self._silence_here()
-                self._runner = self._acquire_runner()
-                self._runner.run_sync(self._start_in_process)
+            try:
+                if self.processes:
+                    self._start_processes()
+                    if _wait:
+                        self._wait_started()
+                else:
+                    self._silence_here()
+                    self._runner = self._acquire_runner()
+                    self._runner.run_sync(self._start_in_process)
+            except BaseException:
+                self._close_dashboard()
+                raise
             self.status = "running"
 
     # ------------------------------------------------------------------ start
@@ -170,15 +175,34 @@ class LocalCluster(ClusterManager):
         if self.status == "running":
             return self
         self._loop = asyncio.get_running_loop()
-        if self.processes:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._start_processes)
-            await loop.run_in_executor(None, self._wait_started)
-        else:
-            self._silence_here()
-            await self._start_in_process()
+        try:
+            if self.processes:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._start_processes)
+                await loop.run_in_executor(None, self._wait_started)
+            else:
+                self._silence_here()
+                await self._start_in_process()
+        except BaseException:
+            self._close_dashboard()
+            raise
         self.status = "running"
         return self
+
+    def _start_dashboard(self, scheduler_address: str) -> None:
+        """Bind the dashboard's address (served from the first connection on)."""
+        if self.dashboard_address is None or self._dashboard is not None:
+            return
+        from shoal.dashboard.launch import Dashboard
+
+        self._dashboard = Dashboard(self.dashboard_address, scheduler_address, default_host=self.host,
+                                    thread=not self.processes, security=self.security)
+        self.dashboard_link = self._dashboard.link
+
+    def _close_dashboard(self) -> None:
+        dashboard, self._dashboard = self._dashboard, None
+        if dashboard is not None:
+            dashboard.close()
 
     def _log_args(self) -> list[str]:
         level = self._plan.log_level
@@ -209,10 +233,13 @@ class LocalCluster(ClusterManager):
         protocol = self._plan.protocol
         self.scheduler_address = f"{protocol}://{self.host}:{port}"
         remember_cluster(self.scheduler_address, self.security)
+        self._start_dashboard(self.scheduler_address)
+        # the cluster serves the dashboard; the scheduler tells clients where it is
+        shown = ["--dashboard-link", self.dashboard_link] if self.dashboard_link else []
         # the token and certificates go by environment, never on a command line
         env = security_env(self.security)
         args = ["scheduler", "--host", self.host, "--port", str(port), "--fd", str(fd),
-                "--protocol", protocol, *self._log_args(), *extra]
+                "--protocol", protocol, "--no-dashboard", *shown, *self._log_args(), *extra]
         try:
             if forkserver is not None or forkserver_enabled():
                 from shoal.cluster.zygote import ForkServer
@@ -302,6 +329,10 @@ class LocalCluster(ClusterManager):
         from shoal.security import remember_cluster
 
         remember_cluster(self.scheduler_address, self.security)
+        self._start_dashboard(self.scheduler_address)
+        if self.dashboard_link:
+            self._scheduler.dashboard_link = self.dashboard_link
+            self._scheduler.services["dashboard"] = self._dashboard.port
         for _ in range(self.n_workers):
             await self._add_worker_in_process()
 
@@ -467,6 +498,7 @@ class LocalCluster(ClusterManager):
             return None
         self._end_adaptive_sync()
         self._close_manager_sync()
+        self._close_dashboard()
         if self.processes:
             self._close_processes()
         elif self._runner is not None:
@@ -484,6 +516,7 @@ class LocalCluster(ClusterManager):
         self.status = "closing"
         await self._end_adaptive()
         await self._close_manager()
+        await asyncio.get_running_loop().run_in_executor(None, self._close_dashboard)
         if self.processes:
             await asyncio.get_running_loop().run_in_executor(None, self._close_processes)
         else:

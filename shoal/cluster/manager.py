@@ -12,7 +12,6 @@ an asynchronous one returns awaitables, as in dask.
 
 from __future__ import annotations
 
-import html
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -39,7 +38,7 @@ class ClusterManager:
     #: whether its methods return awaitables
     asynchronous: bool = False
     scheduler_address: str = ""
-    #: shoal has no dashboard yet
+    #: where the cluster's dashboard is (None without one)
     dashboard_link: str | None = None
 
     #: credentials for the cluster's own connection to its scheduler
@@ -169,6 +168,9 @@ class ClusterManager:
 
     async def _refresh_info(self) -> dict[str, Any]:
         self._info = await self._ask("scheduler_info", n_workers=-1)
+        if self.dashboard_link is None and "dashboard" in self._info.get("services", {}):
+            # a scheduler serving its own dashboard (SpecCluster, SubprocessCluster...)
+            self.dashboard_link = await self._ask("dashboard_link")
         return self._info
 
     @property
@@ -319,23 +321,15 @@ class ClusterManager:
         return text + ")"
 
     def _repr_html_(self) -> str:
-        workers, threads, memory = self._sizes()
-        kind = "processes" if self.processes else "threads"
-        link = (f'<a href="{html.escape(self.dashboard_link)}" target="_blank">'
-                f"{html.escape(self.dashboard_link)}</a>") if self.dashboard_link else \
-            "none (shoal has no dashboard yet)"
-        rows = [
-            ("Scheduler", html.escape(self.scheduler_address or "(not started)")),
-            ("Dashboard", link),
-            ("Workers", f"{workers} ({kind})"),
-            ("Total threads", str(threads)),
-            ("Total memory", format_bytes(memory) if memory else "no limit"),
-            ("Status", html.escape(str(self.status))),
-        ]
-        cells = "".join(f'<tr><th style="text-align: left">{k}</th>'
-                        f'<td style="text-align: left">{v}</td></tr>' for k, v in rows)
-        return (f"<div><h3 style=\"margin: 0\">{type(self).__name__}</h3>"
-                f"<p style=\"margin: 0\">{html.escape(self.name)}</p><table>{cells}</table></div>")
+        """dask's layout: the cluster, then (collapsed) its scheduler and workers."""
+        from shoal.widgets.reprs import cluster_html
+
+        try:
+            info = self.scheduler_info if self.status == "running" else self._info
+        except Exception:  # a repr shows what it can
+            info = self._info
+        return cluster_html(type(self).__name__, self.name, self.dashboard_link, info,
+                            str(self.status), self.processes)
 
 
 class SchedulerProxy:

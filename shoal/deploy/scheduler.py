@@ -91,8 +91,11 @@ class Scheduler(SchedulerServer, Startable):
         generates one, writes it to a 0600 file and logs where
         (``scheduler.token_file``).  See docs/security.md.
     validate: check the state machine's invariants after every step (slow).
-    dashboard_address, dashboard, http_prefix: kept as attributes; shoal's
-        dashboard is not built yet.
+    dashboard_address: where to serve the dashboard (``":8787"``: the
+        scheduler's host, the next free port if taken; beyond loopback it
+        asks for the cluster's token); dashboard: serve it (default: when
+        ``dashboard_address`` is given, as in dask); http_prefix: the path
+        it is served under.  See docs/dashboard.md.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class Scheduler(SchedulerServer, Startable):
         jupyter: bool = False,
         blocked_handlers: Sequence[str] | None = None,
         sock: Any = None,
+        _dashboard_link: str | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
@@ -157,6 +161,12 @@ class Scheduler(SchedulerServer, Startable):
         self.dashboard_address = dashboard_address
         self.dashboard = dashboard
         self.http_prefix = http_prefix
+        self._dashboard_server: Any = None
+        if _dashboard_link:  # served by the LocalCluster that started this scheduler
+            self.dashboard_link = _dashboard_link
+            port = _dashboard_link.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
+            if port.isdigit():
+                self.services["dashboard"] = int(port)
         for name in blocked_handlers or ():
             if name not in self.handlers:
                 raise ValueError(f"blocked_handlers: the scheduler has no request {name!r} "
@@ -181,15 +191,37 @@ class Scheduler(SchedulerServer, Startable):
             from shoal.deploy.scheduler_file import write_scheduler_file
 
             write_scheduler_file(self.scheduler_file, self.identity())
+        self._start_dashboard()
         await self.preloads.start()
         if self.idle_timeout:
             self._spawn(self._close_when_idle(self.idle_timeout))
         return self
 
+    def _start_dashboard(self) -> None:
+        """Bind the dashboard's address; it is served (in a process of its
+        own) from the first connection on."""
+        wanted = self.dashboard if self.dashboard is not None else self.dashboard_address is not None
+        if not wanted:
+            return
+        from shoal.comm.addresses import parse_address, parse_host_port
+        from shoal.dashboard.launch import Dashboard
+
+        scheme, loc = parse_address(self.address)
+        host, port = parse_host_port(loc) if scheme == "tcp" else ("127.0.0.1", 0)
+        local = self.address  # the dashboard process connects on this machine
+        if host in ("0.0.0.0", "::"):
+            local = f"tcp://127.0.0.1:{port}" if host == "0.0.0.0" else f"tcp://[::1]:{port}"
+        self._dashboard_server = Dashboard(self.dashboard_address or ":8787", local,
+                                           default_host=host, prefix=self.http_prefix or "",
+                                           thread=scheme == "inproc", security=self.security)
+        self.dashboard_link = self._dashboard_server.link
+        self.services["dashboard"] = self._dashboard_server.port
+        logger.info("dashboard at %s", self.dashboard_link)
+
     def identity(self) -> dict[str, Any]:
         """What the scheduler file holds (dask's layout)."""
         return {"type": "Scheduler", "id": self.id, "address": self.contact(),
-                "services": {}, "started": self.started, "workers": {}}
+                "services": dict(self.services), "started": self.started, "workers": {}}
 
     def contact(self) -> str:
         """The address to give others: ``contact_address``, else the one
@@ -224,6 +256,8 @@ class Scheduler(SchedulerServer, Startable):
             await super().close()
             return
         await self.preloads.teardown()
+        if self._dashboard_server is not None:
+            await asyncio.to_thread(self._dashboard_server.close)
         await super().close()
         if self.scheduler_file:
             _remove_if_ours(self.scheduler_file, self.id)

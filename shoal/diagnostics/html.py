@@ -75,6 +75,13 @@ def flame_graph(tree: dict[str, Any], title: str = "shoal profile", interval: fl
     """An HTML page drawing the call tree ``tree`` (``shoal.diagnostics.
     profiling`` layout) as an icicle graph: the root on top, callees below,
     widths in proportion to samples.  Click a box to zoom into it."""
+    note, body, script = flame_graph_parts(tree, interval, min_fraction)
+    return _PAGE.format(title=html.escape(title), note=note, body=body, script=script)
+
+
+def flame_graph_parts(tree: dict[str, Any], interval: float = 0.01,
+                      min_fraction: float = 0.0005) -> tuple[str, str, str]:
+    """``(note, svg, script)`` of ``flame_graph``, for a page of several parts."""
     total = tree["count"]
     boxes: list[str] = []
     depth_max = 0
@@ -100,17 +107,14 @@ def flame_graph(tree: dict[str, Any], title: str = "shoal profile", interval: fl
                 walk(child, x, depth + 1)
             x += child["count"] / total
 
-    if total:
-        walk(tree, 0.0, 0)
-        note = (f"{total} samples, about one every {format_time(interval)}. "
-                "Hover for details; click a box to zoom, "
-                '<button id="reset">reset zoom</button>')
-        body = f'<svg width="100%" height="{(depth_max + 1) * ROW}">{"".join(boxes)}</svg>'
-        script = _ZOOM
-    else:
-        note = "No samples: no task ran while the profiler was looking."
-        body, script = "", ""
-    return _PAGE.format(title=html.escape(title), note=note, body=body, script=script)
+    if not total:
+        return "No samples: no task ran while the profiler was looking.", "", ""
+    walk(tree, 0.0, 0)
+    note = (f"{total} samples, about one every {format_time(interval)}. "
+            "Hover for details; click a box to zoom, "
+            '<button id="reset">reset zoom</button>')
+    body = f'<svg width="100%" height="{(depth_max + 1) * ROW}">{"".join(boxes)}</svg>'
+    return note, body, _ZOOM
 
 
 def task_stream(records: list[dict[str, Any]], title: str = "shoal task stream",
@@ -118,11 +122,15 @@ def task_stream(records: list[dict[str, Any]], title: str = "shoal task stream",
     """An HTML page drawing task-stream records (``shoal.diagnostics.
     task_stream`` layout): one row per worker thread, one box per compute or
     transfer, time running left to right."""
+    note, body = task_stream_parts(records, key_prefix)
+    return _PAGE.format(title=html.escape(title), note=note, body=body, script="")
+
+
+def task_stream_parts(records: list[dict[str, Any]], key_prefix: Any = None) -> tuple[str, str]:
+    """``(note, svg)`` of ``task_stream``, for a page of several parts."""
     spans = [s for r in records for s in r["startstops"]]
     if not spans:
-        body = ""
-        note = "No tasks ran in this period."
-        return _PAGE.format(title=html.escape(title), note=note, body=body, script="")
+        return "No tasks ran in this period.", ""
     t0 = min(s["start"] for s in spans)
     t1 = max(s["stop"] for s in spans)
     width = max(t1 - t0, 1e-9)
@@ -148,5 +156,4 @@ def task_stream(records: list[dict[str, Any]], title: str = "shoal task stream",
                               label, tip, zoomable=False))
     legend = "<br>".join(f"row {i}: {html.escape(name)}" for name, i in rows.items())
     note = f"{len(records)} task runs over {format_time(t1 - t0)}. Hover for details.<br>{legend}"
-    body = f'<svg width="100%" height="{len(rows) * ROW}">{"".join(boxes)}</svg>'
-    return _PAGE.format(title=html.escape(title), note=note, body=body, script="")
+    return note, f'<svg width="100%" height="{len(rows) * ROW}">{"".join(boxes)}</svg>'

@@ -40,6 +40,21 @@ def choose(items: list[T], stop_of: Callable[[T], float], start: float | None = 
     return items[lo:hi]
 
 
+def record(worker: str, key: str, thread: int, start: float, stop: float, nbytes: int,
+           type_name: str | None, transfers: Any = ()) -> dict[str, Any]:
+    """One run as dask's record: ``type_name`` None for a failed run;
+    ``transfers``: ``(start, stop, source)`` of the fetches it waited for."""
+    startstops: list[dict[str, Any]] = [
+        {"action": "transfer", "start": a, "stop": b, "source": src} for a, b, src in transfers]
+    startstops.append({"action": "compute", "start": start, "stop": stop})
+    out: dict[str, Any] = {"key": key, "worker": worker, "thread": thread, "startstops": startstops}
+    if type_name is None:
+        out["status"] = "error"
+    else:
+        out.update(status="OK", nbytes=nbytes, type=type_name, typename=type_name)
+    return out
+
+
 def record_stop(record: dict[str, Any]) -> float:
     """When a task-stream record's run ended."""
     return float(max(s["stop"] for s in record["startstops"]))

@@ -62,7 +62,7 @@ class Queries:
             "type": "Scheduler",
             "id": server.id,
             "address": server.address,
-            "services": {},
+            "services": dict(server.services),
             "started": server.started,
             "n_workers": len(records),
             "total_threads": sum(w.nthreads for w in records),

@@ -52,6 +52,7 @@ from shoal.scheduler.active_memory import ActiveMemoryManager
 from shoal.scheduler.client_sessions import ClientSessions
 from shoal.scheduler.cluster_control import ClusterControl
 from shoal.scheduler.coordination import Coordination
+from shoal.scheduler.dashboard_feed import DashboardFeed
 from shoal.scheduler.datasets import Datasets
 from shoal.scheduler.events import Events
 from shoal.scheduler.liveness import Liveness
@@ -111,6 +112,11 @@ class SchedulerServer:
         self.status = "created"
         self.started = time.time()
         self._flush_scheduled = False
+        self.messages_received = 0  # from clients and workers: the dashboard's rate
+        #: services this scheduler offers over HTTP ({"dashboard": port}) and
+        #: the dashboard's address, for scheduler_info() and clients
+        self.services: dict[str, int] = {}
+        self.dashboard_link: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
         self._client_ids = itertools.count(1)
@@ -147,6 +153,7 @@ class SchedulerServer:
         self.client_sessions = ClientSessions(
             self, config.duration("scheduler.client-grace-period") or 0.0)
         self.add_extension(self.client_sessions)
+        self.add_extension(DashboardFeed(self))
 
     def add_extension(self, extension: Any) -> None:
         """Serve ``extension``'s ``rpc_<method>`` coroutines as requests and
@@ -312,7 +319,7 @@ class SchedulerServer:
         self.client_comms[client_id] = comm
         comm.name = client_id
         info = {"scheduler": self.address, "id": self.id, "workers": self._worker_list(),
-                "resumed": resumed}
+                "resumed": resumed, "dashboard_link": self.dashboard_link}
         comm.send([m.Welcome(m.PROTOCOL_VERSION, client_id, info)])
         self._notify("client_joined", client_id)
         comm.start(
@@ -381,6 +388,7 @@ class SchedulerServer:
     # ------------------------------------------------------------------ messages
 
     def _on_client_messages(self, client_id: str, msgs: list[Any]) -> None:
+        self.messages_received += len(msgs)
         if self.spans.spans or any(type(msg) is m.SpanDeclared for msg in msgs):
             self.spans.tasks_submitted(client_id, msgs)
         if self.plugins.plugins:
@@ -400,6 +408,7 @@ class SchedulerServer:
     def _on_worker_messages(self, address: str, msgs: list[Any]) -> None:
         if address not in self.state.workers:
             return  # removed (retired) while its connection closes
+        self.messages_received += len(msgs)
         for msg in self.state.handle_worker(address, msgs, time.monotonic()):
             if type(msg) is m.Response:
                 waiting = self._worker_requests.pop(msg.id, None)

@@ -65,4 +65,5 @@ def _metrics(worker: WorkerServer, proc: Any) -> dict[str, Any]:
         "executing": len(worker.state.executing),
         "ready": len(worker.state.ready),
         "nbytes": worker.state.nbytes,
+        **worker.observability.heartbeat_metrics(),  # started, bytes fetched (the dashboard)
     }

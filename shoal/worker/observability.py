@@ -56,6 +56,8 @@ class WorkerObservability:
         # key -> [(start, stop, source)]: fetches made for the task key (perf_counter times)
         self.transfers: dict[str, list[tuple[float, float, str]]] = {}
         self.transfers_kept = int(config.get("worker.task-stream-length"))
+        self.transfer_incoming_bytes = 0  # fetched from peers, in all
+        self.started = time.time()
         self.log_buffer = install_log_buffer(int(config.get("worker.log-length")),
                                              str(config.get("admin.log-format")))
         self.benchmark_duration = config.duration("admin.benchmark-duration") or 1.0
@@ -82,6 +84,10 @@ class WorkerObservability:
                 running, alive, key_prefix, stop_code=TaskExecutor._run.__code__,
             ).start()
 
+    def heartbeat_metrics(self) -> dict[str, Any]:
+        """What the worker's heartbeat adds from here (the dashboard shows it)."""
+        return {"started": self.started, "transfer_incoming_bytes": self.transfer_incoming_bytes}
+
     def close(self) -> None:
         """The worker is closing: stop sampling."""
         if self.sampler is not None:
@@ -89,9 +95,12 @@ class WorkerObservability:
 
     # ------------------------------------------------------------------ task stream
 
-    def record_transfer(self, source: str, keys: list[str], start: float, stop: float) -> None:
-        """``keys`` came from ``source`` between ``start`` and ``stop``
-        (perf_counter): the runs of the tasks waiting for them show it."""
+    def record_transfer(self, source: str, keys: list[str], start: float, stop: float,
+                        nbytes: int = 0) -> None:
+        """``keys`` (``nbytes`` in all) came from ``source`` between ``start``
+        and ``stop`` (perf_counter): the runs of the tasks waiting for them
+        show it."""
+        self.transfer_incoming_bytes += nbytes
         tasks = self.server.state.tasks
         transfers = self.transfers
         for key in keys:
@@ -127,20 +136,43 @@ class WorkerObservability:
             runs, lambda r: r[3],
             None if start is None else start - offset, None if stop is None else stop - offset, count,
         )
+        return self._records(runs, offset)
+
+    def rpc_task_stream_tail(self, since: list[Any] | None = None, count: int = 200) -> dict[str, Any]:
+        """The last ``count`` runs after the cursor ``since`` (all runs if
+        None, or of another process) and the cursor after them: what the
+        dashboard shows of a busy worker (``scheduler/dashboard_feed.py``).
+        Compact, as it passes through the scheduler: each run is
+        ``[key, thread, start, stop, nbytes, type or None (failed),
+        [[start, stop, source] of each transfer]]`` (unix times); the
+        dashboard turns them into task-stream records (``dashboard/views.py``)."""
+        executor = getattr(self.server, "executor", None)
+        runs = list(executor.runs) if executor is not None else []  # one copy, in the order run
+        first = since[1] if since is not None and since[0] == self.incarnation else 0
+        # task threads append in nearly the order of their sequence numbers
+        cursor = [self.incarnation, max((r[0] for r in runs[-64:]), default=first - 1) + 1]
+        tail: list[tuple[int, str, float, float, int, int, str | None]] = []
+        for run in reversed(runs):
+            if run[0] < first or len(tail) >= count:
+                break
+            tail.append(run)
+        tail.reverse()
+        offset = time.time() - time.perf_counter()
+        transfers = self.transfers
+        runs_out = [[key, thread, t0 + offset, t1 + offset, nbytes, type_name,
+                     [[a + offset, b + offset, src] for a, b, src in transfers.get(key, ()) if b <= t0]]
+                    for _, key, t0, t1, thread, nbytes, type_name in tail]
+        return {"cursor": cursor, "runs": runs_out}
+
+    def _records(self, runs: list[tuple[int, str, float, float, int, int, str | None]],
+                 offset: float) -> list[dict[str, Any]]:
+        """Runs as dask's task-stream records (``offset``: perf_counter to unix time)."""
         address = self.server.address
-        out = []
-        for _, key, t0, t1, thread, nbytes, type_name in runs:
-            startstops = [{"action": "transfer", "start": a + offset, "stop": b + offset, "source": src}
-                          for a, b, src in self.transfers.get(key, ()) if b <= t0]
-            startstops.append({"action": "compute", "start": t0 + offset, "stop": t1 + offset})
-            record: dict[str, Any] = {"key": key, "worker": address, "thread": thread,
-                                      "startstops": startstops}
-            if type_name is None:
-                record["status"] = "error"
-            else:
-                record.update(status="OK", nbytes=nbytes, type=type_name, typename=type_name)
-            out.append(record)
-        return out
+        transfers = self.transfers
+        return [task_stream.record(address, key, thread, t0 + offset, t1 + offset, nbytes, type_name,
+                                   [(a + offset, b + offset, src)
+                                    for a, b, src in transfers.get(key, ()) if b <= t0])
+                for _, key, t0, t1, thread, nbytes, type_name in runs]
 
     # ------------------------------------------------------------------ profile and call stacks
 

@@ -505,7 +505,8 @@ class WorkerServer:
                 received[key] = state.tasks[key].nbytes or payload.nbytes
             else:
                 self._drop_shared(key)
-        self.observability.record_transfer(worker, list(received), start, time.perf_counter())
+        self.observability.record_transfer(worker, list(received), start, time.perf_counter(),
+                                           sum(received.values()))
         state.gather_done(worker, received, reply.missing)
         self._carry_out()
 

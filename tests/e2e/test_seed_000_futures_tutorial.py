@@ -56,8 +56,13 @@ def test_cell1_client_with_n_workers_starts_a_local_cluster() -> None:
         assert isinstance(client.cluster, LocalCluster)
         assert client.cluster.processes is True  # "Using processes: True"
         assert len(client.scheduler_info()["workers"]) == 2
-        assert "workers=2" in repr(client)
-        assert "Workers: 2" in client._repr_html_()
+        assert "processes=2" in repr(client)  # dask's: <Client: 'tcp://...' processes=4 threads=4, ...>
+        # what the notebook shows (the HTML's text): "Dashboard: http://127.0.0.1:8787/status"
+        shown = " ".join(re.sub(r"<[^>]+>", " ", client._repr_html_()).split())
+        assert "Workers: 2" in shown
+        assert f"Dashboard: {client.dashboard_link}" in shown
+        assert "Connection method: Cluster object" in shown
+        assert client.dashboard_link.endswith("/status")
         assert client.submit(inc, 1).result(timeout=10) == 2
     finally:
         client.close()

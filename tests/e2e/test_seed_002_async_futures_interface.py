@@ -80,7 +80,7 @@ def test_make_cluster_then_client_shows_the_workers() -> None:
     # as soon as LocalCluster(...) has returned.
     with make_cluster() as cluster, Client(cluster) as c:
         assert len(c.scheduler_info()["workers"]) == 2
-        assert "workers=2" in repr(c)
+        assert "processes=2 threads=" in repr(c)  # dask's repr: processes=N threads=N, memory=...
 
 
 def test_after_clean_up_the_closed_client_refuses_work(cluster) -> None:  # type: ignore[no-untyped-def]

@@ -34,8 +34,6 @@ GAPS: dict[str, str] = {
     'ActorFuture.__init__(io_loop=)': 'deliberate: made by shoal, never by users; it holds a concurrent future, not an IOLoop',
     'ActorFuture.__init__(positional order)': 'deliberate: made by shoal, never by users',
     'as_completed.condition': 'deliberate: the asyncio.Condition inside dask\'s implementation, not an interface; shoal\'s as_completed has none',
-    'performance_report': 'issue 12: dashboard, reports and HTML reprs',
-    'widgets': 'issue 12: dashboard, reports and HTML reprs',
 }
 
 

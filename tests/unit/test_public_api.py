@@ -12,6 +12,7 @@ PUBLIC = {
     "BaseActorFuture", "CancelledError", "Client", "MultiLock", "Semaphore",
     "CommClosedError", "Event", "Future", "Lock", "Queue", "Variable", "FutureLost", "KilledWorker", "LocalCluster", "RemoteException",
     "Nanny", "Scheduler", "Worker", "Adaptive", "SpecCluster", "SSHCluster", "SubprocessCluster",
+    "performance_report", "widgets",
     "SerializationError", "ShoalError", "as_completed", "default_client", "fire_and_forget",
     "futures_of", "get_client", "get_worker", "progress", "rejoin", "secede", "wait", "worker_client",
     "WorkerPlugin", "SchedulerPlugin", "NannyPlugin", "PipInstall", "CondaInstall", "InstallPlugin",

@@ -30,6 +30,9 @@ PURE = [
     "comm/framing.py",
     "comm/codec.py",
     "comm/handshake.py",
+    "dashboard/snapshot.py",
+    "dashboard/views.py",
+    "diagnostics/report.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "time", "os", "random", "selectors", "subprocess"}
 
