@@ -140,6 +140,7 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.client.future import Future as Future
     from shoal.client.loop import sync as sync
     from shoal.client.multilock import MultiLock as MultiLock
+    from shoal.client.performance_report import performance_report as performance_report
     from shoal.client.primitives import Event as Event
     from shoal.client.primitives import Queue as Queue
     from shoal.client.primitives import Variable as Variable
@@ -148,7 +149,6 @@ if TYPE_CHECKING:  # what the names above are, for type checkers and IDEs
     from shoal.client.semaphore import Semaphore as Semaphore
     from shoal.client.structure import futures_of as futures_of
     from shoal.client.task_metadata import get_task_metadata as get_task_metadata
-    from shoal.client.performance_report import performance_report as performance_report
     from shoal.client.task_stream import get_task_stream as get_task_stream
     from shoal.client.waiting import (
         ALL_COMPLETED as ALL_COMPLETED,
