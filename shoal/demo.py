@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
 import time
 
@@ -36,16 +37,35 @@ def rosenbrock(point: tuple[float, float]) -> tuple[tuple[float, float], float]:
     return point, (1 - x) ** 2 + 2 * (y - x**2) ** 2
 
 
+def _where_to_watch(client: object, token_dir: str) -> None:
+    """Print the dashboard's address, and how another process connects (the
+    cluster has a token of its own: it goes in a file only we can read)."""
+    from shoal.security import write_token_file
+
+    link = getattr(client, "dashboard_link", None)
+    address = client.scheduler_address  # type: ignore[attr-defined]
+    if link:
+        print(f"  watch it live: {link}")
+    token = client.cluster.security.token  # type: ignore[attr-defined]
+    if token:
+        path = write_token_file(os.path.join(token_dir, "token"), token)
+        print(f"  another client: SHOAL_TOKEN_FILE={path} {sys.executable} -c "
+              f"\"import shoal; c = shoal.Client('{address}'); print(c)\"")
+    else:
+        print(f"  another client: shoal.Client({address!r})")
+
+
 def run_demo(n_workers: int | None = None, threads_per_worker: int | None = None,
-             n_files: int = 40) -> int:
+             n_files: int = 40, linger: float = 0.0) -> int:
     from shoal import Client, as_completed
 
     t0 = time.perf_counter()
-    with Client(n_workers=n_workers, threads_per_worker=threads_per_worker) as client:
+    with Client(n_workers=n_workers, threads_per_worker=threads_per_worker) as client, \
+            tempfile.TemporaryDirectory(prefix="shoal-demo-token-") as token_dir:
         info = client.scheduler_info()
         print(f"shoal scheduler at {client.scheduler_address} with {len(info['workers'])} workers "
               f"({time.perf_counter() - t0:.2f} s to start)")
-        print(f"  watch it: connect another client with shoal.Client({client.scheduler_address!r})")
+        _where_to_watch(client, token_dir)
 
         # 1. read-transform-write
         with tempfile.TemporaryDirectory(prefix="shoal-demo-") as tmp:
@@ -93,5 +113,13 @@ def run_demo(n_workers: int | None = None, threads_per_worker: int | None = None
         print(f"3. as_completed search: best score {best_score:.4g} at "
               f"({best_point[0]:.3f}, {best_point[1]:.3f}) after {evaluated} evaluations "
               f"in {time.perf_counter() - t:.2f} s")
-    print(f"done in {time.perf_counter() - t0:.2f} s")
+        print(f"done in {time.perf_counter() - t0:.2f} s")
+        if linger > 0:
+            print(f"the cluster stays up {linger:g} s more (Ctrl-C to stop)")
+            try:
+                time.sleep(linger)
+            except KeyboardInterrupt:
+                pass
+        else:
+            print("(shoal demo --linger 60 keeps the cluster and its dashboard up afterwards)")
     return 0

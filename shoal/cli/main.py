@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-workers", type=int, default=None)
     d.add_argument("--threads-per-worker", type=int, default=None)
     d.add_argument("--files", type=int, default=40, help="files in the read-transform-write loop")
+    d.add_argument("--linger", type=float, default=0.0,
+                   help="seconds the cluster (and its dashboard) stays up after the workload")
     return ap
 
 
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from shoal.demo import run_demo
 
-        return run_demo(args.n_workers, args.threads_per_worker, args.files)
+        return run_demo(args.n_workers, args.threads_per_worker, args.files, args.linger)
     return 2  # pragma: no cover
 
 
