@@ -66,6 +66,18 @@ def frame_limits() -> tuple[int, int]:
     return out[0], out[1]
 
 
+def send_queue_limits() -> tuple[int, float]:
+    """(bytes, seconds): a connection with more than these bytes waiting to
+    be sent, whose peer has taken none of them for this long, is closed
+    (settings ``comm.send-queue.limit`` and ``comm.send-queue.stall-timeout``).
+    A peer that stops reading cannot make the sender hold its messages
+    without bound; a slow one that keeps reading is never cut."""
+    from shoal import config
+
+    stall = config.duration("comm.send-queue.stall-timeout")
+    return config.size("comm.send-queue.limit"), float("inf") if stall is None else stall
+
+
 def default_connect_timeout() -> float:
     """Seconds a connect (handshake included) may take unless told otherwise:
     the setting ``comm.timeouts.connect``."""

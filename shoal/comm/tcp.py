@@ -23,6 +23,7 @@ import mmap
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,7 @@ from shoal.comm.auth import (
     server_handshake,
     set_socket_options,
 )
-from shoal.comm.core import Comm, Listener, frame_limits
+from shoal.comm.core import Comm, Listener, frame_limits, send_queue_limits
 from shoal.comm.framing import FrameDecoder, encode_frames
 from shoal.comm.handshake import ROLES
 from shoal.comm.spin import touch as keep_polling
@@ -105,6 +106,9 @@ class SocketComm(Comm):
         self._out_bytes = 0
         self._writing = False
         self._drain_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # a peer that stops reading: see send_queue_limits()
+        self._queue_limit, self._stall_timeout = send_queue_limits()
+        self._progress_at = 0.0  # when the peer last took bytes while some waited
         self._lock = threading.Lock()  # send() may be called from other threads
         self._loop_thread = threading.get_ident()  # made on its loop's thread
         try:
@@ -162,10 +166,14 @@ class SocketComm(Comm):
                 if mv.nbytes:
                     out.append(mv)
                     self._out_bytes += mv.nbytes
-            if self._writing:
-                return  # the writable callback will take it from here
-            error = self._push()
-            pending = bool(self._out)
+            if self._writing:  # the writable callback will take it from here
+                if self._out_bytes <= self._queue_limit or not self._peer_stalled():
+                    return
+                error: BaseException | None = self._stall_error()
+                pending = False
+            else:
+                error = self._push()
+                pending = bool(self._out)
         in_loop = threading.get_ident() == self._loop_thread
         if error is not None:
             self._abort_soon(error, in_loop)
@@ -200,6 +208,16 @@ class SocketComm(Comm):
             return CommClosedError(f"connection to {self.peer_address} lost: {e}")
         return None
 
+    def _peer_stalled(self) -> bool:
+        return time.monotonic() - self._progress_at > self._stall_timeout
+
+    def _stall_error(self) -> BaseException:
+        msg = (f"closing connection to {self.peer_address}: it has read nothing for "
+               f"{self._stall_timeout:g} s while {self._out_bytes:,} bytes wait to be sent "
+               "(settings comm.send-queue.limit and comm.send-queue.stall-timeout)")
+        logger.error(msg)
+        return CommClosedError(msg)
+
     def _abort_soon(self, error: BaseException, in_loop: bool) -> None:
         if in_loop:
             self.abort(error)
@@ -211,11 +229,15 @@ class SocketComm(Comm):
         with self._lock:
             if self._out and not self._writing and not self.closed:
                 self._writing = True
+                self._progress_at = time.monotonic()
                 self._loop.add_writer(self._fd, self._on_writable)
 
     def _on_writable(self) -> None:
         with self._lock:
+            before = self._out_bytes
             error = self._push()
+            if self._out_bytes < before:
+                self._progress_at = time.monotonic()
             if error is None and not self._out and self._writing:
                 self._writing = False
                 self._loop.remove_writer(self._fd)

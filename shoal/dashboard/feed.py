@@ -154,7 +154,7 @@ class Feed:
         from shoal.dashboard.views import stream_records
 
         self._cursors = answer["cursors"]
-        records = stream_records(answer["runs"])
+        records = stream_records(answer["runs"], answer.get("spills"))
         self.stream.extend(records)
         return records
 

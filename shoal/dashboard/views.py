@@ -38,12 +38,22 @@ def flame_rows(tree: dict[str, Any], min_fraction: float = 0.001) -> dict[str, l
     return out
 
 
-def stream_records(runs: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+def stream_records(runs: dict[str, list[list[Any]]],
+                   spills: dict[str, list[list[Any]]] | None = None) -> list[dict[str, Any]]:
     """Compact task runs by worker (``rpc_task_stream_tail``) as dask's
-    task-stream records (``shoal/diagnostics/task_stream.py``)."""
+    task-stream records (``shoal/diagnostics/task_stream.py``); each move
+    of a value to or from disk (``spills``) as a record of its own on the
+    worker's ``"disk"`` row, its one step's action ``"disk-write"`` or
+    ``"disk-read"``."""
     from shoal.diagnostics.task_stream import record
 
-    return [record(worker, *run) for worker, compact in runs.items() for run in compact]
+    out = [record(worker, *run) for worker, compact in runs.items() for run in compact]
+    for worker, moves in (spills or {}).items():
+        for action, key, start, stop, nbytes in moves:
+            out.append({"key": key, "worker": worker, "thread": "disk", "status": "OK",
+                        "startstops": [{"action": action, "start": start, "stop": stop}],
+                        "nbytes": nbytes})
+    return out
 
 
 def graph_layout(n_nodes: int, edges: list[list[int]]) -> list[tuple[float, float]]:

@@ -125,7 +125,8 @@ class DashboardFeed:
                                         count: int = 200) -> dict[str, Any]:
         """Each worker's runs after its cursor in ``cursors`` (all of a
         worker not in it), at most ``count`` per worker, the newest ones:
-        ``{"cursors": {worker: cursor}, "runs": {worker: [compact runs]}}``
+        ``{"cursors": {worker: cursor}, "runs": {worker: [compact runs]},
+        "spills": {worker: [compact moves to and from disk]}}``
         (``worker/observability.py``, ``rpc_task_stream_tail``)."""
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a number of records, got {count!r}")
@@ -138,6 +139,7 @@ class DashboardFeed:
         began = time.perf_counter()
         out_cursors: dict[str, Any] = {}
         runs: dict[str, list[Any]] = {}
+        spills: dict[str, list[Any]] = {}
         for address, answer in zip(addresses, answers):
             if isinstance(answer, (CommClosedError, SchedulerError, TimeoutError)):
                 continue  # left or busy meanwhile: its runs come next time
@@ -145,8 +147,10 @@ class DashboardFeed:
                 raise answer
             out_cursors[address] = answer["cursor"]
             runs[address] = answer["runs"]
+            if answer.get("spills"):
+                spills[address] = answer["spills"]
         self.busy_seconds += time.perf_counter() - began
-        return {"cursors": out_cursors, "runs": runs}
+        return {"cursors": out_cursors, "runs": runs, "spills": spills}
 
     async def rpc_dashboard_link(self, client_id: str) -> str | None:
         """Where this scheduler's dashboard is (None without one)."""

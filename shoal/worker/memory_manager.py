@@ -126,6 +126,7 @@ class WorkerMemoryManager:
             max_spill=None if max_spill in (None, False) else config.size("worker.memory.max-spill"),
             on_spilled=self._spilled,
             mmap_min_bytes=config.size("worker.memory.spill-mmap-min-bytes"),
+            events_kept=int(config.get("worker.task-stream-length")),
         )
         self.paused = False
         self.process_memory = 0  # at the last measure

@@ -145,12 +145,20 @@ class WorkerObservability:
         Compact, as it passes through the scheduler: each run is
         ``[key, thread, start, stop, nbytes, type or None (failed),
         [[start, stop, source] of each transfer]]`` (unix times); the
-        dashboard turns them into task-stream records (``dashboard/views.py``)."""
+        dashboard turns them into task-stream records (``dashboard/views.py``).
+        ``spills``: the moves to and from disk after the cursor, the last
+        ``count``, each ``[action ("disk-write" or "disk-read"), key, start,
+        stop, bytes]``."""
         executor = getattr(self.server, "executor", None)
         runs = list(executor.runs) if executor is not None else []  # one copy, in the order run
-        first = since[1] if since is not None and since[0] == self.incarnation else 0
+        mine = since if since is not None and since[0] == self.incarnation else None
+        first = mine[1] if mine is not None else 0
         # task threads append in nearly the order of their sequence numbers
         cursor = [self.incarnation, max((r[0] for r in runs[-64:]), default=first - 1) + 1]
+        data = getattr(self.server, "data", None)
+        events = list(getattr(data, "events", ()))
+        first_event = mine[2] if mine is not None and len(mine) > 2 else 0
+        cursor.append(events[-1][0] + 1 if events else first_event)
         tail: list[tuple[int, str, float, float, int, int, str | None]] = []
         for run in reversed(runs):
             if run[0] < first or len(tail) >= count:
@@ -162,7 +170,9 @@ class WorkerObservability:
         runs_out = [[key, thread, t0 + offset, t1 + offset, nbytes, type_name,
                      [[a + offset, b + offset, src] for a, b, src in transfers.get(key, ()) if b <= t0]]
                     for _, key, t0, t1, thread, nbytes, type_name in tail]
-        return {"cursor": cursor, "runs": runs_out}
+        spills = [[action, key, t0 + offset, t1 + offset, nbytes]
+                  for number, action, key, t0, t1, nbytes in events[-count:] if number >= first_event]
+        return {"cursor": cursor, "runs": runs_out, "spills": spills}
 
     def _records(self, runs: list[tuple[int, str, float, float, int, int, str | None]],
                  offset: float) -> list[dict[str, Any]]:

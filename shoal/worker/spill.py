@@ -26,12 +26,17 @@ Rules:
 3. A value that cannot be pickled stays in memory and is skipped by later
    evictions (it is not retried on every one, which would stop all
    spilling); a full disk (``OSError``) or ``max_spill`` ends an eviction.
+4. Each move to or from disk is remembered in ``events`` (the last
+   ``events_kept``) for the dashboard's task stream.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -74,6 +79,9 @@ class SpillBuffer(MutableMapping[str, Any]):
     max_spill: bytes on disk at most (None: no limit).
     on_spilled: called (from the evicting thread) with each key moved to
         disk, after it left memory (the worker closes its shared memory).
+    events_kept: how many moves ``events`` remembers, each
+        ``(sequence number, "disk-write" or "disk-read", key, start, stop,
+        bytes on disk)`` with ``time.perf_counter`` times.
     """
 
     def __init__(
@@ -84,6 +92,7 @@ class SpillBuffer(MutableMapping[str, Any]):
         max_spill: int | None = None,
         on_spilled: Callable[[str], None] | None = None,
         mmap_min_bytes: int | None = None,
+        events_kept: int = 10_000,
     ) -> None:
         self._directory = directory
         self.target = target
@@ -105,6 +114,8 @@ class SpillBuffer(MutableMapping[str, Any]):
         # counters since start, for metrics and benchmarks
         self.spill_count = self.unspill_count = 0
         self.spill_bytes = self.unspill_bytes = 0
+        self.events: deque[tuple[int, str, str, float, float, int]] = deque(maxlen=events_kept)
+        self._event_numbers = itertools.count()
 
     # ------------------------------------------------------------------ mapping
 
@@ -143,7 +154,12 @@ class SpillBuffer(MutableMapping[str, Any]):
                 self.memory[key] = loaded
         return loaded
 
+    def _event(self, action: str, key: str, start: float, nbytes: int) -> None:
+        # deque.append and next(count) are atomic: no lock needed
+        self.events.append((next(self._event_numbers), action, key, start, time.perf_counter(), nbytes))
+
     def _unspill(self, key: str, spilled: _Spilled) -> Any:
+        start = time.perf_counter()
         try:
             payload = self._store().read(spilled.name)
         except FileNotFoundError:
@@ -153,6 +169,7 @@ class SpillBuffer(MutableMapping[str, Any]):
                     return self[key]
             raise KeyError(key) from None
         value = loads(payload)
+        self._event("disk-read", key, start, spilled.disk)
         with self._lock:
             self.unspill_count += 1
             self.unspill_bytes += spilled.disk
@@ -243,8 +260,11 @@ class SpillBuffer(MutableMapping[str, Any]):
                 value = self.memory[key]
                 return value.payload if type(value) is LazyValue else value
             spilled = self.disk[key]
+        start = time.perf_counter()
         try:
-            return self._store().read(spilled.name)
+            payload = self._store().read(spilled.name)
+            self._event("disk-read", key, start, spilled.disk)
+            return payload
         except FileNotFoundError:
             return self.payload(key)  # brought back meanwhile (KeyError if dropped)
 
@@ -299,6 +319,7 @@ class SpillBuffer(MutableMapping[str, Any]):
 
     def _write(self, key: str, value: Any, weight: int) -> int | None:
         """Spill one value: its weight, 0 to stop evicting, None to try the next."""
+        start = time.perf_counter()
         try:
             payload = value.payload if type(value) is LazyValue else dumps(value)
         except SerializationError as e:
@@ -334,6 +355,7 @@ class SpillBuffer(MutableMapping[str, Any]):
         if stale:
             store.remove(name)
             return None
+        self._event("disk-write", key, start, written)
         if self.on_spilled is not None:
             self.on_spilled(key)
         return weight

@@ -147,3 +147,33 @@ def test_graph_and_profile_pages(browser: Any, client: Client, images: pathlib.P
         "return document.querySelectorAll('#flame .slice').length") > 1, 20)
     _shoot(browser, images, "dashboard-profile.png")
     assert not _errors(browser)
+
+
+def filled(i: int) -> Any:
+    import numpy as np
+
+    return np.full(5_000_000 // 8, i, dtype=np.float64)
+
+
+@pytest.mark.timeout(120)
+def test_task_stream_marks_spills(browser: Any) -> None:
+    """A worker past its memory target: the status page's task stream draws
+    the moves to disk and back on the worker's "disk" row."""
+    with (LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="100MB",
+                       dashboard_address="127.0.0.1:0") as cluster,
+          Client(cluster, timeout=10) as c):
+        _open(browser, c, "status")
+        futures = c.map(filled, range(30))  # 150 MB: past the 60 MB target
+        assert float(futures[0].result(timeout=60)[0]) == 0.0  # read back from its file
+
+        def drawn() -> set[str]:
+            return set(browser.execute_script(
+                "var el = document.getElementById('stream');"
+                "return (el.data || []).map(function (t) { return t.name; });"))
+
+        assert poll_until(lambda: {"disk-write", "disk-read"} <= drawn(), 20)
+        rows = browser.execute_script(
+            "return [].concat.apply([], document.getElementById('stream').data.map("
+            "function (t) { return t.y; })).filter(function (y) { return y; });")
+        assert any(str(r).endswith(" · disk") for r in rows)
+        assert not _errors(browser)

@@ -282,3 +282,43 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_a_peer_that_stops_reading_is_disconnected_and_others_are_served() -> None:
+    """The send queue is bounded (``comm.send-queue.*``): a peer that stops
+    reading while messages keep coming is cut once it has taken nothing for
+    the stall timeout, with a log line; what waited for it is freed, and a
+    peer that reads is still served."""
+    from shoal import config
+
+    limit, stall, pause, size = 1 << 20, 0.5, 0.05, 1 << 20
+
+    async def main() -> None:
+        listener = await echo_server("tcp://127.0.0.1:0")
+        stuck, _ = await connect_and_greet(listener.address, "client", timeout=5)
+        asyncio.get_running_loop().remove_reader(stuck._fd)  # this peer never reads again
+        while len(listener.comms) < 1:
+            await asyncio.sleep(0.01)
+        server_side = listener.comms[0]
+        payload = m.PutData(1, {"a": dumps(np.zeros(size, dtype=np.uint8))})
+        most_queued = 0
+        for _ in range(2000):
+            if server_side.closed:
+                break
+            server_side.send([payload])
+            most_queued = max(most_queued, server_side.queued_bytes)
+            await asyncio.sleep(pause)
+        assert server_side.closed
+        assert "has read nothing" in str(server_side.close_reason)
+        assert server_side.queued_bytes == 0  # dropped, not kept
+        # at most what arrived during one stall timeout beyond the limit
+        assert most_queued <= limit + (stall / pause + 2) * (size + 4096)
+        good, _ = await connect_and_greet(listener.address, "client", timeout=5)
+        good.send([m.ReleaseKeys(["still-works"])])
+        assert (await good.recv(5))[0].keys == ["still-works"]
+        await good.close()
+        stuck.abort(None)
+        listener.stop()
+
+    with config.set({"comm.send-queue.limit": limit, "comm.send-queue.stall-timeout": stall}):
+        asyncio.run(main())

@@ -274,3 +274,25 @@ def test_shoal_scheduler_command_serves_the_dashboard_under_a_prefix() -> None:
         assert scheduler.wait(20) == 0
     psutil.wait_procs(dashboard, timeout=10)
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in dashboard)
+
+
+def _filled(i: int) -> Any:
+    import numpy as np
+
+    return np.full(5_000_000 // 8, i, dtype=np.float64)
+
+
+def test_task_stream_marks_spills_to_and_from_disk() -> None:
+    """A worker past its memory target spills; the dashboard's task stream
+    shows each move on the worker's disk row, reads back included."""
+    with LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="100MB",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, timeout=10) as c:
+        futures = c.map(_filled, range(30))  # 150 MB: past the 60 MB target
+        shoal.wait(futures, timeout=60)
+        assert float(futures[0].result()[0]) == 0.0  # the oldest: sent from its file
+
+        def actions() -> set[str]:
+            records = _json(c.dashboard_link, "/api/task-stream")["records"]
+            return {s["action"] for r in records if r["thread"] == "disk" for s in r["startstops"]}
+
+        assert poll_until(lambda: {"disk-write", "disk-read"} <= actions(), 20)

@@ -194,3 +194,18 @@ def test_a_taken_port_moves_to_the_next_free_one() -> None:
             sock.close()
     finally:
         taken.close()
+
+
+def test_stream_records_put_spills_on_the_workers_disk_row() -> None:
+    runs = {"tcp://w:1": [["inc-1", 7, 10.0, 10.5, 28, "int", [[9.0, 9.5, "tcp://w:2"]]],
+                          ["boom-2", 7, 11.0, 11.1, 0, None, []]]}
+    spills = {"tcp://w:1": [["disk-write", "inc-1", 12.0, 12.2, 4096],
+                            ["disk-read", "inc-1", 13.0, 13.1, 4096]]}
+    records = views.stream_records(runs, spills)
+    assert [r["status"] for r in records[:2]] == ["OK", "error"]
+    assert [s["action"] for s in records[0]["startstops"]] == ["transfer", "compute"]
+    disk = records[2:]
+    assert [r["startstops"][0]["action"] for r in disk] == ["disk-write", "disk-read"]
+    assert all(r["thread"] == "disk" and r["worker"] == "tcp://w:1" and r["key"] == "inc-1"
+               and r["nbytes"] == 4096 for r in disk)
+    assert views.stream_records(runs) == records[:2]

@@ -142,6 +142,12 @@ def test_spill_buffer_evicts_least_recently_used_and_reads_back(tmp_path: object
     assert "x2" not in buf and buf.spilled_disk == 0 and buf.spilled_memory == 0
     assert os.listdir(os.path.join(str(tmp_path))) == []  # its file went
     assert buf.pop("nope", "default") == "default"
+    # each move is remembered for the dashboard's task stream, in order
+    moves = [(action, key) for _, action, key, _, _, _ in buf.events]
+    assert moves == [("disk-write", "x1"), ("disk-write", "x2"), ("disk-read", "x1"), ("disk-read", "x1")]
+    numbers = [e[0] for e in buf.events]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 4
+    assert all(start <= stop and nbytes >= MB for _, _, _, start, stop, nbytes in buf.events)
     buf.close()
     assert len(buf) == 0 and buf.memory_bytes == 0
 

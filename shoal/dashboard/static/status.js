@@ -4,6 +4,7 @@
 (function () {
   var WINDOW = 20;       // seconds of task stream shown
   var KEEP = 1500;       // runs drawn at most
+  var STEP_COLOURS = {"transfer": "#d62728", "disk-write": "#8c564b", "disk-read": "#bcbd22"};
   var DRAW_EVERY = 1000;  // ms between redraws of the charts (updates come twice as often)
   document.getElementById("main").innerHTML = "<div class='grid'>" +
     shoal.card("stream", "Task stream", 290, "wide") +
@@ -27,7 +28,7 @@
   function rowOf(r, names) {
     var id = r.worker + " " + r.thread;
     if (!(id in rowNames)) {
-      var n = threadsSeen[r.worker] = (threadsSeen[r.worker] || 0) + 1;
+      var n = r.thread === "disk" ? "disk" : (threadsSeen[r.worker] = (threadsSeen[r.worker] || 0) + 1);
       rowNames[id] = (names[r.worker] || r.worker) + " · " + n;
     }
     return rowNames[id];
@@ -53,7 +54,7 @@
       r.startstops.forEach(function (s) {
         if (s.stop < from) return;
         var t = s.action === "compute" ? (r.status === "OK" ? trace(fn, shoal.colour(fn)) : trace("erred", shoal.css("--fg")))
-          : trace(s.action, s.action === "transfer" ? "#d62728" : "#ff9f1c");
+          : trace(s.action, STEP_COLOURS[s.action] || "#ff9f1c");
         var a = s.start - now, b = Math.max(s.stop - now, a + minWidth);
         var tip = shoal.escape(r.key) + "<br>" + s.action + " on " + shoal.escape(names[r.worker] || r.worker) +
           ", " + shoal.duration(s.stop - s.start) + (s.source ? " from " + shoal.escape(s.source) : "");
