@@ -396,7 +396,7 @@ class ClientCore:
             # what is still unsent matters to a cluster that goes on (a last
             # fire_and_forget); to our own cluster, about to stop, it does not,
             # and a scheduler busy with a large submission may read it slowly
-            await self.scheduler_comm.close(timeout=0.0 if self._owns_cluster else 2.0)
+            await self.scheduler_comm.close(timeout=0.0 if self._owns_cluster else None)
         for task in list(self._background):
             task.cancel()
         if hasattr(self, "pool"):
@@ -773,9 +773,11 @@ def _done_coroutine() -> Ready:
 
 @atexit.register
 def _close_clients_at_exit() -> None:
+    from shoal import config
+
     for c in list(_clients):
         if c.status == "running" and not c.asynchronous:
             try:
-                c.close(timeout=5)
+                c.close(timeout=config.duration("admin.close-at-exit-timeout"))
             except Exception:
                 pass

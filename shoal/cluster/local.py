@@ -534,7 +534,7 @@ class LocalCluster(ClusterManager):
         procs = [self._scheduler_proc] if self._scheduler_proc is not None else []
         if self._supervisor is not None:
             procs = self._supervisor.halt() + procs
-        stop_processes(procs, timeout=5)
+        stop_processes(procs)
         self._scheduler_proc = None
         if self._forkserver is not None:
             self._forkserver.shutdown()

@@ -62,8 +62,10 @@ def spawn(args: list[str], pass_fds: tuple[int, ...] = (), env: dict[str, str] |
     )
 
 
-def stop_processes(procs: list[Any], timeout: float = 5.0) -> list[Any]:
+def stop_processes(procs: list[Any], timeout: float | None = None) -> list[Any]:
     """Ask politely (close stdin), then terminate, then kill; always reap.
+    ``timeout``: how long they have to exit when asked (default: the setting
+    ``admin.process-exit-timeout``).
     Returns the processes that had to be terminated or killed (each also
     logged as a warning: a process that does not exit when asked is a bug)."""
     for p in procs:
@@ -72,6 +74,10 @@ def stop_processes(procs: list[Any], timeout: float = 5.0) -> list[Any]:
                 p.stdin.close()
             except OSError:
                 pass
+    if timeout is None:
+        from shoal import config
+
+        timeout = config.duration("admin.process-exit-timeout") or 0.0
     deadline = time.monotonic() + timeout
     forced = []
     for p in procs:
@@ -275,5 +281,5 @@ class Supervisor:
             self.workers.clear()
         return procs
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         stop_processes(self.halt(), timeout)

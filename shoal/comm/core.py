@@ -78,6 +78,15 @@ def send_queue_limits() -> tuple[int, float]:
     return config.size("comm.send-queue.limit"), float("inf") if stall is None else stall
 
 
+def default_close_timeout() -> float:
+    """Seconds a closing connection has to send what waits for it: the
+    setting ``comm.timeouts.close``."""
+    from shoal import config
+
+    value = config.duration("comm.timeouts.close")
+    return 1.0 if value is None else value
+
+
 def default_connect_timeout() -> float:
     """Seconds a connect (handshake included) may take unless told otherwise:
     the setting ``comm.timeouts.connect``."""
@@ -200,11 +209,13 @@ class Comm(abc.ABC):
     def abort(self, exc: BaseException | None = None) -> None:
         """Close now, dropping what is unsent."""
 
-    async def close(self, timeout: float = 2.0) -> None:
-        """Flush what is queued (bounded by ``timeout``), then close."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush what is queued (bounded by ``timeout``, by default the
+        setting ``comm.timeouts.close``), then close."""
         if not self.closed:
             try:
-                await asyncio.wait_for(self.flushed(), timeout)
+                await asyncio.wait_for(self.flushed(),
+                                       default_close_timeout() if timeout is None else timeout)
             except (asyncio.TimeoutError, OSError):
                 pass
         self.abort(None)

@@ -73,7 +73,7 @@ class rpc:
 
     async def close_rpc(self) -> None:
         if self._comm is not None:
-            await self._comm.close(timeout=1.0)
+            await self._comm.close()
             self._comm = None
 
     async def __aenter__(self) -> rpc:

@@ -110,10 +110,12 @@ _instances: weakref.WeakSet[SpecCluster] = weakref.WeakSet()
 def _close_at_exit() -> None:
     """Close synchronous clusters left open (dask's ``shutdown_on_close``):
     a batch job or a remote process must not outlive the program."""
+    from shoal import config
+
     for cluster in list(_instances):
         if cluster.shutdown_on_close and not cluster.asynchronous and cluster.status == "running":
             try:
-                cluster.close(timeout=30)
+                cluster.close(timeout=config.duration("admin.close-at-exit-timeout"))
             except Exception:
                 logger.warning("could not close %r at exit", cluster, exc_info=True)
 

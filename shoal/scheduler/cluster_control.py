@@ -211,7 +211,7 @@ class ClusterControl:
         server.state.remove_worker(address, time.monotonic(), reason)
         server._on_worker_closed(address, None)  # forgets its connection, tells the extensions
         if comm is not None:
-            server._spawn(comm.close(timeout=5.0))
+            server._spawn(comm.close())
 
     # -- retire_workers ---------------------------------------------------------------
 

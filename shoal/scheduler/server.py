@@ -266,7 +266,7 @@ class SchedulerServer:
             except CommClosedError:
                 pass
         comms = list(self.worker_comms.values()) + list(self.client_comms.values())
-        await asyncio.gather(*(c.close(timeout=1.0) for c in comms), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in comms), return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
 
@@ -289,7 +289,9 @@ class SchedulerServer:
             if hello.role == "client":
                 self._add_client(comm, hello, ClientSessions.resume_request(comm))
             elif hello.role == "worker":
-                msgs = await comm.recv(10.0)
+                from shoal import config
+
+                msgs = await comm.recv(config.duration("comm.timeouts.handshake"))
                 register = msgs[0] if msgs else None
                 if not isinstance(register, m.RegisterWorker):
                     raise RemoteProtocolError("a worker must register first")
@@ -299,10 +301,10 @@ class SchedulerServer:
                 raise RemoteProtocolError(f"unknown role {hello.role!r}")
         except (RemoteProtocolError, SchedulerError, TimeoutError, OSError) as e:
             logger.warning("rejected a connection from %s: %s", comm.peer_address, e)
-            await comm.close(timeout=0.5)
+            await comm.close()
         except Exception:
             logger.exception("rejected a connection from %s", comm.peer_address)
-            await comm.close(timeout=0.5)
+            await comm.close()
 
     def _add_client(self, comm: Comm, hello: m.Hello, resume: str | None = None) -> None:
         """A client connected; ``resume``: the id it had before its

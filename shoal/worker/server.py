@@ -243,7 +243,7 @@ class WorkerServer:
         for t in list(self._tasks):
             t.cancel()
         if hasattr(self, "scheduler"):
-            await self.scheduler.close(timeout=1.0)
+            await self.scheduler.close()
         for comm in list(self._data_comms):
             comm.abort(None)
         if hasattr(self, "pool"):
