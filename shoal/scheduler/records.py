@@ -176,7 +176,9 @@ class WorkerRecord:
         the ones that seceded), and runs taken back from it that may still
         hold a thread (a thread cannot be stopped: a cancelled task runs to
         its end) until the worker says they ended; at most one per thread."""
-        return len(self.processing) - len(self.long_running) + min(len(self.stopping), self.nthreads)
+        stopping = self.stopping
+        n = len(self.processing) - len(self.long_running)
+        return n + min(len(stopping), self.nthreads) if stopping else n
 
     def __repr__(self) -> str:
         return f"<WorkerRecord {self.address} {self.name!r} processing={len(self.processing)}>"

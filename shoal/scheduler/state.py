@@ -698,9 +698,13 @@ class SchedulerState:
         queue: a cancelled tiny task there made long ones pile up on one
         worker, behind each other."""
         queued = self.queued
-        while self.has_queued() and w.busy < worker_slots(
-            w, self.expected_duration(queued[0][2].prefix)
-        ):
+        prefix = limit = None  # the slots for the head's prefix (durations do not change in here)
+        while self.has_queued():
+            head = queued[0][2].prefix
+            if head != prefix:
+                prefix, limit = head, worker_slots(w, self.expected_duration(head))
+            if w.busy >= limit:  # type: ignore[operator]
+                break
             ts = heapq.heappop(queued)[2]
             self.assign(ts, w)
             self.log.append((ts.key, "queued", "processing", self.stimulus, self.now))

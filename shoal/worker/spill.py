@@ -48,6 +48,9 @@ from shoal.worker.storage import DiskStore
 logger = logging.getLogger("shoal.worker.memory")
 
 
+_ABSENT = object()
+
+
 class LazyValue:
     """A value that arrived serialized and has not been needed yet; it is
     unpickled by the first task that uses it, on a task thread."""
@@ -127,7 +130,8 @@ class SpillBuffer(MutableMapping[str, Any]):
         if nbytes is None:
             nbytes = value.payload.nbytes if type(value) is LazyValue else sizeof(value)
         with self._lock:
-            self._discard(key)
+            if key in self.memory or key in self.disk:  # rare: a value replaced
+                self._discard(key)
             self.memory[key] = value
             self.weights[key] = nbytes
             self.memory_bytes += nbytes
@@ -199,9 +203,11 @@ class SpillBuffer(MutableMapping[str, Any]):
         """Remove ``key``; returns what memory held (a spilled value is not
         read back just to be thrown away: its file goes, and None comes back)."""
         with self._lock:
-            if key in self.memory:
-                value = self.memory[key]
-                self._discard(key)
+            value = self.memory.pop(key, _ABSENT)
+            if value is not _ABSENT:  # the common case, inline: one lookup each
+                self.memory_bytes -= self.weights.pop(key)
+                if self.unspillable:
+                    self.unspillable.discard(key)
                 return value
             if key in self.disk:
                 self._discard(key)
@@ -215,8 +221,9 @@ class SpillBuffer(MutableMapping[str, Any]):
         if key in self.memory:
             del self.memory[key]
             self.memory_bytes -= self.weights.pop(key)
-            self.unspillable.discard(key)
-        spilled = self.disk.pop(key, None)
+            if self.unspillable:
+                self.unspillable.discard(key)
+        spilled = self.disk.pop(key, None) if self.disk else None
         if spilled is not None:
             self.spilled_memory -= spilled.memory
             self.spilled_disk -= spilled.disk
