@@ -12,6 +12,10 @@ Rules:
 3. Messages are named for what they say: facts in the past tense
    (``TaskFinished``) or requests in the imperative (``ExecuteTask``).
 4. Hot-path structs are ``array_like`` (no field names on the wire).
+5. No message is tracked by the garbage collector (``gc=False``): a message
+   is plain data and never part of a reference cycle, and a few of them
+   are made per task in every process (untracked, they cost no collection
+   any time).  Keep it so: a message must never refer back to itself.
 
 Data flow::
 
@@ -37,7 +41,7 @@ from shoal.protocol.serialize import Payload
 PROTOCOL_VERSION = 2  # 2: the authenticated handshake before any message
 
 
-class _Msg(msgspec.Struct, array_like=True, omit_defaults=True, tag_field="op"):
+class _Msg(msgspec.Struct, array_like=True, omit_defaults=True, tag_field="op", gc=False):
     pass
 
 
@@ -68,12 +72,12 @@ class Rejected(_Msg, tag="rejected"):
 # ---------------------------------------------------------------------------
 
 
-class FunctionDef(msgspec.Struct, array_like=True):
+class FunctionDef(msgspec.Struct, array_like=True, gc=False):
     id: bytes
     blob: bytes
 
 
-class TaskSpec(msgspec.Struct, array_like=True, omit_defaults=True):
+class TaskSpec(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     key: str
     func: bytes  # a FunctionDef id
     args: Payload  # pickled (args, kwargs); futures inside are references to deps
@@ -125,7 +129,7 @@ class FireAndForget(_Msg, tag="fire-and-forget"):
     keys: list[str]
 
 
-class ScatteredKey(msgspec.Struct, array_like=True):
+class ScatteredKey(msgspec.Struct, array_like=True, gc=False):
     key: str
     workers: list[str]
     nbytes: int
@@ -338,7 +342,7 @@ class DataMissing(_Msg, tag="missing"):
     workers: list[str]
 
 
-class DependencyLocation(msgspec.Struct, array_like=True, omit_defaults=True):
+class DependencyLocation(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     key: str
     workers: list[str]
     nbytes: int = 0
@@ -395,7 +399,7 @@ class CloseWorker(_Msg, tag="close-worker"):
 # ---------------------------------------------------------------------------
 
 
-class SharedData(msgspec.Struct, array_like=True):
+class SharedData(msgspec.Struct, array_like=True, gc=False):
     """Where a value lives in shared memory on this host (see worker/shm.py)."""
 
     pid: int

@@ -63,21 +63,21 @@ MEMORY = WorkerTaskStatus.MEMORY
 # -- instructions for the server ----------------------------------------------
 
 
-class Execute(msgspec.Struct):
+class Execute(msgspec.Struct, gc=False):  # plain data: see protocol/messages.py
     key: str
 
 
-class GatherDep(msgspec.Struct):
+class GatherDep(msgspec.Struct, gc=False):  # plain data: see protocol/messages.py
     worker: str
     keys: list[str]
 
 
-class StoreInline(msgspec.Struct):
+class StoreInline(msgspec.Struct, gc=False):  # plain data: see protocol/messages.py
     key: str
     value: Payload
 
 
-class DropData(msgspec.Struct):
+class DropData(msgspec.Struct, gc=False):  # plain data: see protocol/messages.py
     keys: list[str]
 
 
