@@ -131,7 +131,7 @@ def submit_graph(client: Client, graph: Mapping[Hashable, Any], wanted: Iterable
         deps = {d: dependency_ref(skey(d)) for d in node.dependencies if d in graph}
         payload, dep_keys = dumps_task_args((node, deps), {})
         o = options.for_key(key)
-        specs.append(m.TaskSpec(skey(key), func_id, payload, sorted(dep_keys), o.priority,
+        specs.append(m.TaskSpec(skey(key), func_id, payload, tuple(sorted(dep_keys)), o.priority,
                                 o.retries, o.workers, o.allow_other_workers, o.resources, o.actor))
     wanted_s = {skey(k) for k in wanted}
     unwanted = [s.key for s in specs if s.key not in wanted_s]

@@ -19,7 +19,7 @@ import asyncio
 import html
 import sys
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shoal.errors import FutureLost
@@ -115,7 +115,7 @@ class FutureState:
         self.status = PENDING
         self.type_name = ""
         self.nbytes = 0
-        self.workers: list[str] = []
+        self.workers: Sequence[str] = ()  # tuples: see TaskDone.workers
         self.value: Payload | None = None
         self.exception: tuple[Payload, Payload, str] | BaseException | None = None
         self.waiters: list[Waiter] | None = None
@@ -123,7 +123,7 @@ class FutureState:
     def done(self) -> bool:
         return self.status in DONE_STATES
 
-    def finish(self, type_name: str, nbytes: int, workers: list[str], value: Payload | None) -> None:
+    def finish(self, type_name: str, nbytes: int, workers: Sequence[str], value: Payload | None) -> None:
         """The task's result is in memory on ``workers`` (with a copy, if small)."""
         self.status = FINISHED
         self.type_name = type_name

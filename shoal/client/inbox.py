@@ -71,7 +71,7 @@ def apply(client: Client, msgs: list[Any]) -> None:
                     if st is not None and st.status != CANCELLED and key not in releasing:
                         st.status = LOST
                         st.value = None
-                        st.workers = []
+                        st.workers = ()
             elif t is m.SchedulerClosing:
                 client._scheduler_closing = True  # its connection closing is no loss
             elif t is m.ReleaseHandled:

@@ -64,7 +64,7 @@ def build_specs(
                 k,
                 func_id,
                 payload,
-                sorted(deps),
+                tuple(sorted(deps)) if deps else (),
                 priority,
                 retries or 0,
                 workers,

@@ -81,7 +81,7 @@ class TaskSpec(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     key: str
     func: bytes  # a FunctionDef id
     args: Payload  # pickled (args, kwargs); futures inside are references to deps
-    deps: list[str] = []
+    deps: tuple[str, ...] = ()  # a tuple: untracked by the collector (kept per task on both sides)
     priority: int = 0
     retries: int = 0
     workers: list[str] | None = None
@@ -205,7 +205,7 @@ class TaskDone(_Msg, tag="done"):
     key: str
     type_name: str
     nbytes: int
-    workers: list[str]
+    workers: tuple[str, ...]  # a tuple: untracked by the collector, as a client keeps one per future
     value: Payload | None = None  # small results travel with the notice
 
 

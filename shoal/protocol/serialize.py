@@ -24,7 +24,7 @@ import hashlib
 import pickle
 import threading
 import traceback as traceback_module
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,9 +55,11 @@ class Payload:
 
     __slots__ = ("buffers", "data")
 
-    def __init__(self, data: bytes | bytearray | memoryview, buffers: list[Any] | None = None):
+    def __init__(self, data: bytes | bytearray | memoryview, buffers: Sequence[Any] | None = None):
         self.data = data
-        self.buffers: list[Any] = buffers if buffers is not None else []
+        # most values have no out-of-band buffer: the empty tuple is shared
+        # and untracked by the collector, where an empty list per value is not
+        self.buffers: Sequence[Any] = buffers if buffers else ()
 
     @property
     def nbytes(self) -> int:

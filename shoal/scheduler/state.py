@@ -254,7 +254,7 @@ class SchedulerState:
     def report_done(self, ts: TaskRecord) -> None:
         if not ts.n_wanted:
             return
-        msg = m.TaskDone(ts.key, ts.type_name, ts.nbytes, [w.address for w in ts.who_has], ts.value)
+        msg = m.TaskDone(ts.key, ts.type_name, ts.nbytes, tuple([w.address for w in ts.who_has]), ts.value)
         for c in self.clients.values():
             if ts in c.wants:
                 self.send_client(c.client_id, msg)
@@ -447,7 +447,7 @@ class SchedulerState:
         if st is MEMORY:
             self.send_client(
                 c.client_id,
-                m.TaskDone(ts.key, ts.type_name, ts.nbytes, [w.address for w in ts.who_has], ts.value),
+                m.TaskDone(ts.key, ts.type_name, ts.nbytes, tuple([w.address for w in ts.who_has]), ts.value),
             )
             if c.client_id == FIRE_AND_FORGET:
                 self._fire_and_forget_done(ts)

@@ -265,7 +265,7 @@ class SimClient:
             if rng.random() < 0.08:  # workers=[name], as a worker restarted under its name
                 workers = [sim.restriction_name()]
                 loose = rng.random() < 0.5
-            spec = m.TaskSpec(key, func_id, payload, sorted(deps), priority, retries, workers, loose)
+            spec = m.TaskSpec(key, func_id, payload, tuple(sorted(deps)), priority, retries, workers, loose)
             specs.append(spec)
             sim.specs[key] = (spec, m.FunctionDef(func_id, blob))
             self._hold(key, PENDING)

@@ -32,7 +32,7 @@ def test_numpy_goes_out_of_band_and_small_buffers_stay_in_band() -> None:
     p = dumps(big)
     assert len(p.buffers) == 1 and len(p.data) < 500
     assert (loads(p) == big).all()
-    assert dumps(np.ones(3)).buffers == []
+    assert not dumps(np.ones(3)).buffers
 
 
 def test_unpicklable_objects_raise_a_clear_error() -> None:
