@@ -221,9 +221,9 @@ class ClientCore:
         self._reconnect_timeout = config.duration("client.reconnect-timeout") or 0.0
         # the last submissions sent: resent after a reconnection, in case the
         # broken connection lost them (the scheduler takes them twice alike)
-        from collections import deque
+        from shoal.client.resend import ResendBuffer
 
-        self._resend: deque[Any] | None = deque(maxlen=16) if self._reconnect_timeout > 0 else None
+        self._resend: ResendBuffer | None = ResendBuffer() if self._reconnect_timeout > 0 else None
         self._reconnecting: asyncio.Future[None] | None = None
         self._scheduler_closing = False  # it said so: no reconnecting
         self._set_as_default = set_as_default
@@ -556,9 +556,7 @@ class ClientCore:
         resend = self._resend
         if resend is not None:
             for msg in msgs:
-                t = type(msg)
-                if t is m.SubmitTasks or t is m.DataScattered or t is m.FireAndForget:
-                    resend.append(msg)
+                resend.sent(msg)
 
     def _on_messages(self, msgs: list[Any]) -> None:
         inbox.apply(self, msgs)
@@ -624,6 +622,8 @@ class ClientCore:
             digest = self._scattered_digest.pop(key, None)
             if digest is not None:
                 self._scattered.pop(digest, None)
+            if self._resend is not None and self._resend.heavy:
+                self._resend.released(key)  # its large arguments are the user's to free
             if self.status == "running" or self.status == "newly-created":
                 releases.released(self, key)
                 self._send(m.ReleaseKeys([key]))

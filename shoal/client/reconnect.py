@@ -8,7 +8,8 @@ the client's outgoing queue and requests wait for the connection; requests
 that were on their way when it broke fail with ``CommClosedError`` (their
 answers are lost with it).  What was written to the broken connection may
 never have arrived: the client keeps its last 16 submission messages
-(``ClientCore._resend``) and sends them again first; the scheduler takes a
+(``ClientCore._resend``, ``shoal/client/resend.py``: a task with large
+arguments leaves it once released) and sends them again first; the scheduler takes a
 submission of a key it knows as a request for that key's state.
 
 On reconnecting the client sends ``ResumeClient`` with its id, and the
@@ -126,7 +127,7 @@ def _resume(client: ClientCore, comm: Any, welcome: Any) -> None:
         comm.start(client._on_messages, client._on_closed)
         if resumed and client._resend:
             # the last submissions, in case the broken connection lost them
-            client._outgoing[:0] = list(client._resend)
+            client._outgoing[:0] = client._resend.to_resend()
         client._flush_locked()  # what waited, before the reconciliation
         for topic in events.event_handlers(client):
             client._outgoing.append(m.SubscribeTopic(topic))

@@ -81,6 +81,23 @@ def test_results_released_when_futures_are_dropped(client: Client) -> None:
         pytest.fail(f"{key} was not released: {client.task_states()}")
 
 
+def test_the_client_keeps_no_large_argument_once_its_future_is_dropped(client: Client) -> None:
+    """``submit(f, array)`` sends the array's memory without copying it;
+    what the client keeps to send again after a reconnection must not keep
+    the array alive once the user dropped it and the future."""
+    import weakref
+
+    import numpy as np
+
+    arrays = [np.ones(1_000_000) for _ in range(3)]
+    refs = [weakref.ref(a) for a in arrays]
+    futures = [client.submit(np.sum, a) for a in arrays]
+    assert client.gather(futures) == [1_000_000.0] * 3
+    del arrays, futures
+    gc.collect()
+    assert [r() is None for r in refs] == [True, True, True]
+
+
 def boom(x: int) -> int:
     raise ValueError(f"bad input {x}")
 
