@@ -6,6 +6,7 @@ import gc
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,27 @@ def released(client: Client) -> Callable[..., bool]:
     return _keys_checker(
         client, lambda keys, states: all(states.get(k, "released") == "released" for k in keys)
     )
+
+
+# -- spilling, for the tests of what the dashboard shows of it
+
+
+def filled(i: int) -> Any:
+    import numpy as np
+
+    return np.full(5_000_000 // 8, i, dtype=np.float64)
+
+
+def first(a: Any) -> float:
+    return float(a[0])
+
+
+def read_back_on_the_worker(c: Client, future: Any) -> None:
+    """Once ``future``'s value is spilled, a task reads it back from disk
+    (the client may hold its own copy already: a mapping of shared memory)."""
+    from shoal import wait
+
+    wait(future, timeout=60)
+    assert poll_until(lambda: any(c.run(lambda key, dask_worker: key in dask_worker.data.disk,
+                                        future.key).values()), 30)
+    assert c.submit(first, future).result(timeout=30) == 0.0

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from shoal import Client, LocalCluster
-from tests.conftest import poll_until
+from tests.conftest import filled, poll_until, read_back_on_the_worker
 
 DOCS_IMAGES = pathlib.Path(__file__).resolve().parents[2] / "docs" / "images"
 
@@ -149,12 +149,6 @@ def test_graph_and_profile_pages(browser: Any, client: Client, images: pathlib.P
     assert not _errors(browser)
 
 
-def filled(i: int) -> Any:
-    import numpy as np
-
-    return np.full(5_000_000 // 8, i, dtype=np.float64)
-
-
 @pytest.mark.timeout(120)
 def test_task_stream_marks_spills(browser: Any) -> None:
     """A worker past its memory target: the status page's task stream draws
@@ -164,7 +158,7 @@ def test_task_stream_marks_spills(browser: Any) -> None:
           Client(cluster, timeout=10) as c):
         _open(browser, c, "status")
         futures = c.map(filled, range(30))  # 150 MB: past the 60 MB target
-        assert float(futures[0].result(timeout=60)[0]) == 0.0  # read back from its file
+        read_back_on_the_worker(c, futures[0])
 
         def drawn() -> set[str]:
             return set(browser.execute_script(

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import shoal
 from shoal import Client, LocalCluster, performance_report
 from shoal.dashboard.launch import Dashboard
-from tests.conftest import poll_until
+from tests.conftest import filled, poll_until, read_back_on_the_worker
 
 
 def slowinc(x: int, delay: float = 0.02) -> int:
@@ -276,20 +276,13 @@ def test_shoal_scheduler_command_serves_the_dashboard_under_a_prefix() -> None:
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in dashboard)
 
 
-def _filled(i: int) -> Any:
-    import numpy as np
-
-    return np.full(5_000_000 // 8, i, dtype=np.float64)
-
-
 def test_task_stream_marks_spills_to_and_from_disk() -> None:
     """A worker past its memory target spills; the dashboard's task stream
     shows each move on the worker's disk row, reads back included."""
     with LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="100MB",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster, timeout=10) as c:
-        futures = c.map(_filled, range(30))  # 150 MB: past the 60 MB target
-        shoal.wait(futures, timeout=60)
-        assert float(futures[0].result()[0]) == 0.0  # the oldest: sent from its file
+        futures = c.map(filled, range(30))  # 150 MB: past the 60 MB target
+        read_back_on_the_worker(c, futures[0])
 
         def actions() -> set[str]:
             records = _json(c.dashboard_link, "/api/task-stream")["records"]
