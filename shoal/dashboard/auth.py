@@ -2,7 +2,9 @@
 
 Rules:
 1. Loopback by default.  A dashboard bound to a loopback address needs no
-   login (as the scheduler needs no token there).
+   login (as the scheduler needs no token there), unless the setting
+   ``dashboard.login`` is ``always`` (a machine other users log in to: they
+   could read the pages, though never run anything).
 2. Beyond loopback it asks for the cluster's token once (``/login``), and
    keeps a session id in an ``HttpOnly``, ``SameSite=Strict`` cookie: the
    token itself never sits in the browser.  Without a token configured
@@ -33,6 +35,17 @@ def is_loopback(host: str) -> bool:
 
     name = host.strip("[]")
     return address_is_loopback(f"tcp://[{name}]:0" if ":" in name else f"tcp://{name}:0")
+
+
+def needs_login(bound_host: str) -> bool:
+    """Whether browsers must log in to a dashboard bound to ``bound_host``:
+    beyond loopback always; on loopback with ``dashboard.login: always``."""
+    from shoal import config
+
+    mode = str(config.get("dashboard.login")).lower()
+    if mode not in ("auto", "always"):
+        raise ValueError(f"the setting dashboard.login must be 'auto' or 'always', got {mode!r}")
+    return mode == "always" or not is_loopback(bound_host)
 
 
 def host_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:

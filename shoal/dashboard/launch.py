@@ -26,7 +26,7 @@ import subprocess
 import threading
 from typing import Any
 
-from shoal.dashboard.auth import is_loopback
+from shoal.dashboard.auth import is_loopback, needs_login
 
 logger = logging.getLogger("shoal.dashboard")
 
@@ -135,7 +135,14 @@ class Dashboard:
         self.prefix = prefix or ""
         self.link = link(self.sock, self.prefix)
         self.port: int = self.sock.getsockname()[1]
-        self.login = not is_loopback(self.sock.getsockname()[0])
+        try:
+            self.login = needs_login(self.sock.getsockname()[0])
+            if self.login and not getattr(security, "token", None):
+                raise ValueError("the dashboard asks for the cluster's token (dashboard.login: "
+                                 "always) but the cluster has none: set security.token or give --token")
+        except ValueError:
+            self.sock.close()
+            raise
         self.in_thread = thread
         self.proc: subprocess.Popen[bytes] | None = None
         self._closing = False

@@ -36,7 +36,7 @@ def run_dashboard(scheduler: str, address: str, fd: int | None, prefix: str, log
             wants_login = login
         else:
             sock = launch.bind(address, token=security.token)
-            wants_login = not auth.is_loopback(sock.getsockname()[0])
+            wants_login = auth.needs_login(sock.getsockname()[0])
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         if parent_watch:

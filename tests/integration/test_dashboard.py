@@ -174,6 +174,36 @@ def test_login_beyond_loopback(dash_client: Client, dash_cluster: LocalCluster) 
         dash.close()
 
 
+def test_login_on_loopback_when_the_settings_ask_for_it(dash_client: Client,
+                                                        dash_cluster: LocalCluster) -> None:
+    """``dashboard.login: always`` (a machine other users log in to): the
+    token is asked on loopback too; without one the dashboard does not start."""
+    from shoal import config
+
+    token = dash_cluster.security.token
+    with config.set({"dashboard.login": "always"}):
+        dash = Dashboard("127.0.0.1:0", dash_client.scheduler_address, thread=True,
+                         security=dash_cluster.security)
+        with pytest.raises(ValueError, match="has none"):
+            Dashboard("127.0.0.1:0", dash_client.scheduler_address, thread=True)
+    try:
+        link = f"http://127.0.0.1:{dash.port}"
+        status, headers, _ = _get(link, "/status")
+        assert status == 302 and headers["location"].startswith("/login")
+        assert _get(link, "/api/status")[0] == 401
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        status, headers, _ = _get(link, "/login", form, "POST",
+                                  f"token={urllib.parse.quote(token)}&next=/status")
+        assert status == 302
+        session = headers["set-cookie"].split(";", 1)[0]
+        assert _get(link, "/api/status", {"Cookie": session})[0] == 200
+    finally:
+        dash.close()
+    with config.set({"dashboard.login": "sometimes"}), pytest.raises(ValueError, match="auto"):
+        Dashboard("127.0.0.1:0", dash_client.scheduler_address, thread=True,
+                  security=dash_cluster.security)
+
+
 def test_no_dashboard_and_in_process_dashboard() -> None:
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as c:
         assert c.dashboard_link is None
