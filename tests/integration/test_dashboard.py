@@ -148,6 +148,13 @@ def test_websocket_pushes_updates_and_refuses_other_sites(dash_client: Client) -
     dash_client.gather(futures)
 
 
+def _check_login_wall(link: str) -> None:
+    """Pages send a browser to the login form; the API refuses."""
+    status, headers, _ = _get(link, "/status")
+    assert status == 302 and headers["location"].startswith("/login")
+    assert _get(link, "/api/status")[0] == 401
+
+
 def test_login_beyond_loopback(dash_client: Client, dash_cluster: LocalCluster) -> None:
     token = dash_cluster.security.token  # the cluster's: its dashboard connects with it too
     assert token
@@ -155,9 +162,7 @@ def test_login_beyond_loopback(dash_client: Client, dash_cluster: LocalCluster) 
                      security=dash_cluster.security)
     try:
         link = f"http://127.0.0.1:{dash.port}"
-        status, headers, _ = _get(link, "/status")
-        assert status == 302 and headers["location"].startswith("/login")
-        assert _get(link, "/api/status")[0] == 401
+        _check_login_wall(link)
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         status, _, body = _get(link, "/login", form, "POST", "token=wrong&next=/status")
         assert status == 401 and b"That is not the cluster" in body
@@ -188,12 +193,9 @@ def test_login_on_loopback_when_the_settings_ask_for_it(dash_client: Client,
             Dashboard("127.0.0.1:0", dash_client.scheduler_address, thread=True)
     try:
         link = f"http://127.0.0.1:{dash.port}"
-        status, headers, _ = _get(link, "/status")
-        assert status == 302 and headers["location"].startswith("/login")
-        assert _get(link, "/api/status")[0] == 401
-        form = {"Content-Type": "application/x-www-form-urlencoded"}
-        status, headers, _ = _get(link, "/login", form, "POST",
-                                  f"token={urllib.parse.quote(token)}&next=/status")
+        _check_login_wall(link)
+        status, headers, _ = _get(link, "/login", {"Content-Type": "application/x-www-form-urlencoded"},
+                                  "POST", f"token={urllib.parse.quote(token)}&next=/status")
         assert status == 302
         session = headers["set-cookie"].split(";", 1)[0]
         assert _get(link, "/api/status", {"Cookie": session})[0] == 200
