@@ -109,6 +109,14 @@ class MemoryPolicy:
         now_paused = pause_at is not None and process_memory > pause_at
         return MemoryDecision(spill, now_paused, now_paused != paused)
 
+    def process_memory_high(self, process_memory: int) -> bool:
+        """Whether the process's memory is past the spill fraction (or, with
+        spilling off, the pause one): time to collect garbage before
+        spilling or pausing, as some of that memory may be unreachable
+        cycles waiting for a collection."""
+        at = self._bytes(self.spill if self.spill is not None else self.pause)
+        return at is not None and process_memory > at
+
     def should_terminate(self, process_memory: int) -> bool:
         at = self._bytes(self.terminate)
         return at is not None and process_memory > at

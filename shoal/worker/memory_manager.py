@@ -10,7 +10,9 @@ event loop, which keeps serving peers and the scheduler meanwhile.
 Data flow::
 
     server stores a value --data_added()--> wake the monitor thread
-    monitor thread: process_memory() + SpillBuffer.memory_bytes
+    monitor thread: process_memory() (past the spill fraction: a full
+        garbage collection first, at most once a second, and measure again)
+        + SpillBuffer.memory_bytes
         --MemoryPolicy.decide--> SpillBuffer.evict(n)  (disk writes here)
                              \\-> loop: server._memory_paused(True/False)
     heartbeat <--metrics()-- managed / spilled / process memory
@@ -24,10 +26,12 @@ against the limit like any other.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from shoal.worker.memory import MemoryPolicy
@@ -38,6 +42,8 @@ logger = logging.getLogger("shoal.worker.memory")
 _SHARED_PREFIXES = ("/memfd:", "/dev/shm/")
 #: bytes of dependencies fetched at once without a memory limit
 DEFAULT_FLIGHT_BYTES = 256 * 1024 * 1024
+#: seconds between two full garbage collections the memory monitor runs
+GC_EVERY = 1.0
 
 
 def _rss_and_shmem(pid: int | str) -> tuple[int, int]:
@@ -134,6 +140,7 @@ class WorkerMemoryManager:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_collection = float("-inf")
 
     def _spill_directory(self) -> str:
         from shoal.worker.plugins import worker_directory
@@ -211,6 +218,8 @@ class WorkerMemoryManager:
     def _step(self) -> None:
         data = self.data
         memory = self.measure()
+        if self.policy.process_memory_high(memory) and self._collect_garbage():
+            memory = self.measure()
         data.target = self.policy.managed_target(memory, data.memory_bytes)
         decision = self.policy.decide(memory, data.memory_bytes, self.paused)
         if decision.changed:
@@ -229,6 +238,22 @@ class WorkerMemoryManager:
             if not self.paused and self.policy.decide(self.measure(), data.memory_bytes,
                                                       False).paused:
                 self._set_paused(True)
+
+    def _collect_garbage(self) -> bool:
+        """A full collection, at most once every ``GC_EVERY`` seconds: whether
+        one ran.  Unreachable cycles (a task's temporaries that refer to each
+        other) hold memory until a full collection, which a worker's raised
+        first-generation threshold (``admin.gc.threshold``) makes rarer;
+        spilling or pausing for memory that is garbage would be wrong."""
+        now = time.monotonic()
+        if now - self._last_collection < GC_EVERY:
+            return False
+        self._last_collection = now
+        found = gc.collect()
+        logger.debug("worker %s: memory past the spill threshold: a garbage collection "
+                     "found %d objects in %.3f s", self.server.address, found,
+                     time.monotonic() - now)
+        return True
 
     def _set_paused(self, paused: bool) -> None:
         self.paused = paused

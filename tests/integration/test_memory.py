@@ -123,6 +123,42 @@ def unhog() -> None:
     target_module.__dict__.pop("_test_hog", None)
 
 
+def cyclic_hog(fraction: float, dask_worker: Any) -> int:
+    """Unmanaged memory that is garbage only a full collection frees: a
+    reference cycle, made old (it survived a full collection) and then
+    dropped, bringing the worker's memory to ``fraction`` of its limit."""
+    import gc
+
+    import shoal.worker.memory as target_module
+
+    nbytes = int(fraction * dask_worker.memory_limit) - dask_worker.memory.measure()
+    cycle: list[Any] = [np.ones(max(0, nbytes) // 8)]
+    cycle.append(cycle)
+    target_module._test_cycle = cycle  # type: ignore[attr-defined]
+    del cycle
+    gc.collect()  # now in the oldest generation
+    del target_module._test_cycle  # type: ignore[attr-defined]
+    return nbytes
+
+
+@pytest.mark.timeout(60)
+def test_memory_past_the_spill_threshold_collects_garbage_first(mclient: Client) -> None:
+    """Garbage in reference cycles holds memory until a full collection
+    (rarer in workers: ``admin.gc.threshold``); past the spill fraction the
+    memory monitor collects before it spills or pauses, so that memory comes
+    back by itself."""
+    address = sorted(workers(mclient))[0]
+
+    def measured() -> int:
+        return int(mclient.run(lambda dask_worker: dask_worker.memory.measure(),
+                               workers=[address])[address])
+
+    before = measured()
+    made = mclient.run(cyclic_hog, 0.75, workers=[address])[address]  # past spill (70 %)
+    assert made > 0.2 * LIMIT
+    assert poll_until(lambda: measured() < before + made / 2, 20)  # most of it came back
+
+
 def task_state(key: str, dask_worker: Any) -> str | None:
     ts = dask_worker.state.tasks.get(key)
     return None if ts is None else ts.state.value

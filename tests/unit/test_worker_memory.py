@@ -307,3 +307,12 @@ def test_process_memory_counts_shared_memory_segments_in_full() -> None:
     finally:
         os.close(fd)
     assert shared_file_bytes(os.getpid()) == before_files
+
+
+def test_memory_is_high_past_the_spill_fraction_or_without_it_the_pause_one() -> None:
+    policy = MemoryPolicy(1000)
+    assert not policy.process_memory_high(700) and policy.process_memory_high(701)
+    no_spill = MemoryPolicy(1000, target=None, spill=None)
+    assert not no_spill.process_memory_high(800) and no_spill.process_memory_high(801)
+    assert not MemoryPolicy(0).process_memory_high(10**12)  # no limit
+    assert not MemoryPolicy(1000, spill=None, pause=None).process_memory_high(999)
