@@ -68,7 +68,8 @@ def frame_limits() -> tuple[int, int]:
 
 def send_queue_limits() -> tuple[int, float]:
     """(bytes, seconds): a connection with more than these bytes waiting to
-    be sent, whose peer has taken none of them for this long, is closed
+    be sent, whose peer has taken next to none of them (under 1 MiB) for
+    this long, is closed
     (settings ``comm.send-queue.limit`` and ``comm.send-queue.stall-timeout``).
     A peer that stops reading cannot make the sender hold its messages
     without bound; a slow one that keeps reading is never cut."""
@@ -76,6 +77,36 @@ def send_queue_limits() -> tuple[int, float]:
 
     stall = config.duration("comm.send-queue.stall-timeout")
     return config.size("comm.send-queue.limit"), float("inf") if stall is None else stall
+
+
+class StallClock:
+    """Whether a peer keeps reading what waits for it (pure: times are
+    given).  It counts as reading when it takes ``min_bytes`` (or all that
+    waited) within ``timeout`` of the last time it did; a trickle, a byte or
+    a TCP window now and then, does not keep a full queue alive."""
+
+    __slots__ = ("mark", "min_bytes", "taken", "timeout")
+
+    def __init__(self, timeout: float, min_bytes: int = 1024 * 1024) -> None:
+        self.timeout = timeout
+        self.min_bytes = min_bytes
+        self.mark = 0.0  # when the peer last counted as reading
+        self.taken = 0  # bytes it took since then
+
+    def waiting_from(self, now: float) -> None:
+        """Bytes started to wait for the peer (the queue was empty)."""
+        self.mark = now
+        self.taken = 0
+
+    def took(self, nbytes: int, drained: bool, now: float) -> None:
+        """The peer took ``nbytes`` more; ``drained``: nothing waits now."""
+        self.taken += nbytes
+        if self.taken >= self.min_bytes or drained:
+            self.mark = now
+            self.taken = 0
+
+    def stalled(self, now: float) -> bool:
+        return now - self.mark > self.timeout
 
 
 def default_close_timeout() -> float:

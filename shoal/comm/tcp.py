@@ -36,7 +36,7 @@ from shoal.comm.auth import (
     server_handshake,
     set_socket_options,
 )
-from shoal.comm.core import Comm, Listener, frame_limits, send_queue_limits
+from shoal.comm.core import Comm, Listener, StallClock, frame_limits, send_queue_limits
 from shoal.comm.framing import FrameDecoder, encode_frames
 from shoal.comm.handshake import ROLES
 from shoal.comm.spin import touch as keep_polling
@@ -107,8 +107,8 @@ class SocketComm(Comm):
         self._writing = False
         self._drain_waiters: list[tuple[int, asyncio.Future[None]]] = []
         # a peer that stops reading: see send_queue_limits()
-        self._queue_limit, self._stall_timeout = send_queue_limits()
-        self._progress_at = 0.0  # when the peer last took bytes while some waited
+        self._queue_limit, stall_timeout = send_queue_limits()
+        self._stall = StallClock(stall_timeout)
         self._lock = threading.Lock()  # send() may be called from other threads
         self._loop_thread = threading.get_ident()  # made on its loop's thread
         try:
@@ -209,11 +209,12 @@ class SocketComm(Comm):
         return None
 
     def _peer_stalled(self) -> bool:
-        return time.monotonic() - self._progress_at > self._stall_timeout
+        return self._stall.stalled(time.monotonic())
 
     def _stall_error(self) -> BaseException:
-        msg = (f"closing connection to {self.peer_address}: it has read nothing for "
-               f"{self._stall_timeout:g} s while {self._out_bytes:,} bytes wait to be sent "
+        msg = (f"closing connection to {self.peer_address}: it has read next to nothing "
+               f"(under {self._stall.min_bytes:,} bytes) for {self._stall.timeout:g} s while "
+               f"{self._out_bytes:,} bytes wait to be sent "
                "(settings comm.send-queue.limit and comm.send-queue.stall-timeout)")
         logger.error(msg)
         return CommClosedError(msg)
@@ -229,7 +230,7 @@ class SocketComm(Comm):
         with self._lock:
             if self._out and not self._writing and not self.closed:
                 self._writing = True
-                self._progress_at = time.monotonic()
+                self._stall.waiting_from(time.monotonic())
                 self._loop.add_writer(self._fd, self._on_writable)
 
     def _on_writable(self) -> None:
@@ -237,7 +238,7 @@ class SocketComm(Comm):
             before = self._out_bytes
             error = self._push()
             if self._out_bytes < before:
-                self._progress_at = time.monotonic()
+                self._stall.took(before - self._out_bytes, not self._out, time.monotonic())
             if error is None and not self._out and self._writing:
                 self._writing = False
                 self._loop.remove_writer(self._fd)

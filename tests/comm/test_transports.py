@@ -284,32 +284,39 @@ print("ok")
     assert out.stdout.strip() == "ok"
 
 
-def test_a_peer_that_stops_reading_is_disconnected_and_others_are_served() -> None:
+@pytest.mark.parametrize("reads", [0, 32768])
+def test_a_peer_that_stops_reading_is_disconnected_and_others_are_served(reads: int) -> None:
     """The send queue is bounded (``comm.send-queue.*``): a peer that stops
-    reading while messages keep coming is cut once it has taken nothing for
-    the stall timeout, with a log line; what waited for it is freed, and a
-    peer that reads is still served."""
+    reading (``reads`` 0), or reads a trickle (32 KiB every 50 ms or more: under
+    the 1 MiB a stall timeout asks for), while messages keep coming is cut
+    once the stall timeout passes, with a log line; what waited for it is
+    freed, and a peer that reads is still served."""
     from shoal import config
 
-    limit, stall, pause, size = 1 << 20, 0.5, 0.05, 1 << 20
+    limit, stall, pause, size = 1 << 20, 1.0, 0.05, 1 << 20
 
     async def main() -> None:
         listener = await echo_server("tcp://127.0.0.1:0")
         stuck, _ = await connect_and_greet(listener.address, "client", timeout=5)
-        asyncio.get_running_loop().remove_reader(stuck._fd)  # this peer never reads again
+        asyncio.get_running_loop().remove_reader(stuck._fd)  # this peer reads no more by itself
         while len(listener.comms) < 1:
             await asyncio.sleep(0.01)
         server_side = listener.comms[0]
         payload = m.PutData(1, {"a": dumps(np.zeros(size, dtype=np.uint8))})
         most_queued = 0
-        for _ in range(2000):
+        for _ in range(int(10 * stall / pause)):
             if server_side.closed:
                 break
             server_side.send([payload])
             most_queued = max(most_queued, server_side.queued_bytes)
+            if reads:
+                try:
+                    stuck._sock.recv(reads)  # a trickle
+                except BlockingIOError:
+                    pass
             await asyncio.sleep(pause)
         assert server_side.closed
-        assert "has read nothing" in str(server_side.close_reason)
+        assert "has read next to nothing" in str(server_side.close_reason)
         assert server_side.queued_bytes == 0  # dropped, not kept
         # at most what arrived during one stall timeout beyond the limit
         assert most_queued <= limit + (stall / pause + 2) * (size + 4096)
