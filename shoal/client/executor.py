@@ -402,7 +402,9 @@ class ClientExecutor(cf.Executor):
         with self._submit_lock:
             self._shutdown = True
         with self._lock:
-            calls = list(self._calls)
+            # a settled call leaves _calls a moment later (its shoal future
+            # released first, on the callback thread): nothing to wait for
+            calls = [c for c in self._calls if not c.cf_future.done()]
         if cancel_futures and calls:
             self._cancel_calls(calls)
         if not wait or not calls:
